@@ -1,0 +1,31 @@
+//! `Store`: every store port in one bundle, for wiring convenience.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::ports::{
+    AlertConfigStore, AlertHistoryStore, EventSink, EventStore, InAppStore, JobStore,
+    NotificationOutbox, PreferenceStore, ProjectStore, RollupStore,
+};
+
+/// A complete store: the in-memory, SQLite and PostgreSQL stores implement it, and the
+/// conformance suite runs against it.
+#[async_trait]
+pub trait Store:
+    EventSink
+    + EventStore
+    + RollupStore
+    + AlertConfigStore
+    + AlertHistoryStore
+    + NotificationOutbox
+    + InAppStore
+    + PreferenceStore
+    + ProjectStore
+    + JobStore
+{
+    /// A cheap round trip proving the store is reachable and migrated (for readiness).
+    async fn ping(&self) -> Result<()>;
+
+    /// The technology, for logs and `/readyz` (`memory`, `sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+}

@@ -1,0 +1,164 @@
+//! Projects (tenants) with their settings, and API keys kept only as SHA-256 hashes.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+use crate::error::FieldError;
+use crate::ids::ProjectId;
+
+/// Per-project settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectSettings {
+    /// Days raw events are kept before retention deletes them (rollups are kept).
+    pub retention_days: u32,
+    /// Default sampling probability for ingested events, in `(0, 1]`.
+    pub sample_rate: f64,
+}
+
+impl Default for ProjectSettings {
+    fn default() -> Self {
+        Self {
+            retention_days: 7,
+            sample_rate: 1.0,
+        }
+    }
+}
+
+impl ProjectSettings {
+    /// Checks ranges; one error per problem.
+    pub fn validate(&self) -> Result<(), crate::ValidationErrors> {
+        let mut errors = Vec::new();
+        if !(1..=3650).contains(&self.retention_days) {
+            errors.push(FieldError::new("retention_days", "must be from 1 to 3650"));
+        }
+        if !(self.sample_rate.is_finite() && self.sample_rate > 0.0 && self.sample_rate <= 1.0) {
+            errors.push(FieldError::new("sample_rate", "must be greater than 0 and at most 1"));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::ValidationErrors(errors))
+        }
+    }
+}
+
+/// A project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    /// Its slug.
+    pub id: ProjectId,
+    /// Display name.
+    pub name: String,
+    /// Settings.
+    pub settings: ProjectSettings,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A freshly generated API key: the only moment its secret exists in clear.
+///
+/// `Debug` and `Display` print only the public prefix, so the secret cannot be logged by
+/// accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeySecret(String);
+
+/// Length of the public, non-secret prefix kept with a key (`ak_` + 8 characters).
+pub const API_KEY_PREFIX_LEN: usize = 11;
+
+impl ApiKeySecret {
+    /// A new random key: `ak_` followed by 256 random bits from the operating system's
+    /// generator, in lowercase hex (64 characters).
+    pub fn generate() -> Result<Self, crate::Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| crate::Error::Internal(format!("no randomness available: {e}")))?;
+        Ok(Self(format!("ak_{}", hex::encode(bytes))))
+    }
+
+    /// Wraps a key presented by a client.
+    pub fn from_presented(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The clear text, to show once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The public prefix shown in listings.
+    pub fn prefix(&self) -> String {
+        self.0.chars().take(API_KEY_PREFIX_LEN).collect()
+    }
+
+    /// The hash stored and looked up.
+    pub fn hash(&self) -> ApiKeyHash {
+        ApiKeyHash(hex::encode(Sha256::digest(self.0.as_bytes())))
+    }
+}
+
+impl fmt::Debug for ApiKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeySecret({}…)", self.prefix())
+    }
+}
+
+/// The lowercase hex SHA-256 of a key: what stores keep.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ApiKeyHash(pub String);
+
+/// A stored API key (no secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Its id.
+    pub id: Uuid,
+    /// The project it ingests into.
+    pub project: ProjectId,
+    /// A label.
+    pub name: String,
+    /// Public prefix, to recognise the key in listings.
+    pub prefix: String,
+    /// SHA-256 of the key.
+    pub hash: ApiKeyHash,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// When revoked; a revoked key never authenticates again.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKeyRecord {
+    /// Whether the key may be used.
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_hashed_and_never_debug_printed() {
+        let a = ApiKeySecret::generate().unwrap();
+        let b = ApiKeySecret::generate().unwrap();
+        assert_ne!(a, b);
+        assert!(a.expose().starts_with("ak_"));
+        assert_eq!(a.expose().len(), 67);
+        assert_eq!(a.hash(), ApiKeySecret::from_presented(a.expose()).hash());
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.hash().0.len(), 64);
+        let dbg = format!("{a:?}");
+        assert!(!dbg.contains(&a.expose()[API_KEY_PREFIX_LEN..]), "{dbg}");
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(ProjectSettings::default().validate().is_ok());
+        let bad = ProjectSettings { retention_days: 0, sample_rate: f64::NAN };
+        let e = bad.validate().unwrap_err();
+        assert!(e.has_field("retention_days") && e.has_field("sample_rate"));
+    }
+}
