@@ -97,12 +97,15 @@ impl Condition {
 impl FromStr for Condition {
     type Err = FieldError;
     fn from_str(s: &str) -> Result<Self, FieldError> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
-            FieldError::new(
-                "condition",
-                "must be one of threshold_above, threshold_below, rate_of_change, anomaly",
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                FieldError::new(
+                    "condition",
+                    "must be one of threshold_above, threshold_below, rate_of_change, anomaly",
+                )
+            })
     }
 }
 
@@ -163,9 +166,15 @@ impl Stat {
 impl FromStr for Stat {
     type Err = FieldError;
     fn from_str(s: &str) -> Result<Self, FieldError> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
-            FieldError::new("stat", "must be one of count, sum, avg, min, max, p50, p95, p99, rate")
-        })
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                FieldError::new(
+                    "stat",
+                    "must be one of count, sum, avg, min, max, p50, p95, p99, rate",
+                )
+            })
     }
 }
 
@@ -208,10 +217,16 @@ impl AlertConfigSpec {
             errors.push(FieldError::new("name", "must be 1 to 200 characters"));
         }
         if !(60..=604_800).contains(&self.window_secs) {
-            errors.push(FieldError::new("window_secs", "must be from 60 to 604800 seconds"));
+            errors.push(FieldError::new(
+                "window_secs",
+                "must be from 60 to 604800 seconds",
+            ));
         }
         if self.cooldown_secs > 604_800 {
-            errors.push(FieldError::new("cooldown_secs", "must be at most 604800 seconds"));
+            errors.push(FieldError::new(
+                "cooldown_secs",
+                "must be at most 604800 seconds",
+            ));
         }
         let t = self.threshold.get();
         match self.condition {
@@ -221,10 +236,16 @@ impl AlertConfigSpec {
             _ => {}
         }
         if matches!(self.stat, Stat::Count | Stat::Rate) && t < 0.0 {
-            errors.push(FieldError::new("threshold", "must not be negative for a count or rate"));
+            errors.push(FieldError::new(
+                "threshold",
+                "must not be negative for a count or rate",
+            ));
         }
         if self.recipients.len() > 100 {
-            errors.push(FieldError::new("recipients", "must have at most 100 entries"));
+            errors.push(FieldError::new(
+                "recipients",
+                "must have at most 100 entries",
+            ));
         }
         if errors.is_empty() {
             Ok(())
@@ -329,9 +350,12 @@ impl AlertStatus {
 impl FromStr for AlertStatus {
     type Err = FieldError;
     fn from_str(s: &str) -> Result<Self, FieldError> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
-            FieldError::new("status", "must be one of active, acknowledged, resolved")
-        })
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                FieldError::new("status", "must be one of active, acknowledged, resolved")
+            })
     }
 }
 
@@ -465,18 +489,19 @@ impl AlertRule for ConditionRule {
                     return Evaluation::NoData;
                 };
                 let change = if prev == 0.0 {
-                    if current == 0.0 {
-                        0.0
-                    } else {
-                        f64::INFINITY
-                    }
+                    if current == 0.0 { 0.0 } else { f64::INFINITY }
                 } else {
                     (current - prev) / prev.abs() * 100.0
                 };
                 (change, change.abs() > t)
             }
             Condition::Anomaly => {
-                let history: Vec<f64> = obs.history.iter().copied().filter(|v| v.is_finite()).collect();
+                let history: Vec<f64> = obs
+                    .history
+                    .iter()
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .collect();
                 if history.len() < ANOMALY_MIN_HISTORY {
                     return Evaluation::NoData;
                 }
@@ -508,40 +533,124 @@ impl AlertRule for ConditionRule {
 mod tests {
     use super::*;
 
-    fn check(cond: Condition, threshold: f64, current: Option<f64>, previous: Option<f64>, history: &[f64], expect: &str) {
+    fn check(
+        cond: Condition,
+        threshold: f64,
+        current: Option<f64>,
+        previous: Option<f64>,
+        history: &[f64],
+        expect: &str,
+    ) {
         let rule = ConditionRule {
             condition: cond,
             threshold: Threshold::new(threshold).unwrap(),
         };
-        let got = rule.evaluate(&Observation { current, previous, history });
+        let got = rule.evaluate(&Observation {
+            current,
+            previous,
+            history,
+        });
         let label = match got {
             Evaluation::Breach { .. } => "breach",
             Evaluation::Ok { .. } => "ok",
             Evaluation::NoData => "nodata",
         };
-        assert_eq!(label, expect, "{cond:?} t={threshold} cur={current:?} prev={previous:?} hist={history:?}: {got:?}");
+        assert_eq!(
+            label, expect,
+            "{cond:?} t={threshold} cur={current:?} prev={previous:?} hist={history:?}: {got:?}"
+        );
     }
 
     #[test]
     fn thresholds() {
-        check(Condition::ThresholdAbove, 5.0, Some(5.1), None, &[], "breach");
+        check(
+            Condition::ThresholdAbove,
+            5.0,
+            Some(5.1),
+            None,
+            &[],
+            "breach",
+        );
         check(Condition::ThresholdAbove, 5.0, Some(5.0), None, &[], "ok");
-        check(Condition::ThresholdBelow, 5.0, Some(4.9), None, &[], "breach");
+        check(
+            Condition::ThresholdBelow,
+            5.0,
+            Some(4.9),
+            None,
+            &[],
+            "breach",
+        );
         check(Condition::ThresholdBelow, 5.0, Some(5.0), None, &[], "ok");
         check(Condition::ThresholdAbove, 5.0, None, None, &[], "nodata");
-        check(Condition::ThresholdAbove, 5.0, Some(f64::NAN), None, &[], "nodata");
+        check(
+            Condition::ThresholdAbove,
+            5.0,
+            Some(f64::NAN),
+            None,
+            &[],
+            "nodata",
+        );
     }
 
     #[test]
     fn rate_of_change_is_percent_either_way() {
-        check(Condition::RateOfChange, 50.0, Some(151.0), Some(100.0), &[], "breach");
-        check(Condition::RateOfChange, 50.0, Some(150.0), Some(100.0), &[], "ok");
-        check(Condition::RateOfChange, 50.0, Some(49.0), Some(100.0), &[], "breach");
-        check(Condition::RateOfChange, 50.0, Some(1.0), Some(0.0), &[], "breach");
-        check(Condition::RateOfChange, 50.0, Some(0.0), Some(0.0), &[], "ok");
-        check(Condition::RateOfChange, 50.0, Some(1.0), None, &[], "nodata");
+        check(
+            Condition::RateOfChange,
+            50.0,
+            Some(151.0),
+            Some(100.0),
+            &[],
+            "breach",
+        );
+        check(
+            Condition::RateOfChange,
+            50.0,
+            Some(150.0),
+            Some(100.0),
+            &[],
+            "ok",
+        );
+        check(
+            Condition::RateOfChange,
+            50.0,
+            Some(49.0),
+            Some(100.0),
+            &[],
+            "breach",
+        );
+        check(
+            Condition::RateOfChange,
+            50.0,
+            Some(1.0),
+            Some(0.0),
+            &[],
+            "breach",
+        );
+        check(
+            Condition::RateOfChange,
+            50.0,
+            Some(0.0),
+            Some(0.0),
+            &[],
+            "ok",
+        );
+        check(
+            Condition::RateOfChange,
+            50.0,
+            Some(1.0),
+            None,
+            &[],
+            "nodata",
+        );
         // A negative baseline still measures the change relative to its size.
-        check(Condition::RateOfChange, 50.0, Some(-40.0), Some(-100.0), &[], "breach");
+        check(
+            Condition::RateOfChange,
+            50.0,
+            Some(-40.0),
+            Some(-100.0),
+            &[],
+            "breach",
+        );
     }
 
     #[test]
@@ -552,14 +661,32 @@ mod tests {
         check(Condition::Anomaly, 3.0, Some(0.0), None, &h, "breach");
         check(Condition::Anomaly, 3.0, Some(20.0), None, &h[..4], "nodata");
         check(Condition::Anomaly, 3.0, Some(10.0), None, &[10.0; 6], "ok");
-        check(Condition::Anomaly, 3.0, Some(10.1), None, &[10.0; 6], "breach");
+        check(
+            Condition::Anomaly,
+            3.0,
+            Some(10.1),
+            None,
+            &[10.0; 6],
+            "breach",
+        );
     }
 
     #[test]
     fn breach_reports_value_and_threshold() {
-        let rule = ConditionRule { condition: Condition::RateOfChange, threshold: Threshold::new(10.0).unwrap() };
-        match rule.evaluate(&Observation { current: Some(200.0), previous: Some(100.0), history: &[] }) {
-            Evaluation::Breach { value, observed, threshold } => {
+        let rule = ConditionRule {
+            condition: Condition::RateOfChange,
+            threshold: Threshold::new(10.0).unwrap(),
+        };
+        match rule.evaluate(&Observation {
+            current: Some(200.0),
+            previous: Some(100.0),
+            history: &[],
+        }) {
+            Evaluation::Breach {
+                value,
+                observed,
+                threshold,
+            } => {
                 assert_eq!(value, 200.0);
                 assert_eq!(observed, 100.0);
                 assert_eq!(threshold, 10.0);
@@ -583,12 +710,16 @@ mod tests {
         });
         let t1 = DateTime::UNIX_EPOCH + chrono::Duration::seconds(1);
         a.acknowledge("alice", t1).unwrap();
-        a.acknowledge("bob", t1 + chrono::Duration::seconds(1)).unwrap();
+        a.acknowledge("bob", t1 + chrono::Duration::seconds(1))
+            .unwrap();
         assert_eq!(a.acknowledged_by.as_deref(), Some("alice"));
         a.resolve("carol", t1);
         a.resolve("dave", t1);
         assert_eq!(a.resolved_by.as_deref(), Some("carol"));
-        assert!(matches!(a.acknowledge("x", t1), Err(crate::Error::Conflict(_))));
+        assert!(matches!(
+            a.acknowledge("x", t1),
+            Err(crate::Error::Conflict(_))
+        ));
     }
 
     #[test]

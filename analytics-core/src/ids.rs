@@ -286,7 +286,10 @@ impl Quantile {
         if q.is_finite() && (0.0..=1.0).contains(&q) {
             Ok(Self(q))
         } else {
-            Err(FieldError::new("quantile", "must be a number between 0 and 1"))
+            Err(FieldError::new(
+                "quantile",
+                "must be a number between 0 and 1",
+            ))
         }
     }
 

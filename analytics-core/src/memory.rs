@@ -67,18 +67,16 @@ impl MemoryStore {
     }
 }
 
-fn newest_first<T>(
-    mut items: Vec<T>,
-    page: &PageRequest,
-    key: impl Fn(&T) -> Cursor,
-) -> Page<T> {
+fn newest_first<T>(mut items: Vec<T>, page: &PageRequest, key: impl Fn(&T) -> Cursor) -> Page<T> {
     items.sort_by_key(|i| std::cmp::Reverse(key(i)));
     let items: Vec<T> = items
         .into_iter()
-        .filter(|i| page.cursor.is_none_or(|c| {
-            let k = key(i);
-            c.is_before(k.at, k.id)
-        }))
+        .filter(|i| {
+            page.cursor.is_none_or(|c| {
+                let k = key(i);
+                c.is_before(k.at, k.id)
+            })
+        })
         .take(page.limit_usize() + 1)
         .collect();
     Page::from_overfetch(items, page, key)
@@ -212,9 +210,10 @@ fn audit(
 }
 
 fn name_taken(inner: &Inner, spec: &AlertConfigSpec, except: Option<Uuid>) -> bool {
-    inner.configs.values().any(|c| {
-        Some(c.id) != except && c.spec.project == spec.project && c.spec.name == spec.name
-    })
+    inner
+        .configs
+        .values()
+        .any(|c| Some(c.id) != except && c.spec.project == spec.project && c.spec.name == spec.name)
 }
 
 #[async_trait]
@@ -244,7 +243,15 @@ impl AlertConfigStore for MemoryStore {
             updated_at: at,
         };
         inner.configs.insert(id, config.clone());
-        audit(&mut inner, id, AuditAction::Created, actor, at, None, Some(&config));
+        audit(
+            &mut inner,
+            id,
+            AuditAction::Created,
+            actor,
+            at,
+            None,
+            Some(&config),
+        );
         Ok(config)
     }
 
@@ -281,7 +288,15 @@ impl AlertConfigStore for MemoryStore {
             ..before.clone()
         };
         inner.configs.insert(id, after.clone());
-        audit(&mut inner, id, AuditAction::Updated, actor, at, Some(&before), Some(&after));
+        audit(
+            &mut inner,
+            id,
+            AuditAction::Updated,
+            actor,
+            at,
+            Some(&before),
+            Some(&after),
+        );
         Ok(after)
     }
 
@@ -291,7 +306,15 @@ impl AlertConfigStore for MemoryStore {
             .configs
             .remove(&id)
             .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
-        audit(&mut inner, id, AuditAction::Deleted, actor, at, Some(&before), None);
+        audit(
+            &mut inner,
+            id,
+            AuditAction::Deleted,
+            actor,
+            at,
+            Some(&before),
+            None,
+        );
         Ok(())
     }
 
@@ -552,7 +575,12 @@ impl InAppStore for MemoryStore {
         Ok(newest_first(matching, page, in_app_cursor))
     }
 
-    async fn mark_in_app_read(&self, user: &UserId, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64> {
+    async fn mark_in_app_read(
+        &self,
+        user: &UserId,
+        ids: &[Uuid],
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
         let mut inner = self.lock();
         let mut changed = 0;
         for id in ids {
@@ -599,7 +627,10 @@ impl ProjectStore for MemoryStore {
     async fn create_project(&self, project: &Project) -> Result<()> {
         let mut inner = self.lock();
         if inner.projects.contains_key(&project.id) {
-            return Err(Error::Conflict(format!("project {} already exists", project.id)));
+            return Err(Error::Conflict(format!(
+                "project {} already exists",
+                project.id
+            )));
         }
         inner.projects.insert(project.id.clone(), project.clone());
         Ok(())
@@ -636,7 +667,11 @@ impl ProjectStore for MemoryStore {
         if !inner.projects.contains_key(&key.project) {
             return Err(Error::not_found(format!("project {}", key.project)));
         }
-        if inner.api_keys.iter().any(|k| k.hash == key.hash || k.id == key.id) {
+        if inner
+            .api_keys
+            .iter()
+            .any(|k| k.hash == key.hash || k.id == key.id)
+        {
             return Err(Error::Conflict("api key already exists".into()));
         }
         inner.api_keys.push(key.clone());
@@ -644,7 +679,12 @@ impl ProjectStore for MemoryStore {
     }
 
     async fn api_key_by_hash(&self, hash: &ApiKeyHash) -> Result<Option<ApiKeyRecord>> {
-        Ok(self.lock().api_keys.iter().find(|k| &k.hash == hash).cloned())
+        Ok(self
+            .lock()
+            .api_keys
+            .iter()
+            .find(|k| &k.hash == hash)
+            .cloned())
     }
 
     async fn list_api_keys(&self, project: &ProjectId) -> Result<Vec<ApiKeyRecord>> {

@@ -349,7 +349,9 @@ mod tests {
 
     #[test]
     fn webhook_labels_hide_the_secret_path() {
-        let r = Recipient::SlackWebhook(WebhookUrl::parse("https://hooks.slack.com/services/T0/B0/SECRET").unwrap());
+        let r = Recipient::SlackWebhook(
+            WebhookUrl::parse("https://hooks.slack.com/services/T0/B0/SECRET").unwrap(),
+        );
         assert_eq!(r.label(), "slack:hooks.slack.com");
         assert_eq!(r.channel(), Some(Channel::Slack));
         assert_eq!(NotifyError::Permanent("x".into()).is_retryable(), false);

@@ -113,7 +113,11 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Builds a page from up to `limit + 1` items already in order: the extra item, when
     /// present, only proves that another page exists.
-    pub fn from_overfetch(mut items: Vec<T>, req: &PageRequest, key: impl Fn(&T) -> Cursor) -> Self {
+    pub fn from_overfetch(
+        mut items: Vec<T>,
+        req: &PageRequest,
+        key: impl Fn(&T) -> Cursor,
+    ) -> Self {
         let more = items.len() > req.limit_usize();
         items.truncate(req.limit_usize());
         let next_cursor = if more { items.last().map(key) } else { None };
@@ -148,7 +152,10 @@ mod tests {
     #[test]
     fn overfetch_decides_next_cursor() {
         let req = PageRequest::first(2);
-        let key = |i: &u32| Cursor { at: DateTime::UNIX_EPOCH, id: Uuid::from_u128(u128::from(*i)) };
+        let key = |i: &u32| Cursor {
+            at: DateTime::UNIX_EPOCH,
+            id: Uuid::from_u128(u128::from(*i)),
+        };
         let p = Page::from_overfetch(vec![3, 2, 1], &req, key);
         assert_eq!(p.items, [3, 2]);
         assert_eq!(p.next_cursor.unwrap().id, Uuid::from_u128(2));

@@ -36,7 +36,10 @@ impl ProjectSettings {
             errors.push(FieldError::new("retention_days", "must be from 1 to 3650"));
         }
         if !(self.sample_rate.is_finite() && self.sample_rate > 0.0 && self.sample_rate <= 1.0) {
-            errors.push(FieldError::new("sample_rate", "must be greater than 0 and at most 1"));
+            errors.push(FieldError::new(
+                "sample_rate",
+                "must be greater than 0 and at most 1",
+            ));
         }
         if errors.is_empty() {
             Ok(())
@@ -157,7 +160,10 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         assert!(ProjectSettings::default().validate().is_ok());
-        let bad = ProjectSettings { retention_days: 0, sample_rate: f64::NAN };
+        let bad = ProjectSettings {
+            retention_days: 0,
+            sample_rate: f64::NAN,
+        };
         let e = bad.validate().unwrap_err();
         assert!(e.has_field("retention_days") && e.has_field("sample_rate"));
     }

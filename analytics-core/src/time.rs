@@ -118,7 +118,12 @@ impl TimeRange {
 
 impl fmt::Display for TimeRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}, {})", self.start.to_rfc3339(), self.end.to_rfc3339())
+        write!(
+            f,
+            "[{}, {})",
+            self.start.to_rfc3339(),
+            self.end.to_rfc3339()
+        )
     }
 }
 
@@ -230,7 +235,9 @@ impl Granularity {
             Self::Day => day.and_time(NaiveTime::MIN).and_utc(),
             Self::Week => {
                 let back = i64::from(day.weekday().num_days_from_sunday());
-                (day - Duration::days(back)).and_time(NaiveTime::MIN).and_utc()
+                (day - Duration::days(back))
+                    .and_time(NaiveTime::MIN)
+                    .and_utc()
             }
         }
     }
@@ -338,42 +345,121 @@ mod tests {
 
     fn check_bucket(g: Granularity, input: &str, start: &str, end: &str) {
         let b = g.bucket(t(input));
-        assert_eq!((b.start(), b.end()), (t(start), t(end)), "{g} bucket of {input}");
+        assert_eq!(
+            (b.start(), b.end()),
+            (t(start), t(end)),
+            "{g} bucket of {input}"
+        );
         assert!(g.is_aligned(b.start()));
         assert!(b.contains(t(input)));
     }
 
     #[test]
     fn hour_buckets() {
-        check_bucket(Granularity::Hour, "2024-03-10T13:59:59.999Z", "2024-03-10T13:00:00Z", "2024-03-10T14:00:00Z");
-        check_bucket(Granularity::Hour, "2024-03-10T14:00:00Z", "2024-03-10T14:00:00Z", "2024-03-10T15:00:00Z");
-        check_bucket(Granularity::Hour, "2023-12-31T23:30:00Z", "2023-12-31T23:00:00Z", "2024-01-01T00:00:00Z");
+        check_bucket(
+            Granularity::Hour,
+            "2024-03-10T13:59:59.999Z",
+            "2024-03-10T13:00:00Z",
+            "2024-03-10T14:00:00Z",
+        );
+        check_bucket(
+            Granularity::Hour,
+            "2024-03-10T14:00:00Z",
+            "2024-03-10T14:00:00Z",
+            "2024-03-10T15:00:00Z",
+        );
+        check_bucket(
+            Granularity::Hour,
+            "2023-12-31T23:30:00Z",
+            "2023-12-31T23:00:00Z",
+            "2024-01-01T00:00:00Z",
+        );
         // Offsets are converted to UTC first.
-        check_bucket(Granularity::Hour, "2024-03-10T14:30:00+05:30", "2024-03-10T09:00:00Z", "2024-03-10T10:00:00Z");
+        check_bucket(
+            Granularity::Hour,
+            "2024-03-10T14:30:00+05:30",
+            "2024-03-10T09:00:00Z",
+            "2024-03-10T10:00:00Z",
+        );
         // Before the epoch, floor division still floors.
-        check_bucket(Granularity::Hour, "1969-12-31T23:59:59Z", "1969-12-31T23:00:00Z", "1970-01-01T00:00:00Z");
+        check_bucket(
+            Granularity::Hour,
+            "1969-12-31T23:59:59Z",
+            "1969-12-31T23:00:00Z",
+            "1970-01-01T00:00:00Z",
+        );
     }
 
     #[test]
     fn day_buckets() {
-        check_bucket(Granularity::Day, "2024-02-29T23:59:59Z", "2024-02-29T00:00:00Z", "2024-03-01T00:00:00Z");
-        check_bucket(Granularity::Day, "2024-03-01T00:00:00Z", "2024-03-01T00:00:00Z", "2024-03-02T00:00:00Z");
-        check_bucket(Granularity::Day, "2023-12-31T12:00:00Z", "2023-12-31T00:00:00Z", "2024-01-01T00:00:00Z");
-        check_bucket(Granularity::Day, "2024-01-01T01:00:00+02:00", "2023-12-31T00:00:00Z", "2024-01-01T00:00:00Z");
+        check_bucket(
+            Granularity::Day,
+            "2024-02-29T23:59:59Z",
+            "2024-02-29T00:00:00Z",
+            "2024-03-01T00:00:00Z",
+        );
+        check_bucket(
+            Granularity::Day,
+            "2024-03-01T00:00:00Z",
+            "2024-03-01T00:00:00Z",
+            "2024-03-02T00:00:00Z",
+        );
+        check_bucket(
+            Granularity::Day,
+            "2023-12-31T12:00:00Z",
+            "2023-12-31T00:00:00Z",
+            "2024-01-01T00:00:00Z",
+        );
+        check_bucket(
+            Granularity::Day,
+            "2024-01-01T01:00:00+02:00",
+            "2023-12-31T00:00:00Z",
+            "2024-01-01T00:00:00Z",
+        );
     }
 
     #[test]
     fn week_buckets_start_sunday() {
         // 2024-03-10 is a Sunday.
-        check_bucket(Granularity::Week, "2024-03-10T00:00:00Z", "2024-03-10T00:00:00Z", "2024-03-17T00:00:00Z");
-        check_bucket(Granularity::Week, "2024-03-09T23:59:59Z", "2024-03-03T00:00:00Z", "2024-03-10T00:00:00Z");
-        check_bucket(Granularity::Week, "2024-03-16T23:59:59Z", "2024-03-10T00:00:00Z", "2024-03-17T00:00:00Z");
+        check_bucket(
+            Granularity::Week,
+            "2024-03-10T00:00:00Z",
+            "2024-03-10T00:00:00Z",
+            "2024-03-17T00:00:00Z",
+        );
+        check_bucket(
+            Granularity::Week,
+            "2024-03-09T23:59:59Z",
+            "2024-03-03T00:00:00Z",
+            "2024-03-10T00:00:00Z",
+        );
+        check_bucket(
+            Granularity::Week,
+            "2024-03-16T23:59:59Z",
+            "2024-03-10T00:00:00Z",
+            "2024-03-17T00:00:00Z",
+        );
         // A week across a year end: 2023-12-31 is a Sunday.
-        check_bucket(Granularity::Week, "2024-01-03T08:00:00Z", "2023-12-31T00:00:00Z", "2024-01-07T00:00:00Z");
+        check_bucket(
+            Granularity::Week,
+            "2024-01-03T08:00:00Z",
+            "2023-12-31T00:00:00Z",
+            "2024-01-07T00:00:00Z",
+        );
         // A week across Feb 29: 2024-02-25 is a Sunday.
-        check_bucket(Granularity::Week, "2024-02-29T12:00:00Z", "2024-02-25T00:00:00Z", "2024-03-03T00:00:00Z");
+        check_bucket(
+            Granularity::Week,
+            "2024-02-29T12:00:00Z",
+            "2024-02-25T00:00:00Z",
+            "2024-03-03T00:00:00Z",
+        );
         // 2020-12-27 is a Sunday; the week spans the year end.
-        check_bucket(Granularity::Week, "2021-01-02T23:00:00Z", "2020-12-27T00:00:00Z", "2021-01-03T00:00:00Z");
+        check_bucket(
+            Granularity::Week,
+            "2021-01-02T23:00:00Z",
+            "2020-12-27T00:00:00Z",
+            "2021-01-03T00:00:00Z",
+        );
     }
 
     #[test]
@@ -384,7 +470,14 @@ mod tests {
         assert_eq!(hours[0], t("2024-02-28T22:00:00Z"));
         assert_eq!(*hours.last().unwrap(), t("2024-03-01T00:00:00Z"));
         let days: Vec<_> = r.buckets(Granularity::Day).collect();
-        assert_eq!(days, vec![t("2024-02-28T00:00:00Z"), t("2024-02-29T00:00:00Z"), t("2024-03-01T00:00:00Z")]);
+        assert_eq!(
+            days,
+            vec![
+                t("2024-02-28T00:00:00Z"),
+                t("2024-02-29T00:00:00Z"),
+                t("2024-03-01T00:00:00Z")
+            ]
+        );
         let weeks: Vec<_> = r.buckets(Granularity::Week).collect();
         assert_eq!(weeks, vec![t("2024-02-25T00:00:00Z")]);
     }
@@ -396,7 +489,10 @@ mod tests {
         assert_eq!(Granularity::Week.parent(), None);
         assert_eq!(Granularity::Week.child(), Some(Granularity::Day));
         assert_eq!("week".parse::<Granularity>().unwrap(), Granularity::Week);
-        assert_eq!("month".parse::<Granularity>().unwrap_err().field, "granularity");
+        assert_eq!(
+            "month".parse::<Granularity>().unwrap_err().field,
+            "granularity"
+        );
     }
 
     #[test]
@@ -411,7 +507,10 @@ mod tests {
         }
         let err = "2d".parse::<RangePreset>().unwrap_err();
         assert_eq!(err.field, "range");
-        assert_eq!(serde_json::to_string(&RangePreset::Last7Days).unwrap(), "\"7d\"");
+        assert_eq!(
+            serde_json::to_string(&RangePreset::Last7Days).unwrap(),
+            "\"7d\""
+        );
     }
 
     #[test]
@@ -425,7 +524,10 @@ mod tests {
     fn previous_period() {
         let r = TimeRange::new(t("2024-03-01T00:00:00Z"), t("2024-03-08T00:00:00Z")).unwrap();
         let p = r.compared(Comparison::PreviousPeriod);
-        assert_eq!((p.start(), p.end()), (t("2024-02-23T00:00:00Z"), t("2024-03-01T00:00:00Z")));
+        assert_eq!(
+            (p.start(), p.end()),
+            (t("2024-02-23T00:00:00Z"), t("2024-03-01T00:00:00Z"))
+        );
         assert_eq!(p.duration(), r.duration());
     }
 
@@ -433,16 +535,26 @@ mod tests {
     fn same_period_last_year() {
         let r = TimeRange::new(t("2024-03-01T00:00:00Z"), t("2024-03-08T00:00:00Z")).unwrap();
         let y = r.compared(Comparison::SamePeriodLastYear);
-        assert_eq!((y.start(), y.end()), (t("2023-03-01T00:00:00Z"), t("2023-03-08T00:00:00Z")));
+        assert_eq!(
+            (y.start(), y.end()),
+            (t("2023-03-01T00:00:00Z"), t("2023-03-08T00:00:00Z"))
+        );
         // Feb 29 maps to Feb 28.
         let leap = TimeRange::new(t("2024-02-29T00:00:00Z"), t("2024-03-01T00:00:00Z")).unwrap();
         let y = leap.same_period_last_year();
-        assert_eq!((y.start(), y.end()), (t("2023-02-28T00:00:00Z"), t("2023-03-01T00:00:00Z")));
+        assert_eq!(
+            (y.start(), y.end()),
+            (t("2023-02-28T00:00:00Z"), t("2023-03-01T00:00:00Z"))
+        );
         // A range that would collapse keeps its length.
         let tiny = TimeRange::new(t("2024-02-29T10:00:00Z"), t("2024-02-29T11:00:00Z")).unwrap();
         let y = tiny.same_period_last_year();
-        assert_eq!((y.start(), y.end()), (t("2023-02-28T10:00:00Z"), t("2023-02-28T11:00:00Z")));
-        let collapsing = TimeRange::new(t("2024-02-28T12:00:00Z"), t("2024-02-29T12:00:00Z")).unwrap();
+        assert_eq!(
+            (y.start(), y.end()),
+            (t("2023-02-28T10:00:00Z"), t("2023-02-28T11:00:00Z"))
+        );
+        let collapsing =
+            TimeRange::new(t("2024-02-28T12:00:00Z"), t("2024-02-29T12:00:00Z")).unwrap();
         let y = collapsing.same_period_last_year();
         assert_eq!(y.start(), t("2023-02-28T12:00:00Z"));
         assert_eq!(y.duration(), collapsing.duration());

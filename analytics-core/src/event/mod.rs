@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use payload::{
-    AlertEvent, ApiRequest, ErrorEvent, FunnelStep, JobStatus, LineItem, MlJob, Order, Payload,
-    Pipeline, MAX_ID_LEN, MAX_LINE_ITEMS, MAX_TEXT_LEN,
+    AlertEvent, ApiRequest, ErrorEvent, FunnelStep, JobStatus, LineItem, MAX_ID_LEN,
+    MAX_LINE_ITEMS, MAX_TEXT_LEN, MlJob, Order, Payload, Pipeline,
 };
 
 use crate::error::{FieldError, ValidationErrors};
@@ -354,11 +354,17 @@ fn opt_string(
             None
         }
         Some(Value::String(s)) if s.chars().count() > max => {
-            errors.push(FieldError::new(field, format!("must be at most {max} characters")));
+            errors.push(FieldError::new(
+                field,
+                format!("must be at most {max} characters"),
+            ));
             None
         }
         Some(Value::String(s)) if s.chars().any(char::is_control) => {
-            errors.push(FieldError::new(field, "must not contain control characters"));
+            errors.push(FieldError::new(
+                field,
+                "must not contain control characters",
+            ));
             None
         }
         Some(Value::String(s)) => Some(s),
@@ -439,19 +445,28 @@ fn parse_event(input: EventInput, ctx: &IngestContext<'_>) -> Result<Event, Vali
                     ));
                     None
                 } else if ctx.limits.max_age.is_some_and(|age| t < ctx.now - age) {
-                    errors.push(FieldError::new("occurred_at", "is older than the accepted age"));
+                    errors.push(FieldError::new(
+                        "occurred_at",
+                        "is older than the accepted age",
+                    ));
                     None
                 } else {
                     Some(t)
                 }
             }
             Err(_) => {
-                errors.push(FieldError::new("occurred_at", "must be an RFC 3339 timestamp"));
+                errors.push(FieldError::new(
+                    "occurred_at",
+                    "must be an RFC 3339 timestamp",
+                ));
                 None
             }
         },
         Some(_) => {
-            errors.push(FieldError::new("occurred_at", "must be an RFC 3339 timestamp string"));
+            errors.push(FieldError::new(
+                "occurred_at",
+                "must be an RFC 3339 timestamp string",
+            ));
             None
         }
     };
@@ -515,9 +530,7 @@ fn parse_event(input: EventInput, ctx: &IngestContext<'_>) -> Result<Event, Vali
 
     let payload = match &kind {
         Some(kind) => match payload::parse_payload(kind, input.payload.as_ref()) {
-            Ok(Payload::Custom(m))
-                if serialized_len(&m) > ctx.limits.max_custom_payload_bytes =>
-            {
+            Ok(Payload::Custom(m)) if serialized_len(&m) > ctx.limits.max_custom_payload_bytes => {
                 errors.push(FieldError::new(
                     "payload",
                     format!(
@@ -536,7 +549,16 @@ fn parse_event(input: EventInput, ctx: &IngestContext<'_>) -> Result<Event, Vali
         None => None,
     };
 
-    match (id, kind, project, occurred_at, correlation_id, sample_rate, properties, payload) {
+    match (
+        id,
+        kind,
+        project,
+        occurred_at,
+        correlation_id,
+        sample_rate,
+        properties,
+        payload,
+    ) {
         (
             Some(id),
             Some(kind),

@@ -478,7 +478,10 @@ fn parse_order(f: &mut Fields<'_>) -> Option<Payload> {
     let mut items_ok = true;
     if let Some(array) = f.req_array("items") {
         if array.len() > MAX_LINE_ITEMS {
-            f.fail("items", format!("must have at most {MAX_LINE_ITEMS} entries"));
+            f.fail(
+                "items",
+                format!("must have at most {MAX_LINE_ITEMS} entries"),
+            );
             items_ok = false;
         } else {
             for (i, v) in array.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! Table tests of event parsing: one bad input per row, the field it must be reported on.
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -11,7 +11,11 @@ fn now() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn parse_with(v: Value, fixed_project: bool, request_cid: Option<&str>) -> Result<Event, ValidationErrors> {
+fn parse_with(
+    v: Value,
+    fixed_project: bool,
+    request_cid: Option<&str>,
+) -> Result<Event, ValidationErrors> {
     let input: EventInput = serde_json::from_value(v).expect("input shape");
     let project = ProjectId::parse("shop").unwrap();
     let cid = request_cid.map(|c| CorrelationId::parse(c).unwrap());
@@ -77,8 +81,12 @@ fn correlation_id_comes_from_event_then_request_then_is_generated() {
     )
     .unwrap();
     assert_eq!(from_event.correlation_id.as_str(), "evt-1");
-    let from_request =
-        parse_with(json!({"kind": "page_view", "payload": {"path": "/"}}), false, Some("req-1")).unwrap();
+    let from_request = parse_with(
+        json!({"kind": "page_view", "payload": {"path": "/"}}),
+        false,
+        Some("req-1"),
+    )
+    .unwrap();
     assert_eq!(from_request.correlation_id.as_str(), "req-1");
     let a = parse(json!({"kind": "page_view", "payload": {"path": "/"}})).unwrap();
     let b = parse(json!({"kind": "page_view", "payload": {"path": "/"}})).unwrap();
@@ -88,7 +96,8 @@ fn correlation_id_comes_from_event_then_request_then_is_generated() {
 #[test]
 fn client_ids_are_kept_and_generated_ids_differ() {
     let id = "5b0f4d4e-5b39-4a4e-9b0e-1df0f4a4c001";
-    let e = parse(json!({"id": id, "kind": "error", "payload": {"error_type": "Timeout"}})).unwrap();
+    let e =
+        parse(json!({"id": id, "kind": "error", "payload": {"error_type": "Timeout"}})).unwrap();
     assert_eq!(e.id.to_string(), id);
     let a = parse(api(good_api())).unwrap();
     let b = parse(api(good_api())).unwrap();
@@ -109,7 +118,10 @@ fn every_kind_parses() {
         json!({"kind": "product_view", "payload": {"product_id": "p1", "collection": "signature"}}),
         json!({"kind": "cart_add", "payload": {"product_id": "p1", "quantity": 1, "value": 60}}),
         json!({"kind": "checkout_start", "payload": {"value": 120}}),
-        json!({"kind": "checkout_start"}).as_object().map(|_| json!({"kind": "checkout_start", "payload": {}})).unwrap(),
+        json!({"kind": "checkout_start"})
+            .as_object()
+            .map(|_| json!({"kind": "checkout_start", "payload": {}}))
+            .unwrap(),
         json!({"kind": "newsletter.signup", "payload": {"anything": [1, 2, {"deep": true}]}}),
         json!({"kind": "custom_ping"}),
     ];
@@ -148,28 +160,62 @@ fn envelope_errors_name_their_field() {
     check_rejected(json!({"kind": "x".repeat(65)}), &["kind"]);
     check_rejected(json!({"id": "not-a-uuid", "kind": "custom_x"}), &["id"]);
     check_rejected(json!({"id": 12, "kind": "custom_x"}), &["id"]);
-    check_rejected(json!({"kind": "custom_x", "project": "Not A Slug"}), &["project"]);
-    check_rejected(json!({"kind": "custom_x", "occurred_at": "yesterday"}), &["occurred_at"]);
-    check_rejected(json!({"kind": "custom_x", "occurred_at": 1700000000}), &["occurred_at"]);
-    check_rejected(json!({"kind": "custom_x", "correlation_id": "has spaces"}), &["correlation_id"]);
-    check_rejected(json!({"kind": "custom_x", "user_id": "u".repeat(257)}), &["user_id"]);
-    check_rejected(json!({"kind": "custom_x", "session_id": ""}), &["session_id"]);
+    check_rejected(
+        json!({"kind": "custom_x", "project": "Not A Slug"}),
+        &["project"],
+    );
+    check_rejected(
+        json!({"kind": "custom_x", "occurred_at": "yesterday"}),
+        &["occurred_at"],
+    );
+    check_rejected(
+        json!({"kind": "custom_x", "occurred_at": 1700000000}),
+        &["occurred_at"],
+    );
+    check_rejected(
+        json!({"kind": "custom_x", "correlation_id": "has spaces"}),
+        &["correlation_id"],
+    );
+    check_rejected(
+        json!({"kind": "custom_x", "user_id": "u".repeat(257)}),
+        &["user_id"],
+    );
+    check_rejected(
+        json!({"kind": "custom_x", "session_id": ""}),
+        &["session_id"],
+    );
     check_rejected(json!({"kind": "custom_x", "source": 5}), &["source"]);
-    check_rejected(json!({"kind": "custom_x", "sample_rate": 0}), &["sample_rate"]);
-    check_rejected(json!({"kind": "custom_x", "sample_rate": 1.5}), &["sample_rate"]);
-    check_rejected(json!({"kind": "custom_x", "sample_rate": "half"}), &["sample_rate"]);
-    check_rejected(json!({"kind": "custom_x", "properties": [1]}), &["properties"]);
+    check_rejected(
+        json!({"kind": "custom_x", "sample_rate": 0}),
+        &["sample_rate"],
+    );
+    check_rejected(
+        json!({"kind": "custom_x", "sample_rate": 1.5}),
+        &["sample_rate"],
+    );
+    check_rejected(
+        json!({"kind": "custom_x", "sample_rate": "half"}),
+        &["sample_rate"],
+    );
+    check_rejected(
+        json!({"kind": "custom_x", "properties": [1]}),
+        &["properties"],
+    );
     check_rejected(json!({"kind": "custom_x", "payload": "text"}), &["payload"]);
     // Several problems are all reported, in field order.
-    check_rejected(json!({"id": "x", "kind": "custom_x", "sample_rate": -1}), &["id", "sample_rate"]);
+    check_rejected(
+        json!({"id": "x", "kind": "custom_x", "sample_rate": -1}),
+        &["id", "sample_rate"],
+    );
 }
 
 #[test]
 fn timestamps_more_than_a_day_ahead_are_rejected() {
-    let ahead = |d: Duration| {
-        json!({"kind": "custom_x", "occurred_at": (now() + d).to_rfc3339()})
-    };
-    assert!(parse(ahead(Duration::hours(23))).is_ok(), "clock skew within a day is fine");
+    let ahead = |d: Duration| json!({"kind": "custom_x", "occurred_at": (now() + d).to_rfc3339()});
+    assert!(
+        parse(ahead(Duration::hours(23))).is_ok(),
+        "clock skew within a day is fine"
+    );
     check_rejected(ahead(Duration::days(3)), &["occurred_at"]);
     // Old events are accepted unless a maximum age is configured.
     assert!(parse(ahead(-Duration::days(400))).is_ok());
@@ -181,17 +227,31 @@ fn timestamps_more_than_a_day_ahead_are_rejected() {
 #[test]
 fn properties_over_64_kib_are_rejected() {
     let big = "x".repeat(64 * 1024);
-    check_rejected(json!({"kind": "custom_x", "properties": {"blob": big}}), &["properties"]);
+    check_rejected(
+        json!({"kind": "custom_x", "properties": {"blob": big}}),
+        &["properties"],
+    );
     let fits = "x".repeat(60 * 1024);
     assert!(parse(json!({"kind": "custom_x", "properties": {"blob": fits}})).is_ok());
     let huge_custom = "y".repeat(65 * 1024);
-    check_rejected(json!({"kind": "custom_x", "payload": {"blob": huge_custom}}), &["payload"]);
+    check_rejected(
+        json!({"kind": "custom_x", "payload": {"blob": huge_custom}}),
+        &["payload"],
+    );
 }
 
 #[test]
 fn api_request_payload_errors() {
     check_rejected(json!({"kind": "api_request"}), &["payload"]);
-    check_rejected(api(json!({})), &["payload.method", "payload.route", "payload.status", "payload.latency_ms"]);
+    check_rejected(
+        api(json!({})),
+        &[
+            "payload.method",
+            "payload.route",
+            "payload.status",
+            "payload.latency_ms",
+        ],
+    );
     let with = |k: &str, v: Value| {
         let mut p = good_api();
         p[k] = v;
@@ -203,7 +263,10 @@ fn api_request_payload_errors() {
     check_rejected(with("status", json!(99)), &["payload.status"]);
     check_rejected(with("status", json!(200.5)), &["payload.status"]);
     check_rejected(with("route", json!("api/no-slash")), &["payload.route"]);
-    check_rejected(with("route", json!(format!("/{}", "r".repeat(600)))), &["payload.route"]);
+    check_rejected(
+        with("route", json!(format!("/{}", "r".repeat(600)))),
+        &["payload.route"],
+    );
     check_rejected(with("method", json!("GE T")), &["payload.method"]);
     check_rejected(with("extra", json!(1)), &["payload.extra"]);
 }
@@ -226,9 +289,19 @@ fn non_finite_numbers_are_rejected() {
 #[test]
 fn ml_job_payload_errors() {
     let ml = |p: Value| json!({"kind": "ml_job", "payload": p});
-    check_rejected(ml(json!({})), &["payload.pipeline", "payload.provider", "payload.status", "payload.duration_ms"]);
     check_rejected(
-        ml(json!({"pipeline": "video", "provider": "tripo", "status": "succeeded", "duration_ms": 1})),
+        ml(json!({})),
+        &[
+            "payload.pipeline",
+            "payload.provider",
+            "payload.status",
+            "payload.duration_ms",
+        ],
+    );
+    check_rejected(
+        ml(
+            json!({"pipeline": "video", "provider": "tripo", "status": "succeeded", "duration_ms": 1}),
+        ),
         &["payload.pipeline"],
     );
     check_rejected(
@@ -236,7 +309,9 @@ fn ml_job_payload_errors() {
         &["payload.status"],
     );
     check_rejected(
-        ml(json!({"pipeline": "3d", "provider": "tripo", "status": "failed", "duration_ms": 1, "cost_usd": -0.5})),
+        ml(
+            json!({"pipeline": "3d", "provider": "tripo", "status": "failed", "duration_ms": 1, "cost_usd": -0.5}),
+        ),
         &["payload.cost_usd"],
     );
 }
@@ -253,11 +328,13 @@ fn order_payload_errors() {
         &["payload.currency"],
     );
     check_rejected(
-        order(json!({"order_id": "o", "amount": 5, "currency": "USD", "items": [
-            {"product_id": "p", "quantity": 0, "unit_price": 5},
-            {"quantity": 1, "unit_price": -1},
-            "nope"
-        ]})),
+        order(
+            json!({"order_id": "o", "amount": 5, "currency": "USD", "items": [
+                {"product_id": "p", "quantity": 0, "unit_price": 5},
+                {"quantity": 1, "unit_price": -1},
+                "nope"
+            ]}),
+        ),
         &[
             "payload.items[0].quantity",
             "payload.items[1].product_id",
@@ -265,7 +342,9 @@ fn order_payload_errors() {
             "payload.items[2]",
         ],
     );
-    let many: Vec<Value> = (0..501).map(|i| json!({"product_id": format!("p{i}"), "quantity": 1, "unit_price": 1})).collect();
+    let many: Vec<Value> = (0..501)
+        .map(|i| json!({"product_id": format!("p{i}"), "quantity": 1, "unit_price": 1}))
+        .collect();
     check_rejected(
         order(json!({"order_id": "o", "amount": 5, "currency": "USD", "items": many})),
         &["payload.items"],
@@ -274,11 +353,26 @@ fn order_payload_errors() {
 
 #[test]
 fn funnel_and_other_payload_errors() {
-    check_rejected(json!({"kind": "page_view", "payload": {}}), &["payload.path"]);
-    check_rejected(json!({"kind": "product_view", "payload": {"collection": "x"}}), &["payload.product_id"]);
-    check_rejected(json!({"kind": "cart_add", "payload": {"product_id": "p", "quantity": -1}}), &["payload.quantity"]);
-    check_rejected(json!({"kind": "error", "payload": {"message": "m"}}), &["payload.error_type"]);
-    check_rejected(json!({"kind": "alert", "payload": {"metric": "m", "severity": "panic"}}), &["payload.severity"]);
+    check_rejected(
+        json!({"kind": "page_view", "payload": {}}),
+        &["payload.path"],
+    );
+    check_rejected(
+        json!({"kind": "product_view", "payload": {"collection": "x"}}),
+        &["payload.product_id"],
+    );
+    check_rejected(
+        json!({"kind": "cart_add", "payload": {"product_id": "p", "quantity": -1}}),
+        &["payload.quantity"],
+    );
+    check_rejected(
+        json!({"kind": "error", "payload": {"message": "m"}}),
+        &["payload.error_type"],
+    );
+    check_rejected(
+        json!({"kind": "alert", "payload": {"metric": "m", "severity": "panic"}}),
+        &["payload.severity"],
+    );
 }
 
 #[test]
@@ -286,5 +380,11 @@ fn an_api_key_bound_project_cannot_be_overridden() {
     let e = parse_with(json!({"kind": "custom_x", "project": "other"}), true, None).unwrap_err();
     assert!(e.has_field("project"));
     assert!(parse_with(json!({"kind": "custom_x", "project": "shop"}), true, None).is_ok());
-    assert_eq!(parse(json!({"kind": "custom_x", "project": "other"})).unwrap().project.as_str(), "other");
+    assert_eq!(
+        parse(json!({"kind": "custom_x", "project": "other"}))
+            .unwrap()
+            .project
+            .as_str(),
+        "other"
+    );
 }

@@ -27,12 +27,18 @@ pub struct WriteReport {
 impl WriteReport {
     /// Events stored now.
     pub fn inserted(&self) -> usize {
-        self.outcomes.iter().filter(|o| **o == WriteOutcome::Inserted).count()
+        self.outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Inserted)
+            .count()
     }
 
     /// Events that were already stored.
     pub fn duplicates(&self) -> usize {
-        self.outcomes.iter().filter(|o| **o == WriteOutcome::Duplicate).count()
+        self.outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Duplicate)
+            .count()
     }
 }
 

@@ -42,16 +42,31 @@ impl EventFilter {
         self.project.as_ref().is_none_or(|p| &e.project == p)
             && (self.kinds.is_empty() || self.kinds.contains(&e.kind))
             && self.range.is_none_or(|r| r.contains(e.occurred_at))
-            && self.provider.as_deref().is_none_or(|v| e.provider() == Some(v))
+            && self
+                .provider
+                .as_deref()
+                .is_none_or(|v| e.provider() == Some(v))
             && self.route.as_deref().is_none_or(|v| e.route() == Some(v))
-            && self.collection.as_deref().is_none_or(|v| e.collection() == Some(v))
-            && self.status.as_deref().is_none_or(|v| e.status().as_deref() == Some(v))
+            && self
+                .collection
+                .as_deref()
+                .is_none_or(|v| e.collection() == Some(v))
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|v| e.status().as_deref() == Some(v))
             && self
                 .correlation_id
                 .as_deref()
                 .is_none_or(|v| e.correlation_id.as_str() == v)
-            && self.user_id.as_deref().is_none_or(|v| e.user_id.as_deref() == Some(v))
-            && self.session_id.as_deref().is_none_or(|v| e.session_id.as_deref() == Some(v))
+            && self
+                .user_id
+                .as_deref()
+                .is_none_or(|v| e.user_id.as_deref() == Some(v))
+            && self
+                .session_id
+                .as_deref()
+                .is_none_or(|v| e.session_id.as_deref() == Some(v))
     }
 }
 

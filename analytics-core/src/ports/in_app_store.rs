@@ -28,7 +28,8 @@ pub trait InAppStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Page<InAppNotification>>;
 
     /// Marks some of a user's notifications read; returns how many changed.
-    async fn mark_in_app_read(&self, user: &UserId, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64>;
+    async fn mark_in_app_read(&self, user: &UserId, ids: &[Uuid], at: DateTime<Utc>)
+    -> Result<u64>;
 
     /// How many unread notifications a user has.
     async fn unread_in_app(&self, user: &UserId) -> Result<u64>;

@@ -32,7 +32,9 @@ impl JobLease {
 
 impl fmt::Debug for JobLease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JobLease").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("JobLease")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

@@ -9,7 +9,10 @@ use crate::notification::{NotificationPreferences, PreferenceSubject};
 #[async_trait]
 pub trait PreferenceStore: Send + Sync + std::fmt::Debug {
     /// The subject's preferences, if set.
-    async fn preferences(&self, subject: &PreferenceSubject) -> Result<Option<NotificationPreferences>>;
+    async fn preferences(
+        &self,
+        subject: &PreferenceSubject,
+    ) -> Result<Option<NotificationPreferences>>;
 
     /// Sets (replaces) the subject's preferences.
     async fn put_preferences(&self, preferences: &NotificationPreferences) -> Result<()>;

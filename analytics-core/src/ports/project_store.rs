@@ -26,7 +26,11 @@ pub trait ProjectStore: Send + Sync + std::fmt::Debug {
     async fn list_projects(&self) -> Result<Vec<Project>>;
 
     /// Replaces a project's settings.
-    async fn update_project_settings(&self, id: &ProjectId, settings: &ProjectSettings) -> Result<Project>;
+    async fn update_project_settings(
+        &self,
+        id: &ProjectId,
+        settings: &ProjectSettings,
+    ) -> Result<Project>;
 
     /// Stores a new key.
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;

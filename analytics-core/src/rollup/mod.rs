@@ -36,7 +36,8 @@ impl Dimensions {
             let name_ok = !k.is_empty()
                 && k.len() <= 64
                 && k.starts_with(|c: char| c.is_ascii_lowercase())
-                && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                && k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if !name_ok {
                 return Err(FieldError::new(
                     "dimensions",
