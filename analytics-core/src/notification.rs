@@ -354,7 +354,7 @@ mod tests {
         );
         assert_eq!(r.label(), "slack:hooks.slack.com");
         assert_eq!(r.channel(), Some(Channel::Slack));
-        assert_eq!(NotifyError::Permanent("x".into()).is_retryable(), false);
+        assert!(!NotifyError::Permanent("x".into()).is_retryable());
         assert!(NotifyError::RateLimited { retry_after: None }.is_retryable());
     }
 }

@@ -1,4 +1,11 @@
-//! Rollups: pre-computed statistics per (project, granularity, bucket, metric, dimensions).
+//! Rollups: pre-computed statistics per (project, granularity, bucket, metric, dimensions),
+//! with the digest, specs, pure aggregation, scheduler and reader that produce and read them.
+
+pub mod aggregate;
+pub mod digest;
+pub mod read;
+pub mod scheduler;
+pub mod spec;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -482,7 +482,10 @@ pub async fn inserts_mark_their_hour_dirty_until_cleared_at_that_version(store: 
     assert_eq!(store.dirty_hours(1).await.expect("limit").len(), 1);
 
     // Duplicates do not touch the marker.
-    store.write_batch(&[a.clone()]).await.expect("dup");
+    store
+        .write_batch(std::slice::from_ref(&a))
+        .await
+        .expect("dup");
     assert_eq!(store.dirty_hours(10).await.expect("dirty"), dirty);
 
     // An insert after the read makes the read version stale.

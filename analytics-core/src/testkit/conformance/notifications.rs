@@ -25,7 +25,13 @@ pub async fn outbox_enqueue_is_idempotent(store: &dyn Store) {
             .expect("enqueue"),
         2
     );
-    assert_eq!(store.enqueue(&[a.clone()], now()).await.expect("again"), 0);
+    assert_eq!(
+        store
+            .enqueue(std::slice::from_ref(&a), now())
+            .await
+            .expect("again"),
+        0
+    );
     let entry = store.outbox_entry(a.id).await.expect("entry");
     assert_eq!(entry.notification, a, "the notification round-trips");
     assert_eq!(
@@ -59,11 +65,11 @@ pub async fn outbox_claims_lease_entries_and_critical_go_first(store: &dyn Store
         .await
         .expect("enqueue");
     store
-        .enqueue(&[critical.clone()], now())
+        .enqueue(std::slice::from_ref(&critical), now())
         .await
         .expect("enqueue");
     store
-        .enqueue(&[future.clone()], now() + Duration::minutes(5))
+        .enqueue(std::slice::from_ref(&future), now() + Duration::minutes(5))
         .await
         .expect("enqueue");
 

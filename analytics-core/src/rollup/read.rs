@@ -1,0 +1,286 @@
+//! Reading rollups: any range and dimension filter is answered by merging digests of the
+//! coarsest complete buckets that tile it (weeks, days, hours), plus raw events for what no
+//! rollup covers yet (the open hour, unaligned edges). Never by averaging percentiles.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::alert::Stat;
+use crate::error::{Error, Result};
+use crate::ids::{MetricName, ProjectId};
+use crate::ports::{MetricQuery, MetricsSource, Store};
+use crate::rollup::aggregate::{Aggregator, merge_stats};
+use crate::rollup::scheduler::{HOUR_WATERMARK, SEAL_WATERMARK_PREFIX, read_range};
+use crate::rollup::spec::{RollupSpecs, stored_dimension_name};
+use crate::rollup::{Dimensions, Rollup, RollupQuery, RollupStats};
+use crate::time::{Granularity, TimeRange};
+
+/// One part of a range and where it is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    /// Rollup rows of this granularity whose buckets tile the range.
+    Rollups(Granularity, TimeRange),
+    /// Raw events.
+    Raw(TimeRange),
+}
+
+/// Tiles `range` with the coarsest complete buckets (complete = ending at or before
+/// `rolled_until`, the hour watermark) and raw pieces for the rest. Adjacent pieces of the
+/// same source are joined.
+///
+/// Raw events before `sealed_until` may have been deleted by retention, so an unaligned
+/// start before it reads its whole first hour from the hourly rollup instead (the range
+/// grows by less than an hour rather than losing that part).
+pub fn plan(
+    range: TimeRange,
+    rolled_until: Option<DateTime<Utc>>,
+    sealed_until: Option<DateTime<Utc>>,
+) -> Vec<Piece> {
+    let wm = rolled_until.unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut cursor = range.start();
+    let end = range.end();
+    let head = Granularity::Hour.bucket_start(cursor);
+    let head_end = Granularity::Hour.bucket_end(head);
+    if head < cursor
+        && sealed_until.is_some_and(|s| cursor < s)
+        && head_end <= wm
+        && let Ok(r) = TimeRange::new(head, head_end)
+    {
+        pieces.push(Piece::Rollups(Granularity::Hour, r));
+        cursor = head_end;
+    }
+    while cursor < end {
+        let limit = end.min(wm);
+        let bucket = [Granularity::Week, Granularity::Day, Granularity::Hour]
+            .into_iter()
+            .find(|g| g.is_aligned(cursor) && g.bucket_end(cursor) <= limit);
+        let piece_end = match bucket {
+            Some(g) => g.bucket_end(cursor),
+            None if cursor >= wm => end,
+            None => end.min(Granularity::Hour.bucket_end(Granularity::Hour.bucket_start(cursor))),
+        };
+        let Ok(r) = TimeRange::new(cursor, piece_end) else {
+            break;
+        };
+        let piece = match bucket {
+            Some(g) => Piece::Rollups(g, r),
+            None => Piece::Raw(r),
+        };
+        match (pieces.last_mut(), piece) {
+            (Some(Piece::Rollups(g0, r0)), Piece::Rollups(g1, r1)) if *g0 == g1 => {
+                *r0 = TimeRange::new(r0.start(), r1.end()).unwrap_or(*r0);
+            }
+            (Some(Piece::Raw(r0)), Piece::Raw(r1)) => {
+                *r0 = TimeRange::new(r0.start(), r1.end()).unwrap_or(*r0);
+            }
+            _ => pieces.push(piece),
+        }
+        cursor = piece_end;
+    }
+    pieces
+}
+
+/// One series: a metric of a project grouped by exactly the dimension names of `dimensions`
+/// with those values (empty = the overall series).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesQuery {
+    /// The project.
+    pub project: ProjectId,
+    /// The metric.
+    pub metric: MetricName,
+    /// The series' dimension values.
+    pub dimensions: Dimensions,
+}
+
+/// Reads rollup statistics for any range.
+#[derive(Debug, Clone)]
+pub struct RollupReader {
+    store: Arc<dyn Store>,
+    specs: Arc<RollupSpecs>,
+    page_size: u32,
+}
+
+impl RollupReader {
+    /// A reader over `store` for metrics defined by `specs`.
+    pub fn new(store: Arc<dyn Store>, specs: Arc<RollupSpecs>) -> Self {
+        Self {
+            store,
+            specs,
+            page_size: 1000,
+        }
+    }
+
+    fn check(&self, q: &SeriesQuery) -> Result<()> {
+        let spec = self
+            .specs
+            .get(&q.metric)
+            .ok_or_else(|| Error::invalid("metric", format!("unknown metric {}", q.metric)))?;
+        let wanted: Vec<&str> = q.dimensions.names().collect();
+        let grouped = spec.groupings.iter().any(|g| {
+            let mut names: Vec<String> = g.iter().map(|d| stored_dimension_name(d)).collect();
+            names.sort();
+            names.iter().map(String::as_str).eq(wanted.iter().copied())
+        });
+        if grouped {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "dimensions",
+                format!("metric {} is not grouped by {:?}", q.metric, wanted),
+            ))
+        }
+    }
+
+    /// The statistics of the series over `range`; `None` when there is no data.
+    pub async fn stats(&self, q: &SeriesQuery, range: TimeRange) -> Result<Option<RollupStats>> {
+        self.check(q)?;
+        let rows = self.rows_for(q, range).await?;
+        let (merged, bad) = merge_stats(rows.iter());
+        if bad > 0 {
+            return Err(Error::Internal(format!(
+                "{bad} rollup rows have corrupt digests"
+            )));
+        }
+        Ok(merged.map(|(_, stats)| stats))
+    }
+
+    /// One point per bucket of `granularity` overlapping `range` (partial buckets at the
+    /// edges cover only their part of the range); buckets without data are left out.
+    pub async fn timeseries(
+        &self,
+        q: &SeriesQuery,
+        range: TimeRange,
+        granularity: Granularity,
+    ) -> Result<Vec<(DateTime<Utc>, RollupStats)>> {
+        self.check(q)?;
+        let wm = self.store.watermark(HOUR_WATERMARK).await?;
+        let complete = |b: DateTime<Utc>| {
+            range.start() <= b
+                && granularity.bucket_end(b) <= range.end()
+                && wm.is_some_and(|w| granularity.bucket_end(b) <= w)
+        };
+        // Complete buckets in one query; the rest bucket by bucket.
+        let bulk: Vec<Rollup> =
+            match TimeRange::new(granularity.bucket_start(range.start()), range.end()) {
+                Ok(r) => self.query(q, granularity, r).await?,
+                Err(_) => Vec::new(),
+            };
+        let mut points = Vec::new();
+        for b in range.buckets(granularity) {
+            let stats = if complete(b) {
+                bulk.iter()
+                    .find(|r| r.key.bucket_start == b)
+                    .map(|r| r.stats.clone())
+            } else {
+                let part = TimeRange::new(
+                    b.max(range.start()),
+                    granularity.bucket_end(b).min(range.end()),
+                )?;
+                let rows = self.rows_for(q, part).await?;
+                merge_stats(rows.iter()).0.map(|(_, s)| s)
+            };
+            if let Some(s) = stats {
+                points.push((b, s));
+            }
+        }
+        Ok(points)
+    }
+
+    async fn query(
+        &self,
+        q: &SeriesQuery,
+        g: Granularity,
+        range: TimeRange,
+    ) -> Result<Vec<Rollup>> {
+        self.store
+            .query_rollups(&RollupQuery {
+                project: q.project.clone(),
+                granularity: g,
+                range,
+                metrics: vec![q.metric.clone()],
+                dimensions: q.dimensions.clone(),
+                dimension_names: Some(q.dimensions.names().map(str::to_owned).collect()),
+            })
+            .await
+    }
+
+    /// The rows (rolled up, or computed from raw events) covering `range`.
+    async fn rows_for(&self, q: &SeriesQuery, range: TimeRange) -> Result<Vec<Rollup>> {
+        let wm = self.store.watermark(HOUR_WATERMARK).await?;
+        let sealed = self
+            .store
+            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{}", q.project))
+            .await?;
+        let mut rows = Vec::new();
+        for piece in plan(range, wm, sealed) {
+            match piece {
+                Piece::Rollups(g, r) => rows.extend(self.query(q, g, r).await?),
+                Piece::Raw(r) => rows.extend(self.raw_rows(q, r).await?),
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn raw_rows(&self, q: &SeriesQuery, range: TimeRange) -> Result<Vec<Rollup>> {
+        let Some(spec) = self.specs.get(&q.metric) else {
+            return Ok(Vec::new());
+        };
+        let events = read_range(
+            self.store.as_ref(),
+            &q.project,
+            range,
+            vec![spec.kind.clone()],
+            self.page_size,
+        )
+        .await?;
+        let only = RollupSpecs(vec![spec.clone()]);
+        let mut agg = Aggregator::new(&only);
+        for e in &events {
+            agg.add(e);
+        }
+        let rows = agg.finish(&q.project, Granularity::Hour, range.start(), range.start());
+        Ok(rows
+            .into_iter()
+            .filter(|r| r.key.dimensions == q.dimensions)
+            .collect())
+    }
+}
+
+/// Picks one statistic out of rollup statistics (`rate` is per second over `window`).
+pub fn stat_value(stats: &RollupStats, stat: Stat, window: TimeRange) -> Option<f64> {
+    match stat {
+        Stat::Count => Some(stats.count),
+        Stat::Sum => Some(stats.sum),
+        Stat::Avg => stats.avg,
+        Stat::Min => stats.min,
+        Stat::Max => stats.max,
+        Stat::P50 => stats.p50,
+        Stat::P95 => stats.p95,
+        Stat::P99 => stats.p99,
+        Stat::Rate => {
+            let secs = window.duration().num_milliseconds() as f64 / 1000.0;
+            (secs > 0.0).then(|| stats.count / secs)
+        }
+    }
+}
+
+#[async_trait]
+impl MetricsSource for RollupReader {
+    async fn metric_value(&self, query: &MetricQuery) -> Result<Option<f64>> {
+        let q = SeriesQuery {
+            project: query.project.clone(),
+            metric: query.metric.clone(),
+            dimensions: query.dimensions.clone(),
+        };
+        let stats = self.stats(&q, query.window).await?;
+        Ok(match (stats, query.stat) {
+            // No events in the window: a count or rate of zero, not missing data.
+            (None, Stat::Count | Stat::Sum | Stat::Rate) => Some(0.0),
+            (None, _) => None,
+            (Some(s), stat) => stat_value(&s, stat, query.window),
+        })
+    }
+}

@@ -1,0 +1,423 @@
+//! Rollup specifications as data: which metric comes from which event kind, the value taken,
+//! the filter, and the dimension groupings. [`RollupSpecs::defaults`] covers what the PRD
+//! endpoints read; embedders add their own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, EventKind, Payload};
+use crate::ids::MetricName;
+
+/// Where an observation's value comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "field", rename_all = "snake_case")]
+pub enum ValueSource {
+    /// A constant 1 per event: the row's `count` and `sum` count events.
+    One,
+    /// A numeric field of the event (see [`field_value`] for the names).
+    Field(String),
+    /// 1 when the event is a failure (HTTP status >= 500, a failed ML job), else 0: `sum`
+    /// counts failures, `avg` is the failure rate.
+    FailureFlag,
+    /// One observation per order line: its quantity.
+    LineQuantity,
+    /// One observation per order line: quantity x unit price.
+    LineRevenue,
+    /// The sum of an order's line quantities.
+    OrderUnits,
+}
+
+impl ValueSource {
+    /// Whether each order line is its own observation.
+    pub fn per_line(&self) -> bool {
+        matches!(self, Self::LineQuantity | Self::LineRevenue)
+    }
+}
+
+/// A condition on an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Filter {
+    /// The text field (see [`field_text`]) is one of the values.
+    In {
+        /// Field name.
+        field: String,
+        /// Accepted values.
+        values: Vec<String>,
+    },
+    /// The field is present.
+    Present {
+        /// Field name.
+        field: String,
+    },
+}
+
+impl Filter {
+    /// Whether `e` passes.
+    pub fn matches(&self, e: &Event) -> bool {
+        match self {
+            Self::In { field, values } => field_text(e, field).is_some_and(|v| values.contains(&v)),
+            Self::Present { field } => {
+                field_text(e, field).is_some() || field_value(e, field).is_some()
+            }
+        }
+    }
+}
+
+/// How one rollup metric is computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollupSpec {
+    /// The metric name rows are stored under.
+    pub metric: MetricName,
+    /// The event kind it reads.
+    pub kind: EventKind,
+    /// The value of each observation.
+    pub value: ValueSource,
+    /// Every filter must pass.
+    pub filters: Vec<Filter>,
+    /// Dimension groupings: each grouping yields one row per distinct combination of its
+    /// dimensions' values (an empty grouping is the overall row). An event lacking one of a
+    /// grouping's dimensions is left out of that grouping only.
+    pub groupings: Vec<Vec<String>>,
+}
+
+impl RollupSpec {
+    /// Whether `e` feeds this spec.
+    pub fn accepts(&self, e: &Event) -> bool {
+        e.kind == self.kind && self.filters.iter().all(|f| f.matches(e))
+    }
+
+    /// The observations `e` contributes, as `(value, line index)`; the line index is set for
+    /// per-line values so line dimensions can be read.
+    pub fn observations(&self, e: &Event, out: &mut Vec<(f64, Option<usize>)>) {
+        out.clear();
+        match &self.value {
+            ValueSource::One => out.push((1.0, None)),
+            ValueSource::Field(f) => {
+                if let Some(v) = field_value(e, f) {
+                    out.push((v, None));
+                }
+            }
+            ValueSource::FailureFlag => {
+                let failed = match &e.payload {
+                    Payload::ApiRequest(r) => Some(r.status >= 500),
+                    Payload::MlJob(j) => Some(j.status == crate::event::JobStatus::Failed),
+                    Payload::Error(_) => Some(true),
+                    _ => None,
+                };
+                if let Some(f) = failed {
+                    out.push((if f { 1.0 } else { 0.0 }, None));
+                }
+            }
+            ValueSource::OrderUnits => {
+                if let Payload::Order(o) = &e.payload {
+                    out.push((o.items.iter().map(|i| f64::from(i.quantity)).sum(), None));
+                }
+            }
+            ValueSource::LineQuantity | ValueSource::LineRevenue => {
+                if let Payload::Order(o) = &e.payload {
+                    for (i, line) in o.items.iter().enumerate() {
+                        let v = match self.value {
+                            ValueSource::LineQuantity => f64::from(line.quantity),
+                            _ => f64::from(line.quantity) * line.unit_price,
+                        };
+                        out.push((v, Some(i)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A numeric field of an event by name: payload fields (`latency_ms`, `status`,
+/// `duration_ms`, `cost_usd`, `amount`, `quantity`, `value`), `sample_rate`, numeric
+/// `properties.<name>` and numeric top-level fields of a custom payload.
+pub fn field_value(e: &Event, name: &str) -> Option<f64> {
+    if let Some(prop) = name.strip_prefix("properties.") {
+        return e.properties.get(prop).and_then(serde_json::Value::as_f64);
+    }
+    if name == "sample_rate" {
+        return Some(e.sample_rate);
+    }
+    match (&e.payload, name) {
+        (Payload::ApiRequest(r), "latency_ms") => Some(r.latency_ms),
+        (Payload::ApiRequest(r), "status") => Some(f64::from(r.status)),
+        (Payload::MlJob(j), "duration_ms") => Some(j.duration_ms),
+        (Payload::MlJob(j), "cost_usd") => j.cost_usd,
+        (Payload::Order(o), "amount") => Some(o.amount),
+        (Payload::Error(x), "status") => x.status.map(f64::from),
+        (Payload::Alert(a), "value") => a.value,
+        (Payload::Funnel(s), "quantity") => s.quantity.map(f64::from),
+        (Payload::Funnel(s), "value") => s.value,
+        (Payload::Custom(m), _) => m.get(name).and_then(serde_json::Value::as_f64),
+        _ => None,
+    }
+}
+
+/// A text field of an event by name, for filters and dimensions: `kind`, `source`,
+/// `project`, `route`, `method`, `status` (the status label of [`Event::status`]),
+/// `status_class` (`2xx`..`5xx`), `provider`, `pipeline`, `model`, `currency`,
+/// `error_type`, `severity`, `path`, `product_id`, `collection` (the event's, see
+/// [`Event::collection`]), `properties.<name>` (strings), and top-level strings of a custom
+/// payload.
+pub fn field_text(e: &Event, name: &str) -> Option<String> {
+    if let Some(prop) = name.strip_prefix("properties.") {
+        return e
+            .properties
+            .get(prop)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+    }
+    match name {
+        "kind" => return Some(e.kind.as_str().to_owned()),
+        "source" => return e.source.clone(),
+        "project" => return Some(e.project.to_string()),
+        "route" => return e.route().map(str::to_owned),
+        "status" => return e.status(),
+        "provider" => return e.provider().map(str::to_owned),
+        "collection" => return e.collection().map(str::to_owned),
+        "status_class" => {
+            let status = match &e.payload {
+                Payload::ApiRequest(r) => Some(r.status),
+                Payload::Error(x) => x.status,
+                _ => None,
+            }?;
+            return Some(format!("{}xx", status / 100));
+        }
+        _ => {}
+    }
+    match (&e.payload, name) {
+        (Payload::ApiRequest(r), "method") => Some(r.method.clone()),
+        (Payload::MlJob(j), "pipeline") => Some(j.pipeline.as_str().to_owned()),
+        (Payload::MlJob(j), "model") => j.model.clone(),
+        (Payload::Order(o), "currency") => Some(o.currency.clone()),
+        (Payload::Error(x), "error_type") => Some(x.error_type.clone()),
+        (Payload::Alert(a), "severity") => Some(a.severity.as_str().to_owned()),
+        (Payload::Alert(a), "metric") => Some(a.metric.clone()),
+        (Payload::Funnel(s), "path") => s.path.clone(),
+        (Payload::Funnel(s), "product_id") => s.product_id.clone(),
+        (Payload::Custom(m), _) => m.get(name).and_then(|v| v.as_str()).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// A dimension value for an observation: line dimensions (`line.product_id`,
+/// `line.collection`) read the observation's order line; everything else is [`field_text`].
+pub fn dimension_value(e: &Event, line: Option<usize>, name: &str) -> Option<String> {
+    if let Some(line_field) = name.strip_prefix("line.") {
+        let Payload::Order(o) = &e.payload else {
+            return None;
+        };
+        let item = o.items.get(line?)?;
+        return match line_field {
+            "product_id" => Some(item.product_id.clone()),
+            "collection" => item.collection.clone(),
+            _ => None,
+        };
+    }
+    field_text(e, name)
+}
+
+/// The name a grouping dimension is stored under in rollup rows: `line.` is dropped
+/// (`line.collection` rows are grouped by `collection`) and other dots become `_`
+/// (`properties.plan` -> `properties_plan`).
+pub fn stored_dimension_name(dim: &str) -> String {
+    dim.strip_prefix("line.").unwrap_or(dim).replace('.', "_")
+}
+
+/// A set of specs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollupSpecs(pub Vec<RollupSpec>);
+
+fn spec(metric: &str, kind: EventKind, value: ValueSource, groupings: &[&[&str]]) -> RollupSpec {
+    RollupSpec {
+        // The default names are valid by construction (checked by a test).
+        metric: MetricName::parse(metric).unwrap_or_else(|e| panic!("default metric: {e}")),
+        kind,
+        value,
+        filters: Vec::new(),
+        groupings: groupings
+            .iter()
+            .map(|g| g.iter().map(|s| (*s).to_owned()).collect())
+            .collect(),
+    }
+}
+
+/// Metric names of the default specs.
+pub mod metrics {
+    /// API latency in ms; `count` is the number of requests.
+    pub const API_LATENCY_MS: &str = "api.latency_ms";
+    /// 1 per 5xx response, else 0: `sum` = server errors, `avg` = error rate.
+    pub const API_ERRORS: &str = "api.errors";
+    /// Application error events.
+    pub const ERRORS: &str = "errors.count";
+    /// Duration of finished ML jobs.
+    pub const ML_DURATION_MS: &str = "ml.duration_ms";
+    /// 1 per failed finished ML job, else 0: `avg` = failure rate.
+    pub const ML_FAILED: &str = "ml.failed";
+    /// Provider cost of ML jobs that report one.
+    pub const ML_COST_USD: &str = "ml.cost_usd";
+    /// Order totals: `sum` = revenue, `count` = orders, `avg` = average order value.
+    pub const ORDER_REVENUE: &str = "orders.revenue";
+    /// Units per order.
+    pub const ORDER_UNITS: &str = "orders.units";
+    /// Revenue per order line (by collection and product).
+    pub const LINE_REVENUE: &str = "sales.revenue";
+    /// Units per order line (by collection and product).
+    pub const LINE_UNITS: &str = "sales.units";
+    /// Funnel: page views.
+    pub const FUNNEL_PAGE_VIEW: &str = "funnel.page_view";
+    /// Funnel: product views.
+    pub const FUNNEL_PRODUCT_VIEW: &str = "funnel.product_view";
+    /// Funnel: cart additions.
+    pub const FUNNEL_CART_ADD: &str = "funnel.cart_add";
+    /// Funnel: checkout starts.
+    pub const FUNNEL_CHECKOUT_START: &str = "funnel.checkout_start";
+}
+
+impl RollupSpecs {
+    /// What the PRD endpoints need: API latency and request/error counts by route and status
+    /// class and overall; ML duration, cost, success and failure by pipeline and provider;
+    /// order revenue, orders and units, by collection and product per line; funnel stage
+    /// counts by collection (and product for product views and cart adds).
+    pub fn defaults() -> Self {
+        use EventKind as K;
+        use ValueSource as V;
+        use metrics as m;
+        let finished = Filter::In {
+            field: "status".into(),
+            values: vec!["succeeded".into(), "failed".into()],
+        };
+        let mut ml_duration = spec(
+            m::ML_DURATION_MS,
+            K::MlJob,
+            V::Field("duration_ms".into()),
+            &[&[], &["pipeline"], &["provider"], &["pipeline", "provider"]],
+        );
+        ml_duration.filters.push(finished.clone());
+        let mut ml_failed = spec(
+            m::ML_FAILED,
+            K::MlJob,
+            V::FailureFlag,
+            &[&[], &["pipeline"], &["provider"], &["pipeline", "provider"]],
+        );
+        ml_failed.filters.push(finished);
+        Self(vec![
+            spec(
+                m::API_LATENCY_MS,
+                K::ApiRequest,
+                V::Field("latency_ms".into()),
+                &[
+                    &[],
+                    &["route"],
+                    &["status_class"],
+                    &["route", "status_class"],
+                ],
+            ),
+            spec(
+                m::API_ERRORS,
+                K::ApiRequest,
+                V::FailureFlag,
+                &[&[], &["route"]],
+            ),
+            spec(
+                m::ERRORS,
+                K::Error,
+                V::One,
+                &[&[], &["error_type"], &["route"]],
+            ),
+            ml_duration,
+            ml_failed,
+            spec(
+                m::ML_COST_USD,
+                K::MlJob,
+                V::Field("cost_usd".into()),
+                &[&[], &["pipeline"], &["provider"], &["pipeline", "provider"]],
+            ),
+            spec(
+                m::ORDER_REVENUE,
+                K::Order,
+                V::Field("amount".into()),
+                &[&[], &["currency"]],
+            ),
+            spec(m::ORDER_UNITS, K::Order, V::OrderUnits, &[&[]]),
+            spec(
+                m::LINE_REVENUE,
+                K::Order,
+                V::LineRevenue,
+                &[&["line.collection"], &["line.product_id"]],
+            ),
+            spec(
+                m::LINE_UNITS,
+                K::Order,
+                V::LineQuantity,
+                &[&["line.collection"], &["line.product_id"]],
+            ),
+            spec(
+                m::FUNNEL_PAGE_VIEW,
+                K::PageView,
+                V::One,
+                &[&[], &["collection"]],
+            ),
+            spec(
+                m::FUNNEL_PRODUCT_VIEW,
+                K::ProductView,
+                V::One,
+                &[&[], &["collection"], &["product_id"]],
+            ),
+            spec(
+                m::FUNNEL_CART_ADD,
+                K::CartAdd,
+                V::One,
+                &[&[], &["collection"], &["product_id"]],
+            ),
+            spec(
+                m::FUNNEL_CHECKOUT_START,
+                K::CheckoutStart,
+                V::One,
+                &[&[], &["collection"]],
+            ),
+        ])
+    }
+
+    /// Adds a spec (an embedder's own metric).
+    pub fn with(mut self, spec: RollupSpec) -> Self {
+        self.0.push(spec);
+        self
+    }
+
+    /// The spec of `metric`.
+    pub fn get(&self, metric: &MetricName) -> Option<&RollupSpec> {
+        self.0.iter().find(|s| &s.metric == metric)
+    }
+
+    /// Checks that metric names are unique and groupings are well formed.
+    pub fn validate(&self) -> Result<(), crate::FieldError> {
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.0 {
+            if !seen.insert(&s.metric) {
+                return Err(crate::FieldError::new(
+                    "specs",
+                    format!("metric {} is defined twice", s.metric),
+                ));
+            }
+            for g in &s.groupings {
+                if g.len() > super::MAX_DIMENSIONS {
+                    return Err(crate::FieldError::new(
+                        "specs",
+                        format!("{}: too many dimensions in a grouping", s.metric),
+                    ));
+                }
+                crate::rollup::Dimensions::from_pairs(
+                    g.iter().map(|d| (stored_dimension_name(d), String::new())),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for RollupSpecs {
+    fn default() -> Self {
+        Self::defaults()
+    }
+}
