@@ -2,6 +2,8 @@
 //! the filter, and the dimension groupings. [`RollupSpecs::defaults`] covers what the PRD
 //! endpoints read; embedders add their own.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind, Payload};
@@ -55,7 +57,7 @@ impl Filter {
     /// Whether `e` passes.
     pub fn matches(&self, e: &Event) -> bool {
         match self {
-            Self::In { field, values } => field_text(e, field).is_some_and(|v| values.contains(&v)),
+            Self::In { field, values } => field_text(e, field).is_some_and(|v| values.iter().any(|x| x.as_str() == v.as_ref())),
             Self::Present { field } => {
                 field_text(e, field).is_some() || field_value(e, field).is_some()
             }
@@ -159,58 +161,61 @@ pub fn field_value(e: &Event, name: &str) -> Option<f64> {
 /// `error_type`, `severity`, `path`, `product_id`, `collection` (the event's, see
 /// [`Event::collection`]), `properties.<name>` (strings), and top-level strings of a custom
 /// payload.
-pub fn field_text(e: &Event, name: &str) -> Option<String> {
+pub fn field_text<'e>(e: &'e Event, name: &str) -> Option<Cow<'e, str>> {
     if let Some(prop) = name.strip_prefix("properties.") {
-        return e
-            .properties
-            .get(prop)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned);
+        return e.properties.get(prop).and_then(|v| v.as_str()).map(Cow::Borrowed);
     }
+    let borrowed = |s: &'e str| Some(Cow::Borrowed(s));
     match name {
-        "kind" => return Some(e.kind.as_str().to_owned()),
-        "source" => return e.source.clone(),
-        "project" => return Some(e.project.to_string()),
-        "route" => return e.route().map(str::to_owned),
-        "status" => return e.status(),
-        "provider" => return e.provider().map(str::to_owned),
-        "collection" => return e.collection().map(str::to_owned),
+        "kind" => return borrowed(e.kind.as_str()),
+        "source" => return e.source.as_deref().map(Cow::Borrowed),
+        "project" => return borrowed(e.project.as_str()),
+        "route" => return e.route().map(Cow::Borrowed),
+        "provider" => return e.provider().map(Cow::Borrowed),
+        "collection" => return e.collection().map(Cow::Borrowed),
+        "status" => {
+            return match &e.payload {
+                Payload::MlJob(j) => borrowed(j.status.as_str()),
+                _ => e.status().map(Cow::Owned),
+            };
+        }
         "status_class" => {
             let status = match &e.payload {
                 Payload::ApiRequest(r) => Some(r.status),
                 Payload::Error(x) => x.status,
                 _ => None,
             }?;
-            return Some(format!("{}xx", status / 100));
+            const CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+            return borrowed(CLASSES.get(usize::from(status / 100)).copied().unwrap_or("5xx"));
         }
         _ => {}
     }
     match (&e.payload, name) {
-        (Payload::ApiRequest(r), "method") => Some(r.method.clone()),
-        (Payload::MlJob(j), "pipeline") => Some(j.pipeline.as_str().to_owned()),
-        (Payload::MlJob(j), "model") => j.model.clone(),
-        (Payload::Order(o), "currency") => Some(o.currency.clone()),
-        (Payload::Error(x), "error_type") => Some(x.error_type.clone()),
-        (Payload::Alert(a), "severity") => Some(a.severity.as_str().to_owned()),
-        (Payload::Alert(a), "metric") => Some(a.metric.clone()),
-        (Payload::Funnel(s), "path") => s.path.clone(),
-        (Payload::Funnel(s), "product_id") => s.product_id.clone(),
-        (Payload::Custom(m), _) => m.get(name).and_then(|v| v.as_str()).map(str::to_owned),
+        (Payload::ApiRequest(r), "method") => borrowed(&r.method),
+        (Payload::MlJob(j), "pipeline") => borrowed(j.pipeline.as_str()),
+        (Payload::MlJob(j), "model") => j.model.as_deref().map(Cow::Borrowed),
+        (Payload::Order(o), "currency") => borrowed(&o.currency),
+        (Payload::Error(x), "error_type") => borrowed(&x.error_type),
+        (Payload::Alert(a), "severity") => borrowed(a.severity.as_str()),
+        (Payload::Alert(a), "metric") => borrowed(&a.metric),
+        (Payload::Funnel(s), "path") => s.path.as_deref().map(Cow::Borrowed),
+        (Payload::Funnel(s), "product_id") => s.product_id.as_deref().map(Cow::Borrowed),
+        (Payload::Custom(m), _) => m.get(name).and_then(|v| v.as_str()).map(Cow::Borrowed),
         _ => None,
     }
 }
 
 /// A dimension value for an observation: line dimensions (`line.product_id`,
 /// `line.collection`) read the observation's order line; everything else is [`field_text`].
-pub fn dimension_value(e: &Event, line: Option<usize>, name: &str) -> Option<String> {
+pub fn dimension_value<'e>(e: &'e Event, line: Option<usize>, name: &str) -> Option<Cow<'e, str>> {
     if let Some(line_field) = name.strip_prefix("line.") {
         let Payload::Order(o) = &e.payload else {
             return None;
         };
         let item = o.items.get(line?)?;
         return match line_field {
-            "product_id" => Some(item.product_id.clone()),
-            "collection" => item.collection.clone(),
+            "product_id" => Some(Cow::Borrowed(&item.product_id)),
+            "collection" => item.collection.as_deref().map(Cow::Borrowed),
             _ => None,
         };
     }
