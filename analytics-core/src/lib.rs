@@ -12,6 +12,7 @@
 
 pub mod alert;
 pub mod clock;
+pub mod collector;
 pub mod error;
 pub mod event;
 pub mod ids;
@@ -27,6 +28,7 @@ pub mod time;
 pub mod testkit;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use collector::{AnalyticsEventCollector, CollectorError, CollectorOptions, CollectorStats};
 pub use error::{Error, FieldError, Result, ValidationErrors};
 pub use event::{Event, EventInput, EventKind, EventLimits, IngestContext, Payload};
 pub use ids::{

@@ -34,6 +34,8 @@ use crate::time::Granularity;
 struct Inner {
     events: BTreeMap<(ProjectId, EventId), Event>,
     dirty: BTreeMap<(DateTime<Utc>, ProjectId), u64>,
+    // Dirty-marker versions come from one counter so a version is never reused after a clear.
+    dirty_seq: u64,
     rollups: BTreeMap<RollupKey, Rollup>,
     configs: BTreeMap<Uuid, AlertConfig>,
     audit: Vec<AuditEntry>,
@@ -95,7 +97,9 @@ impl EventSink for MemoryStore {
             }
             inner.events.insert(key, e.clone());
             let hour = Granularity::Hour.bucket_start(e.occurred_at);
-            *inner.dirty.entry((hour, e.project.clone())).or_default() += 1;
+            inner.dirty_seq += 1;
+            let version = inner.dirty_seq;
+            inner.dirty.insert((hour, e.project.clone()), version);
             outcomes.push(WriteOutcome::Inserted);
         }
         Ok(WriteReport { outcomes })

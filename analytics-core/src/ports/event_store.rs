@@ -85,7 +85,8 @@ pub struct DirtyHour {
     pub project: ProjectId,
     /// Start of the hour.
     pub hour: DateTime<Utc>,
-    /// Bumped on every insert into the hour; clearing only succeeds for the version read.
+    /// Changed on every insert into the hour, and never reused for that hour (not even
+    /// after a clear); clearing only succeeds for the version read.
     pub version: u64,
 }
 

@@ -109,7 +109,9 @@ impl<'a> Aggregator<'a> {
                 per_grouping
                     .into_iter()
                     .enumerate()
-                    .flat_map(move |(gi, groups)| groups.into_iter().map(move |(k, acc)| (si, gi, k, acc)))
+                    .flat_map(move |(gi, groups)| {
+                        groups.into_iter().map(move |(k, acc)| (si, gi, k, acc))
+                    })
             })
             .filter_map(|(si, gi, key, acc)| {
                 let spec = &self.specs.0[si];

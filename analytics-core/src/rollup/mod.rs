@@ -177,8 +177,8 @@ pub struct RollupQuery {
     pub metrics: Vec<MetricName>,
     /// Only rows whose dimensions include these pairs.
     pub dimensions: Dimensions,
-    /// When set, only rows with exactly this set of dimension names (so a query for the
-    /// overall row does not also sum the per-route rows).
+    /// When set, only rows with exactly this set of dimension names, in any order (so a
+    /// query for the overall row does not also sum the per-route rows).
     pub dimension_names: Option<Vec<String>>,
 }
 
@@ -190,10 +190,11 @@ impl RollupQuery {
             && self.range.contains(key.bucket_start)
             && (self.metrics.is_empty() || self.metrics.contains(&key.metric))
             && key.dimensions.matches(&self.dimensions)
-            && self
-                .dimension_names
-                .as_ref()
-                .is_none_or(|names| key.dimensions.names().eq(names.iter().map(String::as_str)))
+            && self.dimension_names.as_ref().is_none_or(|names| {
+                let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+                names.sort_unstable();
+                key.dimensions.names().eq(names)
+            })
     }
 }
 

@@ -57,7 +57,8 @@ impl Filter {
     /// Whether `e` passes.
     pub fn matches(&self, e: &Event) -> bool {
         match self {
-            Self::In { field, values } => field_text(e, field).is_some_and(|v| values.iter().any(|x| x.as_str() == v.as_ref())),
+            Self::In { field, values } => field_text(e, field)
+                .is_some_and(|v| values.iter().any(|x| x.as_str() == v.as_ref())),
             Self::Present { field } => {
                 field_text(e, field).is_some() || field_value(e, field).is_some()
             }
@@ -163,7 +164,11 @@ pub fn field_value(e: &Event, name: &str) -> Option<f64> {
 /// payload.
 pub fn field_text<'e>(e: &'e Event, name: &str) -> Option<Cow<'e, str>> {
     if let Some(prop) = name.strip_prefix("properties.") {
-        return e.properties.get(prop).and_then(|v| v.as_str()).map(Cow::Borrowed);
+        return e
+            .properties
+            .get(prop)
+            .and_then(|v| v.as_str())
+            .map(Cow::Borrowed);
     }
     let borrowed = |s: &'e str| Some(Cow::Borrowed(s));
     match name {
@@ -186,7 +191,12 @@ pub fn field_text<'e>(e: &'e Event, name: &str) -> Option<Cow<'e, str>> {
                 _ => None,
             }?;
             const CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
-            return borrowed(CLASSES.get(usize::from(status / 100)).copied().unwrap_or("5xx"));
+            return borrowed(
+                CLASSES
+                    .get(usize::from(status / 100))
+                    .copied()
+                    .unwrap_or("5xx"),
+            );
         }
         _ => {}
     }

@@ -1,0 +1,626 @@
+//! `AnalyticsEventCollector`: a bounded queue in front of an [`EventSink`] that
+//! group-commits concurrent submissions into shared `write_batch` calls.
+//!
+//! Many callers of [`AnalyticsEventCollector::submit`] share one batch; each caller's future
+//! resolves only after its own events are committed (or fails with the reason), so an HTTP
+//! layer can answer 2xx only for durable events. [`AnalyticsEventCollector::record`] is the
+//! fire-and-forget variant for embedders. A full queue is backpressure
+//! ([`CollectorError::Backpressure`]), never a silent drop. The flusher writes when a batch
+//! is full, on an interval, and on [`AnalyticsEventCollector::shutdown`].
+//!
+//! The collector never reads the wall clock: it only uses tokio's timers.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::Error;
+use crate::event::Event;
+use crate::ports::{EventSink, WriteReport};
+
+/// Collector settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectorOptions {
+    /// Most events waiting in the queue (submitted but not yet committed).
+    pub capacity: usize,
+    /// Most events per `write_batch` call.
+    pub max_batch: usize,
+    /// Longest time a queued event waits before a flush.
+    pub flush_interval: Duration,
+    /// Attempts per batch when the sink answers `Unavailable` (at least 1).
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled per retry up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Upper bound of the retry delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for CollectorOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            max_batch: 5_000,
+            flush_interval: Duration::from_millis(50),
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a submission was not committed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CollectorError {
+    /// The queue is full; nothing was queued. Retry later.
+    #[error("collector queue is full")]
+    Backpressure,
+    /// The collector is shutting down or stopped; nothing was queued.
+    #[error("collector is shut down")]
+    Closed,
+    /// The batch holding the events failed; nothing of it was committed. An
+    /// [`Error::Unavailable`] here means the retries were exhausted.
+    #[error("write failed: {0}")]
+    Write(Error),
+    /// More events than the queue can ever hold in one submission.
+    #[error("submission of {0} events exceeds the collector capacity")]
+    TooLarge(usize),
+}
+
+impl CollectorError {
+    /// Whether retrying later may succeed (backpressure, shutdown, unavailable store).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Backpressure | Self::Closed => true,
+            Self::Write(e) => e.is_retryable(),
+            Self::TooLarge(_) => false,
+        }
+    }
+}
+
+/// A snapshot of the collector's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CollectorStats {
+    /// Events waiting in the queue now.
+    pub queued: u64,
+    /// Events committed (inserted) so far.
+    pub committed: u64,
+    /// Events found already stored.
+    pub duplicates: u64,
+    /// Successful `write_batch` calls.
+    pub batches: u64,
+    /// Size of the last successful batch.
+    pub last_batch_size: u64,
+    /// Average size of successful batches.
+    pub avg_batch_size: f64,
+    /// Events whose batch failed (after retries).
+    pub failed: u64,
+    /// Failed `write_batch` attempts (including retried ones).
+    pub write_errors: u64,
+    /// Events refused because the queue was full.
+    pub rejected_backpressure: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    committed: AtomicU64,
+    duplicates: AtomicU64,
+    batches: AtomicU64,
+    batched_events: AtomicU64,
+    last_batch_size: AtomicU64,
+    failed: AtomicU64,
+    write_errors: AtomicU64,
+    rejected_backpressure: AtomicU64,
+}
+
+type Reply = oneshot::Sender<Result<WriteReport, CollectorError>>;
+
+/// One submission in the queue.
+struct Item {
+    events: Vec<Event>,
+    reply: Option<Reply>,
+    // Holds the submission's queue slots until it is committed or failed.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+enum Msg {
+    Item(Item),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Group-committing event collector; see the module documentation. Cheap to share behind
+/// an `Arc`.
+pub struct AnalyticsEventCollector {
+    tx: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
+    slots: Arc<Semaphore>,
+    capacity: usize,
+    counters: Arc<Counters>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for AnalyticsEventCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnalyticsEventCollector")
+            .field("capacity", &self.capacity)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnalyticsEventCollector {
+    /// Starts the collector and its flusher task on the current tokio runtime.
+    pub fn start(sink: Arc<dyn EventSink>, options: CollectorOptions) -> Self {
+        let options = CollectorOptions {
+            capacity: options.capacity.max(1),
+            max_batch: options.max_batch.max(1),
+            max_attempts: options.max_attempts.max(1),
+            ..options
+        };
+        // The channel is unbounded, but every item holds semaphore permits for its events:
+        // memory is bounded by `capacity` events.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        let capacity = options.capacity;
+        let flusher = tokio::spawn(flusher(sink, options, rx, counters.clone()));
+        Self {
+            tx: Mutex::new(Some(tx)),
+            slots: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            counters,
+            flusher: Mutex::new(Some(flusher)),
+        }
+    }
+
+    fn enqueue(&self, events: Vec<Event>, reply: Option<Reply>) -> Result<(), CollectorError> {
+        let n = events.len();
+        if n > self.capacity {
+            return Err(CollectorError::TooLarge(n));
+        }
+        let tx = lock(&self.tx).clone().ok_or(CollectorError::Closed)?;
+        let permits = u32::try_from(n).map_err(|_| CollectorError::TooLarge(n))?;
+        let permit = match self.slots.clone().try_acquire_many_owned(permits) {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                self.counters
+                    .rejected_backpressure
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                return Err(CollectorError::Backpressure);
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(CollectorError::Closed),
+        };
+        tx.send(Msg::Item(Item {
+            events,
+            reply,
+            _permit: permit,
+        }))
+        .map_err(|_| CollectorError::Closed)
+    }
+
+    /// Queues `events` and waits until they are committed. The report has one outcome per
+    /// event, in order. Fails at once with [`CollectorError::Backpressure`] when the queue
+    /// cannot take them all.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<WriteReport, CollectorError> {
+        if events.is_empty() {
+            return Ok(WriteReport::default());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(events, Some(reply))?;
+        rx.await.unwrap_or(Err(CollectorError::Closed))
+    }
+
+    /// Queues one event without waiting for its commit (it is flushed on size, interval and
+    /// shutdown). Fails with [`CollectorError::Backpressure`] when the queue is full.
+    pub fn record(&self, event: Event) -> Result<(), CollectorError> {
+        self.enqueue(vec![event], None)
+    }
+
+    /// Writes everything queued so far and waits for it.
+    pub async fn flush(&self) -> Result<(), CollectorError> {
+        let tx = lock(&self.tx).clone().ok_or(CollectorError::Closed)?;
+        let (done, rx) = oneshot::channel();
+        tx.send(Msg::Flush(done))
+            .map_err(|_| CollectorError::Closed)?;
+        rx.await.map_err(|_| CollectorError::Closed)
+    }
+
+    /// Refuses new events, writes everything queued, and stops the flusher. Idempotent.
+    pub async fn shutdown(&self) {
+        drop(lock(&self.tx).take());
+        let handle = lock(&self.flusher).take();
+        if let Some(h) = handle {
+            // A panicking sink ends the flusher; its callers then see `Closed`.
+            let _ = h.await;
+        }
+    }
+
+    /// Whether `shutdown` was called.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.tx).is_none()
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> CollectorStats {
+        let c = &self.counters;
+        let batches = c.batches.load(Ordering::Relaxed);
+        let batched = c.batched_events.load(Ordering::Relaxed);
+        CollectorStats {
+            queued: (self.capacity - self.slots.available_permits()) as u64,
+            committed: c.committed.load(Ordering::Relaxed),
+            duplicates: c.duplicates.load(Ordering::Relaxed),
+            batches,
+            last_batch_size: c.last_batch_size.load(Ordering::Relaxed),
+            avg_batch_size: if batches == 0 {
+                0.0
+            } else {
+                batched as f64 / batches as f64
+            },
+            failed: c.failed.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+            rejected_backpressure: c.rejected_backpressure.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn flusher(
+    sink: Arc<dyn EventSink>,
+    options: CollectorOptions,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    counters: Arc<Counters>,
+) {
+    let mut pending: Vec<Item> = Vec::new();
+    let mut pending_events = 0usize;
+    let mut ticker = tokio::time::interval(options.flush_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(Msg::Item(item)) => {
+                    pending_events += item.events.len();
+                    pending.push(item);
+                    // Take whatever else is already waiting, so a burst becomes one batch.
+                    while pending_events < options.max_batch {
+                        match rx.try_recv() {
+                            Ok(Msg::Item(item)) => {
+                                pending_events += item.events.len();
+                                pending.push(item);
+                            }
+                            Ok(Msg::Flush(done)) => {
+                                write_all(&*sink, &options, &counters, &mut pending).await;
+                                pending_events = 0;
+                                let _ = done.send(());
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if pending_events >= options.max_batch {
+                        write_all(&*sink, &options, &counters, &mut pending).await;
+                        pending_events = 0;
+                    }
+                }
+                Some(Msg::Flush(done)) => {
+                    write_all(&*sink, &options, &counters, &mut pending).await;
+                    pending_events = 0;
+                    let _ = done.send(());
+                }
+                None => {
+                    write_all(&*sink, &options, &counters, &mut pending).await;
+                    return;
+                }
+            },
+            _ = ticker.tick() => {
+                if !pending.is_empty() {
+                    write_all(&*sink, &options, &counters, &mut pending).await;
+                    pending_events = 0;
+                }
+            }
+        }
+    }
+}
+
+/// Writes every pending item in batches of at most `max_batch` events (a submission is never
+/// split across batches, so its events commit together) and answers each caller.
+async fn write_all(
+    sink: &dyn EventSink,
+    options: &CollectorOptions,
+    counters: &Counters,
+    pending: &mut Vec<Item>,
+) {
+    let mut items = std::mem::take(pending).into_iter().peekable();
+    while items.peek().is_some() {
+        let mut group = Vec::new();
+        let mut size = 0;
+        while let Some(next) = items.peek() {
+            if !group.is_empty() && size + next.events.len() > options.max_batch {
+                break;
+            }
+            size += next.events.len();
+            group.extend(items.next());
+        }
+        write_group(sink, options, counters, group).await;
+    }
+}
+
+async fn write_group(
+    sink: &dyn EventSink,
+    options: &CollectorOptions,
+    counters: &Counters,
+    group: Vec<Item>,
+) {
+    let batch: Vec<Event> = group
+        .iter()
+        .flat_map(|i| i.events.iter().cloned())
+        .collect();
+    let result = write_with_retry(sink, options, counters, &batch).await;
+    match result {
+        Ok(report) => {
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            counters
+                .batched_events
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            counters
+                .last_batch_size
+                .store(batch.len() as u64, Ordering::Relaxed);
+            counters
+                .committed
+                .fetch_add(report.inserted() as u64, Ordering::Relaxed);
+            counters
+                .duplicates
+                .fetch_add(report.duplicates() as u64, Ordering::Relaxed);
+            let mut outcomes = report.outcomes.into_iter();
+            for item in group {
+                let own: Vec<_> = outcomes.by_ref().take(item.events.len()).collect();
+                if let Some(reply) = item.reply {
+                    let _ = reply.send(Ok(WriteReport { outcomes: own }));
+                }
+            }
+        }
+        Err(e) => {
+            counters
+                .failed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            for item in group {
+                if let Some(reply) = item.reply {
+                    let _ = reply.send(Err(CollectorError::Write(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+async fn write_with_retry(
+    sink: &dyn EventSink,
+    options: &CollectorOptions,
+    counters: &Counters,
+    batch: &[Event],
+) -> Result<WriteReport, Error> {
+    let mut delay = options.initial_backoff;
+    let mut attempt = 1;
+    loop {
+        match sink.write_batch(batch).await {
+            Ok(report) if report.outcomes.len() == batch.len() => return Ok(report),
+            Ok(report) => {
+                counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::Internal(format!(
+                    "sink reported {} outcomes for {} events",
+                    report.outcomes.len(),
+                    batch.len()
+                )));
+            }
+            Err(e) => {
+                counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                if !e.is_retryable() || attempt >= options.max_attempts {
+                    return Err(e);
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(options.max_backoff);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventInput, EventLimits, IngestContext};
+    use crate::ids::ProjectId;
+    use crate::memory::MemoryStore;
+    use crate::ports::{EventStore, WriteOutcome};
+    use async_trait::async_trait;
+    use chrono::DateTime;
+    use std::sync::atomic::AtomicUsize;
+
+    fn event(i: u128) -> Event {
+        let project = ProjectId::default_project();
+        let limits = EventLimits::default();
+        let ctx = IngestContext {
+            now: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            default_project: &project,
+            fixed_project: false,
+            request_correlation_id: None,
+            limits: &limits,
+        };
+        let input = EventInput {
+            id: Some(serde_json::json!(uuid::Uuid::from_u128(i + 1).to_string())),
+            kind: Some(serde_json::json!("page_view")),
+            payload: Some(serde_json::json!({"path": "/"})),
+            ..Default::default()
+        };
+        Event::parse(input, &ctx).unwrap()
+    }
+
+    /// A sink that counts calls, can be slowed down, and fails its first `fail` calls.
+    #[derive(Debug, Default)]
+    struct MockSink {
+        inner: MemoryStore,
+        calls: AtomicUsize,
+        fail: AtomicUsize,
+        delay_ms: u64,
+    }
+
+    #[async_trait]
+    impl EventSink for MockSink {
+        async fn write_batch(&self, events: &[Event]) -> crate::Result<WriteReport> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
+            }
+            if self
+                .fail
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
+                .is_ok()
+            {
+                return Err(Error::Unavailable("down".into()));
+            }
+            self.inner.write_batch(events).await
+        }
+    }
+
+    fn fast() -> CollectorOptions {
+        CollectorOptions {
+            flush_interval: Duration::from_millis(20),
+            initial_backoff: Duration::from_millis(1),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_submitters_share_batches_and_get_their_own_outcomes() {
+        let sink = Arc::new(MockSink::default());
+        let c = Arc::new(AnalyticsEventCollector::start(sink.clone(), fast()));
+        let mut tasks = Vec::new();
+        for s in 0..50u128 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                let events: Vec<Event> = (0..4).map(|i| event(s * 10 + i)).collect();
+                c.submit(events).await
+            }));
+        }
+        for t in tasks {
+            let r = t.await.unwrap().unwrap();
+            assert_eq!(r.outcomes, vec![WriteOutcome::Inserted; 4]);
+        }
+        let calls = sink.calls.load(Ordering::SeqCst);
+        assert!(calls < 50, "{calls} batches for 50 submitters");
+        let st = c.stats();
+        assert_eq!(st.committed, 200);
+        assert_eq!(st.batches as usize, calls);
+        assert_eq!(st.queued, 0);
+        c.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_reported_per_caller() {
+        let sink = Arc::new(MockSink::default());
+        let c = AnalyticsEventCollector::start(sink, fast());
+        let first = c.submit(vec![event(1), event(2)]).await.unwrap();
+        assert_eq!(first.inserted(), 2);
+        let again = c.submit(vec![event(2), event(3)]).await.unwrap();
+        assert_eq!(
+            again.outcomes,
+            [WriteOutcome::Duplicate, WriteOutcome::Inserted]
+        );
+        assert_eq!(c.stats().duplicates, 1);
+        c.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_backpressure() {
+        let sink = Arc::new(MockSink {
+            delay_ms: 300,
+            ..Default::default()
+        });
+        let c = Arc::new(AnalyticsEventCollector::start(
+            sink,
+            CollectorOptions {
+                capacity: 10,
+                ..fast()
+            },
+        ));
+        let c2 = c.clone();
+        let slow = tokio::spawn(async move { c2.submit((0..8).map(event).collect()).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let err = c.submit((8..11).map(event).collect()).await.unwrap_err();
+        assert_eq!(err, CollectorError::Backpressure);
+        assert_eq!(c.record(event(20)), Ok(()));
+        assert_eq!(c.record(event(21)), Ok(()));
+        assert_eq!(c.record(event(22)), Err(CollectorError::Backpressure));
+        assert_eq!(c.stats().rejected_backpressure, 4);
+        assert_eq!(slow.await.unwrap().unwrap().inserted(), 8);
+        assert!(matches!(
+            c.submit(vec![event(0); 11]).await,
+            Err(CollectorError::TooLarge(11))
+        ));
+        c.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn unavailable_is_retried_then_surfaced() {
+        let sink = Arc::new(MockSink::default());
+        sink.fail.store(2, Ordering::SeqCst);
+        let c = AnalyticsEventCollector::start(sink.clone(), fast());
+        assert_eq!(c.submit(vec![event(1)]).await.unwrap().inserted(), 1);
+        assert_eq!(sink.calls.load(Ordering::SeqCst), 3);
+
+        sink.fail.store(100, Ordering::SeqCst);
+        let err = c.submit(vec![event(2)]).await.unwrap_err();
+        assert!(matches!(err, CollectorError::Write(Error::Unavailable(_))));
+        assert!(err.is_retryable());
+        assert_eq!(sink.calls.load(Ordering::SeqCst), 3 + 4);
+        let st = c.stats();
+        assert_eq!(st.failed, 1);
+        assert_eq!(st.write_errors, 6);
+        c.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_flushes_recorded_events_and_refuses_new_ones() {
+        let sink = Arc::new(MockSink::default());
+        let c = AnalyticsEventCollector::start(
+            sink.clone(),
+            CollectorOptions {
+                flush_interval: Duration::from_secs(3600),
+                ..fast()
+            },
+        );
+        for i in 0..5 {
+            c.record(event(i)).unwrap();
+        }
+        c.shutdown().await;
+        let page = sink
+            .inner
+            .query_events(&Default::default(), &crate::PageRequest::first(100))
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 5);
+        assert_eq!(c.record(event(9)), Err(CollectorError::Closed));
+        assert!(c.is_closed());
+    }
+
+    #[tokio::test]
+    async fn size_limit_splits_batches_without_splitting_submissions() {
+        let sink = Arc::new(MockSink::default());
+        let c = AnalyticsEventCollector::start(
+            sink.clone(),
+            CollectorOptions {
+                max_batch: 3,
+                flush_interval: Duration::from_secs(3600),
+                ..fast()
+            },
+        );
+        for i in 0..7 {
+            c.record(event(i)).unwrap();
+        }
+        c.flush().await.unwrap();
+        assert_eq!(c.stats().committed, 7);
+        assert!(c.stats().last_batch_size <= 3);
+        c.shutdown().await;
+    }
+}

@@ -1,0 +1,544 @@
+//! `EventSink` and `EventStore` on SQLite: batched idempotent inserts with dirty-hour
+//! markers, filtered keyset-paginated reads, and retention in small transactions.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use analytics_core::event::StoredEvent;
+use analytics_core::ports::event_store::event_cursor;
+use analytics_core::ports::{
+    DirtyHour, EventFilter, EventSink, EventStore, WriteOutcome, WriteReport,
+};
+use analytics_core::{
+    Error, Event, EventId, EventKind, FieldError, Granularity, Page, PageRequest, Payload,
+    ProjectId, Result,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Sqlite, Transaction};
+use uuid::Uuid;
+
+use crate::codec::{
+    MAX_BIND_PARAMS, chunk_sizes, from_micros, get, get_time, get_u64, micros, value_rows,
+};
+use crate::error::{DbResultExt, corrupt};
+use crate::sql::{Arg, Where, query_with};
+use crate::store::SqliteStore;
+
+/// Columns bound per event by the insert.
+const EVENT_COLUMNS: usize = 16;
+
+const INSERT_HEAD: &str = "INSERT INTO analytics_events (project, id, kind, occurred_at, \
+     received_at, correlation_id, user_id, session_id, source, sample_rate, provider, route, \
+     collection, status, payload, properties) VALUES ";
+
+const SELECT_EVENT: &str = "SELECT id, project, kind, occurred_at, received_at, correlation_id, \
+     user_id, session_id, source, sample_rate, payload, properties FROM analytics_events";
+
+/// What makes a row unreadable later, checked before anything is written. Everything else
+/// about an `Event` was established by `Event::parse`.
+fn check_event(e: &Event) -> Result<(), FieldError> {
+    if !(e.sample_rate.is_finite() && e.sample_rate > 0.0 && e.sample_rate <= 1.0) {
+        return Err(FieldError::new(
+            "sample_rate",
+            "must be a number greater than 0 and at most 1",
+        ));
+    }
+    let kind_matches = match (&e.kind, &e.payload) {
+        (EventKind::ApiRequest, Payload::ApiRequest(_))
+        | (EventKind::MlJob, Payload::MlJob(_))
+        | (EventKind::Order, Payload::Order(_))
+        | (EventKind::Error, Payload::Error(_))
+        | (EventKind::Alert, Payload::Alert(_))
+        | (EventKind::Custom(_), Payload::Custom(_)) => true,
+        (kind, Payload::Funnel(_)) => kind.is_funnel(),
+        _ => false,
+    };
+    if !kind_matches {
+        return Err(FieldError::new(
+            "payload",
+            format!("does not match the kind {}", e.kind),
+        ));
+    }
+    // serde_json writes a non-finite float as `null`, which would not read back.
+    let finite = |field: &str, v: f64| {
+        if v.is_finite() {
+            Ok(())
+        } else {
+            Err(FieldError::new(
+                format!("payload.{field}"),
+                "must be a finite number",
+            ))
+        }
+    };
+    match &e.payload {
+        Payload::ApiRequest(r) => finite("latency_ms", r.latency_ms)?,
+        Payload::MlJob(j) => {
+            finite("duration_ms", j.duration_ms)?;
+            if let Some(c) = j.cost_usd {
+                finite("cost_usd", c)?;
+            }
+        }
+        Payload::Order(o) => {
+            finite("amount", o.amount)?;
+            for (i, item) in o.items.iter().enumerate() {
+                finite(&format!("items[{i}].unit_price"), item.unit_price)?;
+            }
+        }
+        Payload::Alert(a) => {
+            if let Some(v) = a.value {
+                finite("value", v)?;
+            }
+        }
+        Payload::Funnel(f) => {
+            if let Some(v) = f.value {
+                finite("value", v)?;
+            }
+        }
+        Payload::Error(_) | Payload::Custom(_) => {}
+    }
+    Ok(())
+}
+
+/// An event ready to bind: the JSON encoded once, repeated strings shared.
+struct Row16<'a> {
+    event: &'a Event,
+    project: Arc<str>,
+    kind: Arc<str>,
+    status: Option<String>,
+    payload: String,
+    properties: String,
+}
+
+/// Interns the few distinct strings a batch repeats (projects, kinds), so binding them does
+/// not copy them once per row.
+#[derive(Default)]
+struct Interner<'a>(HashMap<&'a str, Arc<str>>);
+
+impl<'a> Interner<'a> {
+    fn get(&mut self, s: &'a str) -> Arc<str> {
+        Arc::clone(self.0.entry(s).or_insert_with(|| Arc::from(s)))
+    }
+}
+
+fn encode<'a>(e: &'a Event, interner: &mut Interner<'a>) -> Result<Row16<'a>> {
+    let json = |what: &str, r: serde_json::Result<String>| {
+        r.map_err(|err| Error::Internal(format!("cannot encode event {what}: {err}")))
+    };
+    Ok(Row16 {
+        event: e,
+        project: interner.get(e.project.as_str()),
+        kind: interner.get(e.kind.as_str()),
+        status: e.status(),
+        payload: json("payload", serde_json::to_string(&e.payload))?,
+        properties: json("properties", serde_json::to_string(&e.properties))?,
+    })
+}
+
+fn insert_sql(rows: usize) -> String {
+    format!(
+        "{INSERT_HEAD}{} ON CONFLICT (project, id) DO NOTHING RETURNING project, id",
+        value_rows(rows, EVENT_COLUMNS)
+    )
+}
+
+/// Inserts `rows` in as few statements as the bind limit allows and returns, for each input
+/// row, whether it was inserted (absent rows were already stored).
+async fn insert_rows(
+    tx: &mut Transaction<'static, Sqlite>,
+    rows: Vec<Row16<'_>>,
+    chunk_rows: usize,
+) -> Result<Vec<bool>> {
+    let mut inserted = vec![false; rows.len()];
+    let mut rows = rows.into_iter().enumerate();
+    let max = chunk_rows.clamp(1, MAX_BIND_PARAMS / EVENT_COLUMNS);
+    for size in chunk_sizes(inserted.len(), max) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(size)));
+        // (project, id) -> position in the batch, for matching the RETURNING rows.
+        let mut index: HashMap<(&str, Uuid), usize> = HashMap::with_capacity(size);
+        for _ in 0..size {
+            let Some((i, r)) = rows.next() else { break };
+            let e = r.event;
+            index.insert((e.project.as_str(), e.id.0), i);
+            q = q
+                .bind(r.project)
+                .bind(e.id.0)
+                .bind(r.kind)
+                .bind(micros(e.occurred_at))
+                .bind(micros(e.received_at))
+                .bind(e.correlation_id.as_str())
+                .bind(e.user_id.as_deref())
+                .bind(e.session_id.as_deref())
+                .bind(e.source.as_deref())
+                .bind(e.sample_rate)
+                .bind(e.provider())
+                .bind(e.route())
+                .bind(e.collection())
+                .bind(r.status)
+                .bind(r.payload)
+                .bind(r.properties);
+        }
+        let returned = q.fetch_all(&mut **tx).await.db("write batch")?;
+        for row in &returned {
+            let project: &str = get(row, "event", "project")?;
+            let id: Uuid = get(row, "event", "id")?;
+            match index.get(&(project, id)) {
+                Some(&i) => inserted[i] = true,
+                None => {
+                    return Err(Error::Internal(format!(
+                        "sqlite returned an event that was not in the batch: {project}/{id}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(inserted)
+}
+
+/// Marks the hours of the inserted events dirty with a fresh version.
+async fn mark_dirty(
+    tx: &mut Transaction<'static, Sqlite>,
+    hours: &BTreeSet<(i64, &str)>,
+) -> Result<()> {
+    if hours.is_empty() {
+        return Ok(());
+    }
+    let version: i64 = sqlx::query_scalar(
+        "UPDATE store_counters SET value = value + 1 WHERE name = 'dirty_version' RETURNING value",
+    )
+    .fetch_one(&mut **tx)
+    .await
+    .db("bump dirty version")?;
+    let hours: Vec<_> = hours.iter().collect();
+    for chunk in hours.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO rollup_dirty_hours (hour, project, version) VALUES {} \
+             ON CONFLICT (hour, project) DO UPDATE SET version = excluded.version",
+            value_rows(chunk.len(), 3)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (hour, project) in chunk {
+            q = q.bind(*hour).bind(*project).bind(version);
+        }
+        q.execute(&mut **tx).await.db("mark dirty hours")?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl EventSink for SqliteStore {
+    async fn write_batch(&self, events: &[Event]) -> Result<WriteReport> {
+        if events.is_empty() {
+            return Ok(WriteReport::default());
+        }
+        // Check and encode everything before touching the database: a bad event fails the
+        // whole batch, named, and nothing is written.
+        let mut outcomes = vec![WriteOutcome::Duplicate; events.len()];
+        let mut first_seen: HashSet<(&str, EventId)> = HashSet::with_capacity(events.len());
+        let mut positions = Vec::with_capacity(events.len());
+        let mut rows = Vec::with_capacity(events.len());
+        let mut interner = Interner::default();
+        for (i, e) in events.iter().enumerate() {
+            check_event(e)
+                .map_err(|f| Error::invalid(format!("events[{i}].{}", f.field), f.message))?;
+            // A repeat within the batch is a duplicate of its first occurrence.
+            if first_seen.insert((e.project.as_str(), e.id)) {
+                positions.push(i);
+                rows.push(encode(e, &mut interner)?);
+            }
+        }
+
+        let mut tx = self.begin_write("write batch").await?;
+        let inserted = insert_rows(&mut tx, rows, self.inner.options.insert_chunk_rows).await?;
+        let mut hours = BTreeSet::new();
+        for (&i, &ins) in positions.iter().zip(&inserted) {
+            if ins {
+                outcomes[i] = WriteOutcome::Inserted;
+                let e = &events[i];
+                let hour = Granularity::Hour.bucket_start(e.occurred_at);
+                hours.insert((micros(hour), e.project.as_str()));
+            }
+        }
+        mark_dirty(&mut tx, &hours).await?;
+        tx.commit().await.db("commit write batch")?;
+        Ok(WriteReport { outcomes })
+    }
+}
+
+fn decode_event(row: &SqliteRow) -> Result<Event> {
+    const W: &str = "event";
+    let payload: String = get(row, W, "payload")?;
+    let properties: String = get(row, W, "properties")?;
+    let stored = StoredEvent {
+        id: get(row, W, "id")?,
+        project: get(row, W, "project")?,
+        kind: get(row, W, "kind")?,
+        occurred_at: get_time(row, W, "occurred_at")?,
+        received_at: get_time(row, W, "received_at")?,
+        correlation_id: get(row, W, "correlation_id")?,
+        user_id: get(row, W, "user_id")?,
+        session_id: get(row, W, "session_id")?,
+        source: get(row, W, "source")?,
+        sample_rate: get(row, W, "sample_rate")?,
+        payload: serde_json::from_str(&payload).map_err(|e| corrupt(W, e))?,
+        properties: serde_json::from_str(&properties).map_err(|e| corrupt(W, e))?,
+    };
+    Event::from_stored(stored).map_err(|e| corrupt(W, e))
+}
+
+/// The `WHERE` clause of an event filter (without the cursor).
+pub(crate) fn event_where(filter: &EventFilter) -> Where {
+    let mut w = Where::default();
+    if let Some(p) = &filter.project {
+        w.and("project = ?", [Arg::Text(p.as_str().to_owned())]);
+    }
+    w.any_of(
+        "kind",
+        filter
+            .kinds
+            .iter()
+            .map(|k| Arg::Text(k.as_str().to_owned())),
+    );
+    if let Some(r) = &filter.range {
+        w.and(
+            "occurred_at >= ? AND occurred_at < ?",
+            [Arg::Int(micros(r.start())), Arg::Int(micros(r.end()))],
+        );
+    }
+    let text_filters = [
+        ("provider", &filter.provider),
+        ("route", &filter.route),
+        ("collection", &filter.collection),
+        ("status", &filter.status),
+        ("correlation_id", &filter.correlation_id),
+        ("user_id", &filter.user_id),
+        ("session_id", &filter.session_id),
+    ];
+    for (column, value) in text_filters {
+        if let Some(v) = value {
+            w.and(format!("{column} = ?"), [Arg::Text(v.clone())]);
+        }
+    }
+    w
+}
+
+/// The index a listing with `filter` reads, when one is best by construction.
+///
+/// Every `(project, <column>, occurred_at, id)` index returns rows in the listing's order, and
+/// one with more equality columns visits a subset of the rows another would visit, in the
+/// same order, so it is never worse. SQLite's planner, guessing selectivity, sometimes
+/// prefers `(project, occurred_at, id)` with a time range over a rarer kind; naming the
+/// index keeps the plan stable. A correlation id selects a handful of rows, which are
+/// sorted. Without a project or a correlation id, the planner chooses.
+pub(crate) fn listing_index(filter: &EventFilter) -> Option<&'static str> {
+    if filter.correlation_id.is_some() {
+        return Some("ix_events_correlation");
+    }
+    filter.project.as_ref()?;
+    Some(if filter.provider.is_some() {
+        "ix_events_provider"
+    } else if filter.collection.is_some() {
+        "ix_events_collection"
+    } else if filter.route.is_some() {
+        "ix_events_route"
+    } else if filter.kinds.len() == 1 {
+        "ix_events_project_kind_time"
+    } else {
+        "ix_events_project_time"
+    })
+}
+
+/// The SQL and arguments of one page of `query_events`.
+pub(crate) fn page_query(
+    filter: &EventFilter,
+    page: &PageRequest,
+) -> Result<(String, sqlx::sqlite::SqliteArguments)> {
+    let mut w = event_where(filter);
+    if let Some(c) = page.cursor {
+        // Row values compare lexicographically, and BLOB comparison is memcmp, which is
+        // `Uuid`'s order: exactly `Cursor::is_before`.
+        w.and(
+            "(occurred_at, id) < (?, ?)",
+            [Arg::Int(micros(c.at)), Arg::Id(c.id)],
+        );
+    }
+    let sql = format!(
+        "{SELECT_EVENT}{}{} ORDER BY occurred_at DESC, id DESC LIMIT ?",
+        listing_index(filter)
+            .map(|ix| format!(" INDEXED BY {ix}"))
+            .unwrap_or_default(),
+        w.sql()
+    );
+    let args = w.arguments([Arg::Int(i64::from(page.limit()) + 1)])?;
+    Ok((sql, args))
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn query_events(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<Event>> {
+        let (sql, args) = page_query(filter, page)?;
+        let rows = query_with(sql, args)
+            .fetch_all(self.reader())
+            .await
+            .db("query events")?;
+        let events = rows.iter().map(decode_event).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(events, page, event_cursor))
+    }
+
+    async fn get_event(&self, project: &ProjectId, id: EventId) -> Result<Option<Event>> {
+        let sql = format!("{SELECT_EVENT} WHERE project = ? AND id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project.as_str())
+            .bind(id.0)
+            .fetch_optional(self.reader())
+            .await
+            .db("get event")?;
+        row.as_ref().map(decode_event).transpose()
+    }
+
+    async fn delete_events_before(
+        &self,
+        project: Option<&ProjectId>,
+        before: DateTime<Utc>,
+    ) -> Result<u64> {
+        let max_batch = i64::from(self.inner.options.retention_batch_rows.max(1));
+        let target = self.inner.options.retention_batch_time;
+        let mut batch = max_batch.min(1000);
+        let sql = match project {
+            Some(_) => {
+                "DELETE FROM analytics_events WHERE seq IN (SELECT seq FROM analytics_events \
+                 WHERE project = ? AND occurred_at < ? LIMIT ?)"
+            }
+            None => {
+                "DELETE FROM analytics_events WHERE seq IN (SELECT seq FROM analytics_events \
+                 WHERE occurred_at < ? LIMIT ?)"
+            }
+        };
+        let mut total = 0u64;
+        loop {
+            // Each batch is its own short transaction, so ingest waits at most one batch.
+            let started = Instant::now();
+            let mut tx = self.begin_write("retention").await?;
+            let mut q = sqlx::query(sql);
+            if let Some(p) = project {
+                q = q.bind(p.as_str());
+            }
+            let deleted = q
+                .bind(micros(before))
+                .bind(batch)
+                .execute(&mut *tx)
+                .await
+                .db("retention")?
+                .rows_affected();
+            tx.commit().await.db("commit retention")?;
+            total += deleted;
+            if deleted < u64::try_from(batch).unwrap_or(0) {
+                break;
+            }
+            // Keep each transaction near the target duration, whatever the machine.
+            let took = started.elapsed();
+            if took > target {
+                batch = (batch / 2).max(100.min(max_batch));
+            } else if took < target / 4 {
+                batch = (batch * 2).min(max_batch);
+            }
+            tokio::task::yield_now().await;
+        }
+        if total > 0 {
+            // Retention runs on a schedule and turns the data over: a good moment to refresh
+            // the planner's statistics (cheap: bounded by `analysis_limit`).
+            sqlx::query("PRAGMA optimize")
+                .execute(&self.inner.writer)
+                .await
+                .db("optimize")?;
+        }
+        Ok(total)
+    }
+
+    async fn dirty_hours(&self, limit: usize) -> Result<Vec<DirtyHour>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT hour, project, version FROM rollup_dirty_hours ORDER BY hour, project LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await
+        .db("read dirty hours")?;
+        rows.iter()
+            .map(|row| {
+                const W: &str = "dirty hour";
+                Ok(DirtyHour {
+                    project: ProjectId::parse(get::<String>(row, W, "project")?)
+                        .map_err(|e| corrupt(W, e))?,
+                    hour: from_micros(W, get(row, W, "hour")?)?,
+                    version: get_u64(row, W, "version")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn clear_dirty_hours(&self, hours: &[DirtyHour]) -> Result<u64> {
+        if hours.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write("clear dirty hours").await?;
+        let mut cleared = 0;
+        for h in hours {
+            let Ok(version) = i64::try_from(h.version) else {
+                continue; // never stored, so never current
+            };
+            cleared += sqlx::query(
+                "DELETE FROM rollup_dirty_hours WHERE hour = ? AND project = ? AND version = ?",
+            )
+            .bind(micros(h.hour))
+            .bind(h.project.as_str())
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .db("clear dirty hours")?
+            .rows_affected();
+        }
+        tx.commit().await.db("commit clear dirty hours")?;
+        Ok(cleared)
+    }
+}
+
+/// Reads back the raw row count (for tests and diagnostics).
+impl SqliteStore {
+    /// How many raw events are stored, in all projects.
+    pub async fn event_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics_events")
+            .fetch_one(self.reader())
+            .await
+            .db("count events")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use analytics_core::testkit::fixtures::{self, now};
+
+    #[test]
+    fn bad_events_are_named_before_anything_is_written() {
+        let ok = fixtures::api_request(now(), "/a", 200, 1.0);
+        assert!(check_event(&ok).is_ok());
+        for e in fixtures::one_of_each_kind(now()) {
+            assert!(check_event(&e).is_ok(), "{}", e.kind);
+        }
+        let mut nan = ok.clone();
+        if let Payload::ApiRequest(r) = &mut nan.payload {
+            r.latency_ms = f64::NAN;
+        }
+        assert_eq!(check_event(&nan).unwrap_err().field, "payload.latency_ms");
+        let mut rate = ok.clone();
+        rate.sample_rate = 0.0;
+        assert_eq!(check_event(&rate).unwrap_err().field, "sample_rate");
+        let mut mismatch = ok;
+        mismatch.kind = EventKind::Order;
+        assert_eq!(check_event(&mismatch).unwrap_err().field, "payload");
+    }
+}

@@ -1,0 +1,83 @@
+//! `SqliteStoreOptions`: the knobs of a SQLite store, with defaults that keep the product's
+//! durability promise.
+
+use std::time::Duration;
+
+/// How hard SQLite works to make a commit survive a crash (`PRAGMA synchronous`), in WAL mode.
+///
+/// Every level survives the application crashing (`kill -9`, a panic, an OOM kill): a
+/// committed transaction is in the WAL file, which the operating system keeps. They differ on
+/// power loss and operating-system crashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// `synchronous=NORMAL`: the WAL is synced only at checkpoints. A committed transaction
+    /// survives an application crash, but the last transactions before a power loss or an
+    /// operating-system crash may be rolled back (the database stays consistent).
+    Normal,
+    /// `synchronous=FULL` (the default): the WAL is synced on every commit, so a committed
+    /// transaction survives power loss too. This is what lets the server acknowledge an event
+    /// with 2xx only once it can never be lost; the collector's group commit amortises the
+    /// sync over many requests.
+    #[default]
+    Full,
+    /// `synchronous=EXTRA`: like `Full`, and also syncs the directory after a journal is
+    /// deleted. Only matters outside WAL mode (in-memory databases); offered for completeness.
+    Extra,
+}
+
+/// Options of [`crate::SqliteStore::connect`]. Build with `SqliteStoreOptions::default()` and
+/// struct update syntax; the library reads no environment variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqliteStoreOptions {
+    /// Durability of commits; see [`Synchronous`].
+    pub synchronous: Synchronous,
+    /// Reader connections (WAL readers never block the writer). All writes go through one
+    /// dedicated writer connection, so writers in this process queue instead of failing with
+    /// "database is locked". An in-memory database uses one connection for everything.
+    pub max_connections: u32,
+    /// How long a statement waits for another process's lock before failing with
+    /// [`analytics_core::Error::Unavailable`] (`PRAGMA busy_timeout`).
+    pub busy_timeout: Duration,
+    /// How long a call waits for a free connection of this store before failing with
+    /// [`analytics_core::Error::Unavailable`].
+    pub acquire_timeout: Duration,
+    /// Create the database file when it does not exist.
+    pub create_if_missing: bool,
+    /// Page cache per connection, in KiB (`PRAGMA cache_size = -N`).
+    pub cache_size_kib: u32,
+    /// Rows per multi-row `INSERT` in `write_batch` (clamped to SQLite's bind-variable limit).
+    pub insert_chunk_rows: usize,
+    /// Most rows deleted per retention transaction. Each batch commits on its own, so a
+    /// writer waits for at most one batch.
+    pub retention_batch_rows: u32,
+    /// How long one retention transaction should take: the batch size halves when a batch
+    /// takes longer and doubles (up to `retention_batch_rows`) when it takes under a quarter.
+    pub retention_batch_time: Duration,
+}
+
+impl Default for SqliteStoreOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(30),
+            create_if_missing: true,
+            cache_size_kib: 32 * 1024,
+            insert_chunk_rows: 512,
+            retention_batch_rows: 10_000,
+            retention_batch_time: Duration::from_millis(100),
+        }
+    }
+}
+
+impl Synchronous {
+    pub(crate) fn to_sqlx(self) -> sqlx::sqlite::SqliteSynchronous {
+        use sqlx::sqlite::SqliteSynchronous as S;
+        match self {
+            Self::Normal => S::Normal,
+            Self::Full => S::Full,
+            Self::Extra => S::Extra,
+        }
+    }
+}

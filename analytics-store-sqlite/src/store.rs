@@ -1,0 +1,255 @@
+//! `SqliteStore`: opening the database (file or memory), its connection pools, migrations,
+//! and the `Store` bundle impl.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use analytics_core::ports::Store;
+use analytics_core::{Error, Result};
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Sqlite, Transaction};
+
+use crate::error::{DbResultExt, from_io};
+use crate::options::SqliteStoreOptions;
+
+/// The embedded migrations (`migrations/*.sql`); applied by [`SqliteStore::connect`].
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Every store port on one SQLite database. Clones share the pools and the lock table.
+///
+/// Writes go through one dedicated writer connection (`BEGIN IMMEDIATE` transactions), so
+/// concurrent writers in this process queue in the pool instead of failing with "database is
+/// locked"; reads use a pool of WAL readers that never block the writer. Another process on
+/// the same file is held off by SQLite's own locking, waited for up to the busy timeout.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+    /// The database file; `None` for an in-memory database.
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) options: SqliteStoreOptions,
+    /// Singleton-job locks held by this store (and its clones).
+    pub(crate) locks: Arc<Mutex<HashSet<String>>>,
+}
+
+/// What `connect` was asked to open.
+struct Target {
+    options: SqliteConnectOptions,
+    path: Option<PathBuf>,
+}
+
+fn parse_target(url_or_path: &str) -> Result<Target> {
+    let bad = |e: sqlx::Error| Error::invalid("database_url", e.to_string());
+    let trimmed = url_or_path.trim();
+    if trimmed.is_empty() {
+        return Err(Error::invalid("database_url", "must not be empty"));
+    }
+    if matches!(
+        trimmed,
+        ":memory:" | "sqlite::memory:" | "sqlite://:memory:"
+    ) {
+        return Ok(Target {
+            options: SqliteConnectOptions::from_str("sqlite::memory:").map_err(bad)?,
+            path: None,
+        });
+    }
+    if trimmed.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(trimmed).map_err(bad)?;
+        let in_memory = trimmed.contains("mode=memory");
+        let path = (!in_memory).then(|| options.get_filename().to_path_buf());
+        return Ok(Target { options, path });
+    }
+    Ok(Target {
+        options: SqliteConnectOptions::new().filename(trimmed),
+        path: Some(PathBuf::from(trimmed)),
+    })
+}
+
+/// An exclusive OS lock on `<db path>.migrate.lock`, held while a process opens and migrates
+/// the database, so two processes starting at once do not race on `journal_mode` or on the
+/// migrations table.
+async fn migration_lock(db: &Path) -> Result<File> {
+    let path = PathBuf::from(format!("{}.migrate.lock", db.display()));
+    tokio::task::spawn_blocking(move || {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| from_io("open migration lock", &e))?;
+        file.lock()
+            .map_err(|e| from_io("take migration lock", &e))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("migration lock task failed: {e}")))?
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing and allowed) the database at `url_or_path` and applies
+    /// the migrations; running them again is a no-op.
+    ///
+    /// `url_or_path` is a file path (`./analytics.db`), a `sqlite:` URL
+    /// (`sqlite://analytics.db?mode=rwc`), or `sqlite::memory:` for a private in-memory
+    /// database (one connection serves every call, and the data lives as long as the store).
+    pub async fn connect(url_or_path: &str, options: SqliteStoreOptions) -> Result<Self> {
+        let target = parse_target(url_or_path)?;
+        let in_memory = target.path.is_none();
+        let mut base = target
+            .options
+            .create_if_missing(options.create_if_missing)
+            .busy_timeout(options.busy_timeout)
+            .synchronous(options.synchronous.to_sqlx())
+            .foreign_keys(true)
+            .pragma("cache_size", format!("-{}", options.cache_size_kib))
+            .pragma("temp_store", "memory")
+            // Keeps `PRAGMA optimize` (statistics for the query planner) cheap at any size.
+            .analysis_limit(1000);
+        if !in_memory {
+            base = base.journal_mode(SqliteJournalMode::Wal);
+        }
+
+        let migrating = match &target.path {
+            Some(path) => Some(migration_lock(path).await?),
+            None => None,
+        };
+        // One writer connection, kept open for the store's lifetime: an in-memory database
+        // lives exactly as long as it.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(base.clone())
+            .await
+            .db("open database")?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(sqlx::Error::from)
+            .db("migrate")?;
+        drop(migrating);
+        // Planner statistics for tables that have none or whose size changed a lot; the
+        // retention job refreshes them as the data turns over.
+        sqlx::query("PRAGMA optimize=0x10002")
+            .execute(&writer)
+            .await
+            .db("optimize")?;
+
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(base.pragma("query_only", "ON"))
+                .await
+                .db("open reader")?
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer,
+                reader,
+                path: target.path,
+                options,
+                locks: Arc::default(),
+            }),
+        })
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &SqliteStoreOptions {
+        &self.inner.options
+    }
+
+    /// Closes every connection (waiting for them to finish), checkpointing the WAL. The store
+    /// and its clones fail with `Unavailable` afterwards. Dropping the last clone without
+    /// calling this is also safe: committed data is durable either way.
+    pub async fn close(&self) {
+        self.inner.reader.close().await;
+        self.inner.writer.close().await;
+    }
+
+    /// Starts a write transaction on the writer connection. `BEGIN IMMEDIATE` takes the
+    /// database's write lock up front, so a transaction never fails halfway on a lock
+    /// upgrade; another process holding it is waited for up to the busy timeout.
+    pub(crate) async fn begin_write(&self, context: &str) -> Result<Transaction<'static, Sqlite>> {
+        self.inner
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .db(context)
+    }
+
+    /// The pool reads go to.
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.inner.reader
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE version = ? AND success",
+        )
+        .bind(latest)
+        .fetch_optional(self.reader())
+        .await
+        .db("ping")?;
+        match applied {
+            Some(_) => Ok(()),
+            None => Err(Error::Unavailable(format!(
+                "sqlite store is not migrated to version {latest}"
+            ))),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_files_urls_or_memory() {
+        assert!(parse_target("sqlite::memory:").unwrap().path.is_none());
+        assert!(parse_target(":memory:").unwrap().path.is_none());
+        assert_eq!(
+            parse_target("./analytics.db").unwrap().path,
+            Some(PathBuf::from("./analytics.db"))
+        );
+        assert_eq!(
+            parse_target("sqlite://data/a.db?mode=rwc").unwrap().path,
+            Some(PathBuf::from("data/a.db"))
+        );
+        assert!(matches!(
+            parse_target("  "),
+            Err(Error::Invalid { field, .. }) if field == "database_url"
+        ));
+        assert!(matches!(
+            parse_target("sqlite://x.db?mode=bogus"),
+            Err(Error::Invalid { .. })
+        ));
+    }
+}

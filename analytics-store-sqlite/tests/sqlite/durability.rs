@@ -1,0 +1,182 @@
+//! Durability: everything survives dropping and reopening the store, and an event
+//! acknowledged by `write_batch` survives the writing process being killed with SIGKILL.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use analytics_core::alert::Severity;
+use analytics_core::ports::{
+    AlertConfigStore, EventFilter, EventSink, EventStore, JobStore, ProjectStore, RollupStore,
+};
+use analytics_core::rollup::RollupQuery;
+use analytics_core::testkit::fixtures::{self, now, project, t};
+use analytics_core::{EventId, Granularity, PageRequest, TimeRange};
+use uuid::Uuid;
+
+use crate::common::{TempDb, open};
+
+#[tokio::test]
+async fn reopening_the_file_keeps_everything() {
+    let db = TempDb::new("reopen");
+    let events = fixtures::one_of_each_kind(now());
+    let rollup = fixtures::rollup(
+        Granularity::Hour,
+        t("2024-03-10T08:00:00Z"),
+        "api.requests",
+        &[],
+        3.0,
+    );
+    let config_id = Uuid::new_v4();
+    {
+        let store = db.open().await;
+        store.write_batch(&events).await.expect("write");
+        store
+            .upsert_rollups(std::slice::from_ref(&rollup))
+            .await
+            .expect("rollup");
+        store
+            .create_config(
+                config_id,
+                &fixtures::alert_spec("shop", "p95", Severity::Warning),
+                "a",
+                now(),
+            )
+            .await
+            .expect("config");
+        store
+            .create_project(&fixtures::new_project("shop"))
+            .await
+            .expect("project");
+        store
+            .set_watermark("rollup.hour", now())
+            .await
+            .expect("watermark");
+        // Dropped without `close()`: committed data must not depend on a clean shutdown.
+    }
+    let store = db.open().await;
+    for e in &events {
+        assert_eq!(
+            store
+                .get_event(&e.project, e.id)
+                .await
+                .expect("get")
+                .as_ref(),
+            Some(e)
+        );
+    }
+    let rows = store
+        .query_rollups(&RollupQuery {
+            project: project("shop"),
+            granularity: Granularity::Hour,
+            range: TimeRange::new(t("2024-03-10T00:00:00Z"), t("2024-03-11T00:00:00Z"))
+                .expect("range"),
+            metrics: vec![],
+            dimensions: Default::default(),
+            dimension_names: None,
+        })
+        .await
+        .expect("rollups");
+    assert_eq!(rows, vec![rollup]);
+    assert_eq!(
+        store.get_config(config_id).await.expect("config").version,
+        1
+    );
+    assert_eq!(store.list_projects().await.expect("projects").len(), 1);
+    assert_eq!(
+        store.watermark("rollup.hour").await.expect("wm"),
+        Some(now())
+    );
+    assert_eq!(store.dirty_hours(10).await.expect("dirty").len(), 1);
+    store.close().await;
+}
+
+/// The environment variable that turns `child_writes_until_killed` into the child writer.
+const CHILD_DB: &str = "ANALYTICS_SQLITE_KILL_TEST_DB";
+const BATCH: u128 = 50;
+
+fn batch_ids(k: u128) -> impl Iterator<Item = Uuid> {
+    (0..BATCH).map(move |i| Uuid::from_u128((k << 32) | i))
+}
+
+/// Run as a child process by `acknowledged_events_survive_kill_9`: writes numbered batches
+/// and prints `ack K` after batch K is acknowledged, until it is killed. Without the
+/// variable it does nothing.
+#[tokio::test]
+async fn child_writes_until_killed() {
+    let Ok(path) = std::env::var(CHILD_DB) else {
+        return;
+    };
+    let store = open(std::path::Path::new(&path)).await;
+    let mut out = std::io::stdout();
+    for k in 0u128.. {
+        let batch: Vec<_> = batch_ids(k)
+            .map(|id| {
+                let mut e = fixtures::api_request(now(), "/kill", 200, 1.0);
+                e.id = EventId(id);
+                e
+            })
+            .collect();
+        store.write_batch(&batch).await.expect("child write");
+        writeln!(out, "ack {k}").expect("stdout");
+        out.flush().expect("flush");
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_events_survive_kill_9() {
+    let db = TempDb::new("kill9");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "durability::child_writes_until_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DB, db.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child writer");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut last_ack = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read child");
+        if let Some(k) = line.strip_prefix("ack ") {
+            last_ack = Some(k.trim().parse::<u128>().expect("batch number"));
+            if last_ack >= Some(20) {
+                break;
+            }
+        }
+    }
+    // SIGKILL: no destructor, no checkpoint, no clean close.
+    child.kill().expect("kill child");
+    child.wait().expect("reap child");
+    let last_ack = last_ack.expect("the child acknowledged batches");
+
+    let store = db.open().await;
+    for k in 0..=last_ack {
+        for id in batch_ids(k) {
+            assert!(
+                store
+                    .get_event(&project("shop"), EventId(id))
+                    .await
+                    .expect("get")
+                    .is_some(),
+                "event {id} of acknowledged batch {k} was lost"
+            );
+        }
+    }
+    // Whatever else is there is whole batches (a batch is atomic).
+    let n = store.event_count().await.expect("count");
+    assert_eq!(
+        n % BATCH as u64,
+        0,
+        "a partial batch was stored: {n} events"
+    );
+    let page = store
+        .query_events(&EventFilter::default(), &PageRequest::first(10))
+        .await
+        .expect("readable after the crash");
+    assert_eq!(page.items.len(), 10);
+}

@@ -1,0 +1,95 @@
+//! Migrations: applied on connect, and a no-op when run again (by a second connect or by
+//! hand).
+
+use analytics_store_sqlite::MIGRATOR;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+use crate::common::TempDb;
+
+async fn schema(pool: &sqlx::SqlitePool) -> (i64, Vec<(String, String)>) {
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await
+        .expect("count migrations");
+    let objects: Vec<(String, String)> =
+        sqlx::query_as("SELECT type, name FROM sqlite_master ORDER BY type, name")
+            .fetch_all(pool)
+            .await
+            .expect("schema");
+    (applied, objects)
+}
+
+#[tokio::test]
+async fn migrations_run_twice_are_a_no_op() {
+    let db = TempDb::new("migrate");
+    let store = db.open().await;
+    drop(store);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(&db.path))
+        .await
+        .expect("pool");
+    let before = schema(&pool).await;
+    assert_eq!(before.0, MIGRATOR.iter().count() as i64);
+    for table in [
+        "analytics_events",
+        "analytics_rollups",
+        "rollup_dirty_hours",
+        "alert_configs",
+        "alert_config_audit",
+        "alert_history",
+        "alert_notifications",
+        "notification_outbox",
+        "notification_attempts",
+        "in_app_notifications",
+        "notification_preferences",
+        "projects",
+        "api_keys",
+        "job_watermarks",
+    ] {
+        assert!(
+            before.1.contains(&("table".to_owned(), table.to_owned())),
+            "missing table {table}"
+        );
+    }
+
+    MIGRATOR.run(&pool).await.expect("second run by hand");
+    assert_eq!(schema(&pool).await, before);
+    pool.close().await;
+
+    // A second connect migrates again: nothing changes, data stays.
+    let store = db.open().await;
+    store.close().await;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(&db.path))
+        .await
+        .expect("pool");
+    assert_eq!(schema(&pool).await, before);
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_missing_file_is_created_only_when_allowed() {
+    let db = TempDb::new("create");
+    let refused = analytics_store_sqlite::SqliteStore::connect(
+        db.url(),
+        analytics_store_sqlite::SqliteStoreOptions {
+            create_if_missing: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(analytics_core::Error::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert!(!db.path.exists());
+    db.open().await.close().await;
+    assert!(db.path.exists());
+}
