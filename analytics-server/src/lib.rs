@@ -1,1 +1,20 @@
-//! Placeholder
+//! The HTTP server of the analytics backend: poem + poem-openapi endpoints for event
+//! ingest and listing, authentication (JWT and project API keys), Prometheus metrics,
+//! startup and graceful shutdown, and the command line.
+//!
+//! It owns no domain logic: validation, the collector, rollups and storage come from
+//! `analytics-core` and the store crates. It is the only crate that reads configuration.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod metrics;
+pub mod startup;
+pub mod state;
+
+pub use api::build_app;
+pub use auth::{Claims, Identity, JwtSettings, Role, Secret};
+pub use error::ApiError;
+pub use startup::{Application, Settings, ShutdownHandle, connect_store};
+pub use state::{AppState, HttpLimits};

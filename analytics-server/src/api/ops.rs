@@ -1,0 +1,88 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics.
+
+use std::time::Duration;
+
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use crate::state::AppState;
+
+/// The operations endpoints.
+#[derive(Debug)]
+pub struct OpsApi {
+    pub(crate) state: AppState,
+}
+
+/// Readiness details.
+#[derive(Debug, Object)]
+pub struct Readiness {
+    /// `ready`, `draining` or `store_unavailable`.
+    status: String,
+    /// The store technology.
+    backend: String,
+}
+
+/// Readiness answer.
+#[derive(Debug, ApiResponse)]
+pub enum ReadyResponse {
+    /// Serving.
+    #[oai(status = 200)]
+    Ready(Json<Readiness>),
+    /// Not serving (store down or shutting down).
+    #[oai(status = 503)]
+    NotReady(Json<Readiness>),
+}
+
+impl OpsApi {
+    async fn store_up(&self) -> bool {
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.state.store.ping()).await,
+            Ok(Ok(()))
+        );
+        self.state
+            .metrics
+            .set_store_up(self.state.store.backend(), ok);
+        ok
+    }
+}
+
+#[OpenApi]
+impl OpsApi {
+    /// Liveness: 200 while the process runs.
+    #[oai(path = "/livez", method = "get", tag = "ApiTags::Operations")]
+    async fn livez(&self) -> PlainText<&'static str> {
+        PlainText("ok")
+    }
+
+    /// Readiness: 200 when the store answers and the server is not shutting down.
+    #[oai(path = "/readyz", method = "get", tag = "ApiTags::Operations")]
+    async fn readyz(&self) -> ReadyResponse {
+        let backend = self.state.store.backend().to_owned();
+        if self.state.is_draining() {
+            return ReadyResponse::NotReady(Json(Readiness {
+                status: "draining".into(),
+                backend,
+            }));
+        }
+        if self.store_up().await {
+            ReadyResponse::Ready(Json(Readiness {
+                status: "ready".into(),
+                backend,
+            }))
+        } else {
+            ReadyResponse::NotReady(Json(Readiness {
+                status: "store_unavailable".into(),
+                backend,
+            }))
+        }
+    }
+
+    /// Prometheus metrics in the text exposition format.
+    #[oai(path = "/metrics", method = "get", tag = "ApiTags::Operations")]
+    async fn metrics(&self) -> PlainText<String> {
+        self.store_up().await;
+        self.state.metrics.set_ingest(&self.state.collector.stats());
+        PlainText(self.state.metrics.render())
+    }
+}

@@ -1,0 +1,384 @@
+//! Authentication: HS256 JWT bearer tokens with roles, and per-project API keys.
+//!
+//! Tokens and keys are never logged: [`Secret`] redacts itself and the middleware logs only
+//! the outcome.
+
+use std::fmt;
+use std::str::FromStr;
+
+use analytics_core::ProjectId;
+use analytics_core::ports::Store;
+use analytics_core::project::ApiKeySecret;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use poem::Request;
+use poem::http::header;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// A secret value whose `Debug` and `Display` never print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The clear text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A role a JWT may grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Business dashboards.
+    BusinessViewer,
+    /// Sending events.
+    Ingest,
+}
+
+impl Role {
+    /// The claim value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::BusinessViewer => "business_viewer",
+            Self::Ingest => "ingest",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "admin" => Ok(Self::Admin),
+            "business_viewer" => Ok(Self::BusinessViewer),
+            "ingest" => Ok(Self::Ingest),
+            other => Err(format!(
+                "unknown role {other:?} (admin, business_viewer, ingest)"
+            )),
+        }
+    }
+}
+
+/// The JWT claims this service reads and issues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Subject (user or service).
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Not before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// Issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Granted roles; unknown names are ignored.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Claims {
+    /// The known roles granted.
+    pub fn known_roles(&self) -> Vec<Role> {
+        self.roles.iter().filter_map(|r| r.parse().ok()).collect()
+    }
+}
+
+/// JWT settings.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// HS256 key.
+    pub secret: Secret,
+    /// Required `aud`, when set.
+    pub audience: Option<String>,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Clock leeway in seconds (at most 30).
+    pub leeway_secs: u64,
+}
+
+impl JwtSettings {
+    /// Settings with a secret and no audience/issuer checks.
+    pub fn new(secret: Secret) -> Self {
+        Self {
+            secret,
+            audience: None,
+            issuer: None,
+            leeway_secs: 30,
+        }
+    }
+
+    fn validation(&self) -> Validation {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = self.leeway_secs.min(30);
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        match &self.audience {
+            Some(a) => {
+                v.set_audience(&[a]);
+                required.push("aud");
+            }
+            None => v.validate_aud = false,
+        }
+        if let Some(i) = &self.issuer {
+            v.set_issuer(&[i]);
+            required.push("iss");
+        }
+        v.set_required_spec_claims(&required);
+        v
+    }
+
+    /// Verifies a token; the error is a client-safe reason.
+    pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        let key = DecodingKey::from_secret(self.secret.expose().as_bytes());
+        jsonwebtoken::decode::<Claims>(token, &key, &self.validation())
+            .map(|d| d.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::ExpiredSignature => "token has expired".to_owned(),
+                    K::ImmatureSignature => "token is not valid yet".to_owned(),
+                    K::InvalidSignature => "token signature is invalid".to_owned(),
+                    K::InvalidAudience => "token audience is not accepted".to_owned(),
+                    K::InvalidIssuer => "token issuer is not accepted".to_owned(),
+                    K::MissingRequiredClaim(c) => format!("token lacks the {c} claim"),
+                    K::InvalidAlgorithm => "token algorithm is not accepted".to_owned(),
+                    _ => "token is malformed".to_owned(),
+                }
+            })
+    }
+
+    /// Signs a token for `sub` with `roles`, valid from `now` for `ttl_secs`.
+    pub fn issue(
+        &self,
+        sub: &str,
+        roles: &[Role],
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = Claims {
+            sub: sub.to_owned(),
+            exp: now + ttl_secs,
+            iat: Some(now),
+            nbf: None,
+            aud: self.audience.clone(),
+            iss: self.issuer.clone(),
+            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(self.secret.expose().as_bytes()),
+        )
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Identity {
+    /// A JWT holder.
+    User {
+        /// `sub`.
+        sub: String,
+        /// Known roles.
+        roles: Vec<Role>,
+    },
+    /// A project API key (ingest only, bound to its project).
+    ApiKey {
+        /// The key's project.
+        project: ProjectId,
+        /// The key's id.
+        key_id: uuid::Uuid,
+    },
+}
+
+impl Identity {
+    /// Whether a JWT identity holds `role` (API keys hold none).
+    pub fn has_role(&self, role: Role) -> bool {
+        matches!(self, Self::User { roles, .. } if roles.contains(&role))
+    }
+
+    /// Requires `role` (403 otherwise).
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.has_role(role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this operation needs the {} role",
+                role.as_str()
+            )))
+        }
+    }
+}
+
+/// Reads the credentials of `req` and resolves them: `Ok(None)` when none were presented.
+pub async fn authenticate(
+    req: &Request,
+    jwt: &JwtSettings,
+    store: &dyn Store,
+) -> Result<Option<Identity>, ApiError> {
+    let api_key = req
+        .headers()
+        .get("x-api-key")
+        .map(|v| v.to_str().map(str::trim).unwrap_or(""));
+    let bearer = match req.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => {
+            let v = v
+                .to_str()
+                .map_err(|_| ApiError::unauthorized("authorization header is not valid"))?;
+            let (scheme, token) = v
+                .split_once(' ')
+                .ok_or_else(|| ApiError::unauthorized("authorization must be `Bearer <token>`"))?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(ApiError::unauthorized(
+                    "authorization must be `Bearer <token>`",
+                ));
+            }
+            Some(token.trim())
+        }
+    };
+    if let Some(key) = api_key {
+        return api_key_identity(key, store).await.map(Some);
+    }
+    match bearer {
+        None => Ok(None),
+        Some(token) if token.starts_with("ak_") => api_key_identity(token, store).await.map(Some),
+        Some(token) => {
+            let claims = jwt.verify(token).map_err(ApiError::unauthorized)?;
+            Ok(Some(Identity::User {
+                roles: claims.known_roles(),
+                sub: claims.sub,
+            }))
+        }
+    }
+}
+
+async fn api_key_identity(key: &str, store: &dyn Store) -> Result<Identity, ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::unauthorized("api key is empty"));
+    }
+    let hash = ApiKeySecret::from_presented(key).hash();
+    match store.api_key_by_hash(&hash).await? {
+        Some(rec) if rec.is_active() => Ok(Identity::ApiKey {
+            project: rec.project,
+            key_id: rec.id,
+        }),
+        Some(_) => Err(ApiError::unauthorized("api key has been revoked")),
+        None => Err(ApiError::unauthorized("api key is not known")),
+    }
+}
+
+/// Parses a duration like `90s`, `30m`, `1h`, `7d` (a bare number is seconds).
+pub fn parse_ttl(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: i64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("bad duration unit in {s:?} (s, m, h, d)")),
+    };
+    if n <= 0 {
+        return Err("duration must be positive".into());
+    }
+    Ok(n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_expire() {
+        let jwt = JwtSettings::new(Secret::new("s3cret"));
+        let now = chrono::Utc::now().timestamp();
+        let t = jwt.issue("alice", &[Role::Admin], now, 60).unwrap();
+        let c = jwt.verify(&t).unwrap();
+        assert_eq!(c.sub, "alice");
+        assert_eq!(c.known_roles(), [Role::Admin]);
+        let old = jwt.issue("alice", &[Role::Admin], now - 3600, 60).unwrap();
+        assert_eq!(jwt.verify(&old).unwrap_err(), "token has expired");
+        let other = JwtSettings::new(Secret::new("other"));
+        assert!(other.verify(&t).is_err());
+        assert_eq!(format!("{:?}", jwt.secret), "Secret(***)");
+    }
+
+    #[test]
+    fn audience_issuer_and_nbf_are_checked_when_configured() {
+        let now = chrono::Utc::now().timestamp();
+        let plain = JwtSettings::new(Secret::new("k"));
+        let strict = JwtSettings {
+            audience: Some("analytics".into()),
+            issuer: Some("idp".into()),
+            ..JwtSettings::new(Secret::new("k"))
+        };
+        let without = plain.issue("a", &[Role::Admin], now, 60).unwrap();
+        assert!(strict.verify(&without).is_err());
+        let with = strict.issue("a", &[Role::Admin], now, 60).unwrap();
+        assert!(strict.verify(&with).is_ok());
+        let wrong = JwtSettings {
+            audience: Some("other".into()),
+            ..strict.clone()
+        }
+        .issue("a", &[Role::Admin], now, 60)
+        .unwrap();
+        assert_eq!(
+            strict.verify(&wrong).unwrap_err(),
+            "token audience is not accepted"
+        );
+        let claims = Claims {
+            sub: "a".into(),
+            exp: now + 600,
+            iat: None,
+            nbf: Some(now + 300),
+            aud: None,
+            iss: None,
+            roles: vec![],
+        };
+        let early = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"k"),
+        )
+        .unwrap();
+        assert_eq!(plain.verify(&early).unwrap_err(), "token is not valid yet");
+    }
+
+    #[test]
+    fn ttl_parses() {
+        assert_eq!(parse_ttl("1h"), Ok(3600));
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("2d"), Ok(172_800));
+        assert!(parse_ttl("1y").is_err());
+        assert!(parse_ttl("0s").is_err());
+    }
+}

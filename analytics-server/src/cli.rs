@@ -1,0 +1,308 @@
+//! The command line: `serve` (default), `migrate`, `token`, `api-key`, `openapi`. Flags fall
+//! back to environment variables; this is the only place configuration is read.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use analytics_core::memory::MemoryStore;
+use analytics_core::ports::Store;
+use analytics_core::project::{ApiKeyRecord, ApiKeySecret, Project, ProjectSettings};
+use analytics_core::{Clock, Error, ProjectId, SystemClock};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::openapi_spec;
+use crate::auth::{JwtSettings, Role, Secret, parse_ttl};
+use crate::startup::{Application, Settings, connect_store};
+use crate::state::AppState;
+
+/// Analytics and alerting backend.
+#[derive(Debug, Parser)]
+#[command(name = "analytics-server", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "ANALYTICS_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    bind: String,
+    /// Store: sqlite://FILE (created on first run), postgres://... or memory://.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://analytics.db",
+        global = true,
+        hide_env_values = true
+    )]
+    database_url: String,
+    /// HS256 key for JWTs. Without one, a loopback server generates a dev key.
+    #[arg(
+        long,
+        env = "ANALYTICS_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    jwt_secret: Option<String>,
+    /// Required JWT audience.
+    #[arg(long, env = "ANALYTICS_JWT_AUDIENCE", global = true)]
+    jwt_audience: Option<String>,
+    /// Required JWT issuer.
+    #[arg(long, env = "ANALYTICS_JWT_ISSUER", global = true)]
+    jwt_issuer: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print a signed JWT.
+    Token {
+        /// Role to grant (repeatable): admin, business_viewer, ingest.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Subject.
+        #[arg(long)]
+        sub: String,
+        /// Lifetime (`90s`, `30m`, `1h`, `7d`).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Manage project API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key (and the project if needed); prints the secret once.
+    Create {
+        /// Project slug.
+        #[arg(long)]
+        project: String,
+        /// A label.
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+    /// List a project's keys.
+    List {
+        /// Project slug.
+        #[arg(long)]
+        project: String,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// Project slug.
+        #[arg(long)]
+        project: String,
+        /// Key id.
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
+}
+
+fn is_loopback(bind: &str) -> bool {
+    if let Ok(a) = bind.parse::<SocketAddr>() {
+        return a.ip().is_loopback();
+    }
+    let host = bind.rsplit_once(':').map_or(bind, |(h, _)| h);
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Common {
+    fn jwt(&self, secret: Secret) -> JwtSettings {
+        JwtSettings {
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            ..JwtSettings::new(secret)
+        }
+    }
+
+    fn required_jwt(&self) -> anyhow::Result<JwtSettings> {
+        let secret = self
+            .jwt_secret
+            .clone()
+            .context("ANALYTICS_JWT_SECRET (or --jwt-secret) is required")?;
+        Ok(self.jwt(Secret::new(secret)))
+    }
+}
+
+fn out(line: impl std::fmt::Display) -> anyhow::Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}").context("writing to stdout")
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let common = cli.common;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(common).await,
+        Command::Migrate => {
+            let store = connect_store(&common.database_url).await?;
+            store.ping().await.context("store does not answer")?;
+            out(format_args!("migrations applied ({})", store.backend()))
+        }
+        Command::Token { roles, sub, ttl } => {
+            let jwt = common.required_jwt()?;
+            let roles = roles
+                .iter()
+                .map(|r| r.parse::<Role>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let ttl = parse_ttl(&ttl).map_err(anyhow::Error::msg)?;
+            let token = jwt.issue(&sub, &roles, SystemClock.now().timestamp(), ttl)?;
+            out(token)
+        }
+        Command::ApiKey { command } => {
+            let store = connect_store(&common.database_url).await?;
+            api_key(&*store, command).await
+        }
+        Command::Openapi => {
+            let state = AppState::new(
+                Arc::new(MemoryStore::new()),
+                JwtSettings::new(Secret::new("unused")),
+                Default::default(),
+                Default::default(),
+            );
+            let spec = openapi_spec(state.clone());
+            state.collector.shutdown().await;
+            out(spec)
+        }
+    }
+}
+
+async fn serve(common: Common) -> anyhow::Result<()> {
+    let jwt = match &common.jwt_secret {
+        Some(s) if !s.is_empty() => common.jwt(Secret::new(s.clone())),
+        _ if is_loopback(&common.bind) => {
+            let secret = ApiKeySecret::generate()?.expose().to_owned();
+            let jwt = common.jwt(Secret::new(secret));
+            let token = jwt.issue(
+                "dev-admin",
+                &[Role::Admin],
+                SystemClock.now().timestamp(),
+                86_400,
+            )?;
+            eprintln!(
+                "ANALYTICS_JWT_SECRET is not set: generated a development secret for this run \
+                 (loopback only).\nAdmin token (valid 24 h):\n\n    {token}\n\n\
+                 Use it as `Authorization: Bearer <token>`. Set ANALYTICS_JWT_SECRET and use \
+                 `analytics-server token --role admin --sub you` for stable tokens."
+            );
+            jwt
+        }
+        _ => anyhow::bail!(
+            "refusing to listen on non-loopback address {} without ANALYTICS_JWT_SECRET",
+            common.bind
+        ),
+    };
+    let settings = Settings::new(common.bind.clone(), common.database_url.clone(), jwt);
+    let app = Application::build(settings).await?;
+    let backend = app.state().store.backend();
+    let host = common.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+    tracing::info!(port = app.port(), backend, "listening");
+    eprintln!(
+        "analytics-server listening on http://{host}:{} ({backend} store); API docs at \
+         http://{host}:{}/docs",
+        app.port(),
+        app.port()
+    );
+    app.run_until_stopped().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn api_key(store: &dyn Store, command: ApiKeyCommand) -> anyhow::Result<()> {
+    let now = SystemClock.now();
+    match command {
+        ApiKeyCommand::Create { project, name } => {
+            let project = ProjectId::parse(project)?;
+            match store.get_project(&project).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => {
+                    store
+                        .create_project(&Project {
+                            id: project.clone(),
+                            name: project.to_string(),
+                            settings: ProjectSettings::default(),
+                            created_at: now,
+                        })
+                        .await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let secret = ApiKeySecret::generate()?;
+            let record = ApiKeyRecord {
+                id: uuid::Uuid::new_v4(),
+                project: project.clone(),
+                name,
+                prefix: secret.prefix(),
+                hash: secret.hash(),
+                created_at: now,
+                revoked_at: None,
+            };
+            store.create_api_key(&record).await?;
+            eprintln!(
+                "created key {} for project {project}; the secret is shown once:",
+                record.id
+            );
+            out(secret.expose())
+        }
+        ApiKeyCommand::List { project } => {
+            let project = ProjectId::parse(project)?;
+            for k in store.list_api_keys(&project).await? {
+                let state = match k.revoked_at {
+                    Some(t) => format!("revoked {}", t.to_rfc3339()),
+                    None => "active".to_owned(),
+                };
+                out(format_args!(
+                    "{}  {}…  {}  created {}  {state}",
+                    k.id,
+                    k.prefix,
+                    k.name,
+                    k.created_at.to_rfc3339()
+                ))?;
+            }
+            Ok(())
+        }
+        ApiKeyCommand::Revoke { project, id } => {
+            let project = ProjectId::parse(project)?;
+            let keys = store.list_api_keys(&project).await?;
+            anyhow::ensure!(
+                keys.iter().any(|k| k.id == id),
+                "project {project} has no key {id}"
+            );
+            let rec = store.revoke_api_key(id, now).await?;
+            out(format_args!("revoked {} ({}…)", rec.id, rec.prefix))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_binds_are_recognised() {
+        assert!(is_loopback("127.0.0.1:8080"));
+        assert!(is_loopback("[::1]:80"));
+        assert!(is_loopback("localhost:8080"));
+        assert!(!is_loopback("0.0.0.0:8080"));
+        assert!(!is_loopback("10.1.2.3:8080"));
+    }
+}

@@ -1,0 +1,136 @@
+//! Prometheus metrics of the server: HTTP requests by route template and status, the
+//! collector's ingest counters, and the store's reachability.
+
+use analytics_core::CollectorStats;
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The server's metrics registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    ingest: IntGaugeVec,
+    avg_batch: Gauge,
+    store_up: IntGaugeVec,
+    draining: IntGauge,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests served"),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency in seconds",
+            ),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let ingest = IntGaugeVec::new(
+            Opts::new(
+                "analytics_ingest_events",
+                "Collector counters (queued, committed, duplicates, batches, failed, \
+                 rejected_backpressure, last_batch_size, write_errors)",
+            ),
+            &["counter"],
+        )
+        .expect("valid metric");
+        let avg_batch = Gauge::new(
+            "analytics_ingest_avg_batch_size",
+            "Average events per committed batch",
+        )
+        .expect("valid metric");
+        let store_up = IntGaugeVec::new(
+            Opts::new(
+                "analytics_store_up",
+                "1 when the store answered the last ping",
+            ),
+            &["backend"],
+        )
+        .expect("valid metric");
+        let draining =
+            IntGauge::new("analytics_draining", "1 while shutting down").expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(ingest.clone()),
+            Box::new(avg_batch.clone()),
+            Box::new(store_up.clone()),
+            Box::new(draining.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        Self {
+            registry,
+            requests,
+            duration,
+            ingest,
+            avg_batch,
+            store_up,
+            draining,
+        }
+    }
+
+    /// Records one served request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let status = status.to_string();
+        let labels = [method, route, status.as_str()];
+        self.requests.with_label_values(&labels).inc();
+        self.duration.with_label_values(&labels).observe(seconds);
+    }
+
+    /// Copies the collector's counters.
+    pub fn set_ingest(&self, s: &CollectorStats) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (name, v) in [
+            ("queued", s.queued),
+            ("committed", s.committed),
+            ("duplicates", s.duplicates),
+            ("batches", s.batches),
+            ("failed", s.failed),
+            ("write_errors", s.write_errors),
+            ("rejected_backpressure", s.rejected_backpressure),
+            ("last_batch_size", s.last_batch_size),
+        ] {
+            self.ingest.with_label_values(&[name]).set(as_i64(v));
+        }
+        self.avg_batch.set(s.avg_batch_size);
+    }
+
+    /// Records the store's reachability.
+    pub fn set_store_up(&self, backend: &str, up: bool) {
+        self.store_up
+            .with_label_values(&[backend])
+            .set(i64::from(up));
+    }
+
+    /// Records whether the server is draining.
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.set(i64::from(draining));
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,286 @@
+//! Startup: store selection from the database URL, `Application::build` (binds the
+//! listener, port 0 allowed), and `run_until_stopped` with the background workers and
+//! graceful shutdown (readiness 503, in-flight requests finish, the collector flushes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use analytics_core::memory::MemoryStore;
+use analytics_core::ports::{JobLease, Store};
+use analytics_core::rollup::scheduler::{LOCK_NAME, RollupScheduler, SchedulerOptions};
+use analytics_core::rollup::spec::RollupSpecs;
+use analytics_core::{Clock, CollectorOptions, SystemClock};
+use anyhow::Context as _;
+use poem::Server;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use tokio::sync::watch;
+
+use crate::api::build_app;
+use crate::auth::JwtSettings;
+use crate::state::{AppState, HttpLimits};
+
+/// Everything the server needs; built by the binary from flags and environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub bind: String,
+    /// `sqlite://...`, `postgres://...` or `memory://`.
+    pub database_url: String,
+    /// JWT verification.
+    pub jwt: JwtSettings,
+    /// Collector tuning.
+    pub collector: CollectorOptions,
+    /// Request limits.
+    pub limits: HttpLimits,
+    /// How often the rollup scheduler ticks.
+    pub rollup_interval: Duration,
+    /// How long readiness answers 503 before the listener closes on shutdown.
+    pub drain_delay: Duration,
+    /// Longest wait for in-flight requests on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    /// Defaults around a bind address, database URL and JWT settings.
+    pub fn new(bind: impl Into<String>, database_url: impl Into<String>, jwt: JwtSettings) -> Self {
+        Self {
+            bind: bind.into(),
+            database_url: database_url.into(),
+            jwt,
+            collector: CollectorOptions::default(),
+            limits: HttpLimits::default(),
+            rollup_interval: Duration::from_secs(60),
+            drain_delay: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Opens the store named by `url`: `sqlite:` (file created on first run), `postgres:` /
+/// `postgresql:`, or `memory:` (tests and demos; data is lost on exit). Migrations are
+/// applied on connect.
+pub async fn connect_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        let store = analytics_store_sqlite::SqliteStore::connect(url, Default::default())
+            .await
+            .context("opening the sqlite database")?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = analytics_store_pg::PgStore::connect(url, Default::default())
+            .await
+            .context("connecting to postgresql")?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("memory:") {
+        Ok(Arc::new(MemoryStore::new()))
+    } else {
+        anyhow::bail!("DATABASE_URL must start with sqlite:, postgres:// or memory:")
+    }
+}
+
+/// Triggers a graceful shutdown of a running [`Application`] (like SIGTERM).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Starts the shutdown.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A bound, not yet serving, server.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    port: u16,
+    state: AppState,
+    settings: Settings,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Opens the store from `settings.database_url` and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = connect_store(&settings.database_url).await?;
+        Self::build_with_store(settings, store).await
+    }
+
+    /// Binds the listener around an already opened store.
+    pub async fn build_with_store(
+        settings: Settings,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<Self> {
+        let acceptor = TcpListener::bind(settings.bind.clone())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .context("listener has no socket address")?;
+        let state = AppState::new(
+            store,
+            settings.jwt.clone(),
+            settings.collector.clone(),
+            settings.limits.clone(),
+        );
+        let (stop, _) = watch::channel(false);
+        Ok(Self {
+            acceptor,
+            port,
+            state,
+            settings,
+            stop: Arc::new(stop),
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state (store, collector, metrics).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A handle that stops the server gracefully.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.stop.clone())
+    }
+
+    /// Serves until SIGTERM, SIGINT or the shutdown handle; then drains: readiness turns
+    /// 503, the listener closes after `drain_delay`, in-flight requests finish, the rollup
+    /// worker stops and the collector flushes.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            acceptor,
+            state,
+            settings,
+            stop,
+            ..
+        } = self;
+        let (workers_stop, workers_rx) = watch::channel(false);
+        let rollup = tokio::spawn(rollup_loop(
+            state.store.clone(),
+            settings.rollup_interval,
+            workers_rx,
+        ));
+        let mut stop_rx = stop.subscribe();
+        let drain_state = state.clone();
+        let drain_delay = settings.drain_delay;
+        let signal = async move {
+            tokio::select! {
+                _ = os_signal() => {},
+                _ = stop_rx.wait_for(|s| *s) => {},
+            }
+            tracing::info!("shutting down: readiness now answers 503");
+            drain_state.start_draining();
+            tokio::time::sleep(drain_delay).await;
+        };
+        let served = Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                build_app(state.clone()),
+                signal,
+                Some(settings.shutdown_timeout),
+            )
+            .await;
+        tracing::info!("listener closed; stopping workers");
+        workers_stop.send_replace(true);
+        match rollup.await {
+            Ok(()) => tracing::info!("rollup worker stopped"),
+            Err(e) => tracing::error!(error = %e, "rollup worker failed"),
+        }
+        state.collector.shutdown().await;
+        let stats = state.collector.stats();
+        tracing::info!(
+            committed = stats.committed,
+            batches = stats.batches,
+            failed = stats.failed,
+            "collector flushed and stopped"
+        );
+        served.context("serving HTTP")
+    }
+}
+
+#[cfg(unix)]
+async fn os_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn os_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Ticks the rollup scheduler every `every` while holding the singleton lock (kept between
+/// ticks, given up after a failed tick and re-acquired on the next one).
+async fn rollup_loop(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let scheduler = RollupScheduler::new(RollupSpecs::defaults(), SchedulerOptions::default());
+    let mut lease: Option<JobLease> = None;
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if lease.is_none() {
+            match store.try_lock(LOCK_NAME).await {
+                Ok(Some(l)) => {
+                    tracing::info!(lock = LOCK_NAME, "rollup lock acquired");
+                    lease = Some(l);
+                }
+                Ok(None) => {
+                    tracing::debug!(lock = LOCK_NAME, "rollup lock held elsewhere");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the rollup lock");
+                    continue;
+                }
+            }
+        }
+        let tick = scheduler.tick(&*store, SystemClock.now());
+        let result = tokio::select! {
+            r = tick => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match result {
+            Ok(report) => tracing::info!(
+                hours_rolled = report.hours_rolled,
+                days_merged = report.days_merged,
+                weeks_merged = report.weeks_merged,
+                rows_written = report.rows_written,
+                events_deleted = report.events_deleted,
+                backlog = report.backlog,
+                "rollup tick"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "rollup tick failed; re-taking the lock next time");
+                lease = None;
+            }
+        }
+    }
+}

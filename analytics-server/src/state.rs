@@ -1,0 +1,92 @@
+//! The shared state of the HTTP layer: store, collector, auth settings, metrics, limits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use analytics_core::ports::Store;
+use analytics_core::{AnalyticsEventCollector, CollectorOptions, EventLimits};
+
+use crate::auth::JwtSettings;
+use crate::metrics::Metrics;
+
+/// Request limits of the ingest endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpLimits {
+    /// Largest request body in bytes (1 MiB), enforced while reading (chunked bodies too).
+    pub max_body_bytes: usize,
+    /// Most events per ingest request (1000).
+    pub max_events: usize,
+    /// Per-event limits.
+    pub events: EventLimits,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_events: 1000,
+            events: EventLimits::default(),
+        }
+    }
+}
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The group-committing collector in front of the store.
+    pub collector: Arc<AnalyticsEventCollector>,
+    /// JWT verification.
+    pub jwt: Arc<JwtSettings>,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Limits.
+    pub limits: Arc<HttpLimits>,
+    draining: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Builds the state and starts the collector's flusher (needs a tokio runtime).
+    pub fn new(
+        store: Arc<dyn Store>,
+        jwt: JwtSettings,
+        collector: CollectorOptions,
+        limits: HttpLimits,
+    ) -> Self {
+        let sink: Arc<dyn analytics_core::ports::EventSink> = Arc::new(SinkAdapter(store.clone()));
+        Self {
+            collector: Arc::new(AnalyticsEventCollector::start(sink, collector)),
+            store,
+            jwt: Arc::new(jwt),
+            metrics: Metrics::new(),
+            limits: Arc::new(limits),
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the server is shutting down (readiness answers 503).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Marks the server as shutting down.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.metrics.set_draining(true);
+    }
+}
+
+/// Lets an `Arc<dyn Store>` serve as the collector's `Arc<dyn EventSink>`.
+#[derive(Debug)]
+struct SinkAdapter(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl analytics_core::ports::EventSink for SinkAdapter {
+    async fn write_batch(
+        &self,
+        events: &[analytics_core::Event],
+    ) -> analytics_core::Result<analytics_core::ports::WriteReport> {
+        self.0.write_batch(events).await
+    }
+}

@@ -1,0 +1,182 @@
+//! The in-process `TestApp`: one method per endpoint, plus token and API key helpers.
+
+use std::sync::Arc;
+
+use analytics_core::memory::MemoryStore;
+use analytics_core::ports::ProjectStore;
+use analytics_core::project::{ApiKeyRecord, ApiKeySecret, Project, ProjectSettings};
+use analytics_core::{CollectorOptions, ProjectId};
+use analytics_server::{AppState, HttpLimits, JwtSettings, Role, Secret, build_app};
+use chrono::Utc;
+use poem::Response;
+use poem::endpoint::BoxEndpoint;
+use poem::http::{HeaderMap, StatusCode};
+use poem::test::TestClient;
+use serde_json::{Value, json};
+
+pub(crate) const SECRET: &str = "test-secret-0123456789";
+
+/// A finished response: status, headers and JSON (or `Value::String` for non-JSON) body.
+#[derive(Debug)]
+pub(crate) struct Resp {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Value,
+}
+
+impl Resp {
+    async fn from(r: poem::test::TestResponse) -> Self {
+        let status = r.0.status();
+        let headers = r.0.headers().clone();
+        let text = r.0.into_body().into_string().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Asserts the one error shape with `status` and, when given, the named field.
+    pub(crate) fn assert_error(&self, status: StatusCode, field: Option<&str>) {
+        assert_eq!(self.status, status, "{:#}", self.body);
+        let err = &self.body["error"];
+        assert!(err["code"].is_string(), "{:#}", self.body);
+        assert!(err["message"].is_string(), "{:#}", self.body);
+        assert!(self.body["request_id"].is_string(), "{:#}", self.body);
+        if let Some(f) = field {
+            assert_eq!(err["field"], f, "{:#}", self.body);
+        }
+    }
+}
+
+pub(crate) struct TestApp {
+    pub(crate) client: TestClient<BoxEndpoint<'static, Response>>,
+    pub(crate) state: AppState,
+    pub(crate) store: MemoryStore,
+    pub(crate) jwt: JwtSettings,
+}
+
+impl TestApp {
+    pub(crate) fn new() -> Self {
+        Self::with_limits(HttpLimits::default())
+    }
+
+    pub(crate) fn with_limits(limits: HttpLimits) -> Self {
+        let store = MemoryStore::new();
+        let jwt = JwtSettings::new(Secret::new(SECRET));
+        let state = AppState::new(
+            Arc::new(store.clone()),
+            jwt.clone(),
+            CollectorOptions {
+                flush_interval: std::time::Duration::from_millis(5),
+                ..Default::default()
+            },
+            limits,
+        );
+        Self {
+            client: TestClient::new(build_app(state.clone())),
+            state,
+            store,
+            jwt,
+        }
+    }
+
+    pub(crate) fn token(&self, roles: &[Role]) -> String {
+        self.jwt
+            .issue("tester", roles, Utc::now().timestamp(), 3600)
+            .unwrap()
+    }
+
+    pub(crate) fn admin(&self) -> String {
+        format!("Bearer {}", self.token(&[Role::Admin]))
+    }
+
+    pub(crate) async fn api_key(&self, project: &str) -> (String, ApiKeyRecord) {
+        let id = ProjectId::parse(project).unwrap();
+        let _ = self
+            .store
+            .create_project(&Project {
+                id: id.clone(),
+                name: project.into(),
+                settings: ProjectSettings::default(),
+                created_at: Utc::now(),
+            })
+            .await;
+        let secret = ApiKeySecret::generate().unwrap();
+        let rec = ApiKeyRecord {
+            id: uuid::Uuid::new_v4(),
+            project: id,
+            name: "test".into(),
+            prefix: secret.prefix(),
+            hash: secret.hash(),
+            created_at: Utc::now(),
+            revoked_at: None,
+        };
+        self.store.create_api_key(&rec).await.unwrap();
+        (secret.expose().to_owned(), rec)
+    }
+
+    pub(crate) async fn post_events(&self, body: &Value, auth: Option<&str>) -> Resp {
+        let mut r = self.client.post("/api/v1/analytics/events").body_json(body);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        Resp::from(r.send().await).await
+    }
+
+    pub(crate) async fn post_raw(&self, body: impl Into<poem::Body>, auth: Option<&str>) -> Resp {
+        let mut r = self
+            .client
+            .post("/api/v1/analytics/events")
+            .content_type("application/json")
+            .body(body);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        Resp::from(r.send().await).await
+    }
+
+    pub(crate) async fn post_with_header(&self, body: &Value, name: &str, value: &str) -> Resp {
+        let r = self
+            .client
+            .post("/api/v1/analytics/events")
+            .header(name, value)
+            .body_json(body);
+        Resp::from(r.send().await).await
+    }
+
+    pub(crate) async fn get_events(&self, query: &str, auth: Option<&str>) -> Resp {
+        let mut r = self.client.get(format!("/api/v1/analytics/events{query}"));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        Resp::from(r.send().await).await
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Resp {
+        Resp::from(self.client.get(path).send().await).await
+    }
+}
+
+/// A valid `page_view` event with id `n`.
+pub(crate) fn page_view(n: u128) -> Value {
+    json!({
+        "id": uuid::Uuid::from_u128(n + 1).to_string(),
+        "kind": "page_view",
+        "payload": {"path": format!("/p/{n}")},
+    })
+}
+
+/// A valid `api_request` event.
+pub(crate) fn api_request(n: u128, route: &str, status: u16) -> Value {
+    json!({
+        "id": uuid::Uuid::from_u128(n + 1).to_string(),
+        "kind": "api_request",
+        "payload": {"method": "GET", "route": route, "status": status, "latency_ms": 12.5},
+    })
+}
+
+pub(crate) fn batch(events: Vec<Value>) -> Value {
+    json!({ "events": events })
+}

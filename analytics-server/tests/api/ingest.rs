@@ -1,0 +1,199 @@
+//! Ingest: per-event validation, limits, duplicates, and the 202-after-commit contract.
+
+use analytics_core::ports::EventStore;
+use analytics_core::{PageRequest, ProjectId};
+use poem::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, api_request, batch, page_view};
+
+#[tokio::test]
+async fn valid_batch_is_committed_before_202() {
+    let app = TestApp::new();
+    let r = app
+        .post_events(
+            &batch(vec![page_view(1), api_request(2, "/x/:id", 200)]),
+            Some(&app.admin()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    assert_eq!(r.body["accepted"], 2);
+    assert_eq!(r.body["duplicates"], 0);
+    assert_eq!(r.body["rejected"], 0);
+    assert_eq!(r.body["results"][0]["status"], "accepted");
+    assert!(r.headers.contains_key("x-request-id"));
+    // Acknowledged means stored: no waiting.
+    let page = app
+        .store
+        .query_events(&Default::default(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert!(
+        page.items
+            .iter()
+            .all(|e| e.project == ProjectId::default_project())
+    );
+}
+
+#[tokio::test]
+async fn resending_a_batch_reports_all_duplicates() {
+    let app = TestApp::new();
+    let body = batch((0..5).map(page_view).collect());
+    let first = app.post_events(&body, Some(&app.admin())).await;
+    assert_eq!(first.body["accepted"], 5);
+    let again = app.post_events(&body, Some(&app.admin())).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(again.body["accepted"], 0);
+    assert_eq!(again.body["duplicates"], 5);
+    for r in again.body["results"].as_array().unwrap() {
+        assert_eq!(r["status"], "duplicate");
+    }
+}
+
+#[tokio::test]
+async fn invalid_events_are_rejected_by_field_and_valid_ones_committed() {
+    let app = TestApp::new();
+    let future = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    let big = "x".repeat(65 * 1024);
+    let body = batch(vec![
+        page_view(1),
+        json!({"kind": "Not A Kind!", "payload": {}}),
+        json!({"kind": "api_request", "payload": {"method": "GET", "status": 200, "latency_ms": 1}}),
+        json!({"kind": "page_view", "payload": {"path": "/"}, "properties": {"blob": big}}),
+        json!({"kind": "page_view", "payload": {"path": "/"}, "occurred_at": future}),
+        json!("not an object"),
+    ]);
+    let r = app.post_events(&body, Some(&app.admin())).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    assert_eq!(r.body["accepted"], 1);
+    assert_eq!(r.body["rejected"], 5);
+    let results = r.body["results"].as_array().unwrap();
+    let fields: Vec<&str> = results[1..]
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], "rejected");
+            r["error"]["field"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "kind",
+            "payload.route",
+            "properties",
+            "occurred_at",
+            "events[5]"
+        ]
+    );
+    let stored = app
+        .store
+        .query_events(&Default::default(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(stored.items.len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let app = TestApp::new();
+    let r = app.post_raw("{\"events\": [", Some(&app.admin())).await;
+    r.assert_error(StatusCode::BAD_REQUEST, Some("body"));
+    let r = app.post_raw("{\"nope\": 1}", Some(&app.admin())).await;
+    r.assert_error(StatusCode::BAD_REQUEST, Some("body"));
+}
+
+#[tokio::test]
+async fn more_than_1000_events_is_413_naming_events() {
+    let app = TestApp::new();
+    let body = batch((0..1001).map(|_| json!({"kind": "page_view"})).collect());
+    let r = app.post_events(&body, Some(&app.admin())).await;
+    r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, Some("events"));
+}
+
+#[tokio::test]
+async fn body_over_1_mib_is_413_also_when_chunked() {
+    let app = TestApp::new();
+    let big = format!(
+        "{{\"events\": [{{\"kind\": \"page_view\", \"properties\": {{\"x\": \"{}\"}}}}]}}",
+        "a".repeat(1024 * 1024 + 10)
+    );
+    let r = app.post_raw(big.clone(), Some(&app.admin())).await;
+    r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, Some("body"));
+    // No Content-Length: the limit is enforced while reading.
+    let reader = std::io::Cursor::new(big.into_bytes());
+    let r = app
+        .post_raw(poem::Body::from_async_read(reader), Some(&app.admin()))
+        .await;
+    r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, Some("body"));
+}
+
+#[tokio::test]
+async fn api_key_events_go_to_the_key_project() {
+    let app = TestApp::new();
+    let (key, _) = app.api_key("shop").await;
+    let r = app
+        .post_with_header(&batch(vec![page_view(7)]), "x-api-key", &key)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    let r = app
+        .post_events(&batch(vec![page_view(8)]), Some(&format!("Bearer {key}")))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    // A key is bound to its project.
+    let mut other = page_view(9);
+    other["project"] = json!("other");
+    let r = app
+        .post_with_header(&batch(vec![other]), "x-api-key", &key)
+        .await;
+    assert_eq!(r.body["results"][0]["error"]["field"], "project");
+    let shop = app
+        .store
+        .query_events(
+            &analytics_core::ports::EventFilter {
+                project: Some(ProjectId::parse("shop").unwrap()),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shop.items.len(), 2);
+}
+
+#[tokio::test]
+async fn correlation_id_header_is_applied() {
+    let app = TestApp::new();
+    let r = app
+        .post_with_header(&batch(vec![page_view(1)]), "x-correlation-id", "corr-123")
+        .await;
+    // No auth: the header alone does not authenticate.
+    r.assert_error(StatusCode::UNAUTHORIZED, None);
+    let req = app
+        .client
+        .post("/api/v1/analytics/events")
+        .header("authorization", app.admin())
+        .header("x-correlation-id", "corr-123")
+        .body_json(&batch(vec![page_view(1)]))
+        .send()
+        .await;
+    req.assert_status(StatusCode::ACCEPTED);
+    let page = app
+        .store
+        .query_events(&Default::default(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(page.items[0].correlation_id.as_str(), "corr-123");
+}
+
+#[tokio::test]
+async fn full_queue_is_503_with_retry_after() {
+    let app = TestApp::new();
+    // Stop the collector: new submissions are refused, never silently dropped.
+    app.state.collector.shutdown().await;
+    let r = app
+        .post_events(&batch(vec![page_view(1)]), Some(&app.admin()))
+        .await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, None);
+    assert!(r.headers.contains_key("retry-after"));
+}

@@ -1,0 +1,10 @@
+//! HTTP tests of the server: handlers in-process (`poem::test::TestClient` over
+//! `MemoryStore`) and a black-box suite against the real `Application` on port 0.
+
+mod auth;
+mod blackbox;
+mod durability;
+mod helpers;
+mod ingest;
+mod query;
+mod spec;
