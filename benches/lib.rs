@@ -33,7 +33,11 @@ pub fn api_hour(n: usize, hour: DateTime<Utc>, seed: u64) -> Vec<Event> {
     (0..n)
         .map(|i| {
             let at = hour + Duration::microseconds((i as i64 * 3_600_000_000) / n as i64);
-            let status = if rng.random_range(0..100) < 2 { 503 } else { 200 };
+            let status = if rng.random_range(0..100) < 2 {
+                503
+            } else {
+                200
+            };
             Event {
                 id: EventId(Uuid::from_u128(i as u128 + 1)),
                 project: project.clone(),

@@ -4,12 +4,12 @@
 
 use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use analytics_benches::{api_hour, full_size, lognormal};
 use analytics_core::rollup::aggregate::aggregate;
 use analytics_core::rollup::digest::{Digest, DigestBuilder};
 use analytics_core::rollup::spec::RollupSpecs;
 use analytics_core::{Granularity, ProjectId};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tdigest::TDigest;
 
 /// Values per benchmark input: 1M under `cargo bench`, 10k when run once as a test.

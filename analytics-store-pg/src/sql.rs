@@ -1,0 +1,53 @@
+//! Small helpers shared by the port implementations: advisory-lock keys, reading columns
+//! with errors mapped, and the text forms of enums stored in columns.
+
+use analytics_core::alert::Severity;
+use analytics_core::error::Result;
+use sqlx::postgres::PgRow;
+use sqlx::{Decode, Postgres, Row, Type};
+
+use crate::error::corrupt;
+
+/// First key of every advisory lock this crate takes (the two-`int4` form), so its locks
+/// cannot collide with an embedder's single-`bigint` ones.
+pub(crate) const ADVISORY_NAMESPACE: i32 = 0x616e_6c74; // "anlt"
+/// Second key of the lock serialising partition DDL (`hashtext` results of job-lock names
+/// share this space; a collision would only make a job wait for partition DDL).
+pub(crate) const PARTITION_DDL_KEY: i32 = 1;
+
+/// Reads column `col` of `row`; a value that does not decode is a corrupt `what` row.
+pub(crate) fn col<'r, T>(row: &'r PgRow, col: &str, what: &str) -> Result<T>
+where
+    T: Decode<'r, Postgres> + Type<Postgres>,
+{
+    row.try_get(col)
+        .map_err(|e| corrupt(what, format_args!("column {col}: {e}")))
+}
+
+/// Parses a stored text with `FromStr`-like `parse`; failure means a corrupt `what` row.
+pub(crate) fn parse<T, E: std::fmt::Display>(
+    value: &str,
+    what: &str,
+    parse: impl FnOnce(&str) -> std::result::Result<T, E>,
+) -> Result<T> {
+    parse(value).map_err(|e| corrupt(what, format_args!("{value:?}: {e}")))
+}
+
+/// Severity as ranked in the outbox (claims take the highest first).
+pub(crate) fn severity_rank(s: Severity) -> i16 {
+    match s {
+        Severity::Info => 0,
+        Severity::Warning => 1,
+        Severity::Critical => 2,
+    }
+}
+
+/// A `u64` count into a `bigint` column (saturating: no count here comes near 2^63).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A `bigint` column back into a `u64` (negative values are corrupt rows).
+pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| corrupt(what, format_args!("negative count {v}")))
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the PostgreSQL store against a real server (the cluster of
+//! `scripts/with-services`); each test gets its own fresh database. Without
+//! `TEST_DATABASE_URL` they skip (the conformance cases run on the in-memory store).
+
+mod conformance;
+mod lock;
+mod retention;
+mod support;
+mod writes;
