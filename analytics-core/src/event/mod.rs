@@ -509,7 +509,13 @@ fn parse_event(input: EventInput, ctx: &IngestContext<'_>) -> Result<Event, Vali
         None | Some(Value::Null) => Some(Map::new()),
         Some(Value::Object(m)) => {
             let size = serialized_len(&m);
-            if size > ctx.limits.max_properties_bytes {
+            if has_nul(&m) {
+                errors.push(FieldError::new(
+                    "properties",
+                    "must not contain NUL characters (databases cannot store them)",
+                ));
+                None
+            } else if size > ctx.limits.max_properties_bytes {
                 errors.push(FieldError::new(
                     "properties",
                     format!(
@@ -530,6 +536,13 @@ fn parse_event(input: EventInput, ctx: &IngestContext<'_>) -> Result<Event, Vali
 
     let payload = match &kind {
         Some(kind) => match payload::parse_payload(kind, input.payload.as_ref()) {
+            Ok(Payload::Custom(m)) if has_nul(&m) => {
+                errors.push(FieldError::new(
+                    "payload",
+                    "must not contain NUL characters (databases cannot store them)",
+                ));
+                None
+            }
             Ok(Payload::Custom(m)) if serialized_len(&m) > ctx.limits.max_custom_payload_bytes => {
                 errors.push(FieldError::new(
                     "payload",
@@ -584,6 +597,19 @@ fn parse_event(input: EventInput, ctx: &IngestContext<'_>) -> Result<Event, Vali
         }),
         _ => Err(ValidationErrors(errors)),
     }
+}
+
+/// Whether a key or string anywhere in `m` holds a NUL character.
+fn has_nul(m: &Map<String, Value>) -> bool {
+    fn value(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(value),
+            Value::Object(o) => has_nul(o),
+            _ => false,
+        }
+    }
+    m.iter().any(|(k, v)| k.contains('\0') || value(v))
 }
 
 fn serialized_len(m: &Map<String, Value>) -> usize {

@@ -276,6 +276,10 @@ impl<'a> Fields<'a> {
                 self.fail(name, format!("must be at most {max} characters"));
                 None
             }
+            Some(s) if s.contains('\0') => {
+                self.fail(name, "must not contain NUL characters");
+                None
+            }
             Some(s) if s.chars().any(char::is_control) && max <= MAX_ID_LEN => {
                 self.fail(name, "must not contain control characters");
                 None

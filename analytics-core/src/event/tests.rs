@@ -388,3 +388,32 @@ fn an_api_key_bound_project_cannot_be_overridden() {
         "other"
     );
 }
+
+#[test]
+fn nul_characters_are_rejected_where_databases_cannot_store_them() {
+    check_rejected(
+        json!({"kind": "custom_x", "properties": {"a": {"b": ["x\u{0}y"]}}}),
+        &["properties"],
+    );
+    check_rejected(
+        json!({"kind": "custom_x", "properties": {"k\u{0}": 1}}),
+        &["properties"],
+    );
+    check_rejected(
+        json!({"kind": "custom_x", "payload": {"text": "a\u{0}"}}),
+        &["payload"],
+    );
+    check_rejected(
+        json!({"kind": "error", "payload": {"error_type": "x", "message": "line\u{0}"}}),
+        &["payload.message"],
+    );
+    check_rejected(
+        api(json!({"method": "GET", "route": "/a\u{0}", "status": 200, "latency_ms": 1})),
+        &["payload.route"],
+    );
+    // Newlines and tabs in free text stay allowed.
+    assert!(
+        parse(json!({"kind": "error", "payload": {"error_type": "x", "message": "a\n\tb"}}))
+            .is_ok()
+    );
+}
