@@ -279,6 +279,30 @@ pub struct AlertConfig {
     pub updated_at: DateTime<Utc>,
 }
 
+impl AlertConfig {
+    /// The next version of this configuration with `spec`, as every store must build it;
+    /// `Conflict` when `expected_version` is given and is not the current version.
+    pub fn updated(
+        &self,
+        spec: &AlertConfigSpec,
+        expected_version: Option<u64>,
+        at: DateTime<Utc>,
+    ) -> Result<AlertConfig, crate::Error> {
+        if let Some(v) = expected_version.filter(|v| *v != self.version) {
+            return Err(crate::Error::Conflict(format!(
+                "alert config {} is at version {}, not {v}",
+                self.id, self.version
+            )));
+        }
+        Ok(AlertConfig {
+            spec: spec.clone(),
+            version: self.version + 1,
+            updated_at: at,
+            ..self.clone()
+        })
+    }
+}
+
 /// What happened to a configuration, for the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

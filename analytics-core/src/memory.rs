@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ids::{EventId, ProjectId, UserId};
 use crate::notification::{
-    AttemptOutcome, DeliveryAttempt, InAppNotification, Notification, NotificationPreferences,
-    OutboxEntry, OutboxStatus, PreferenceSubject,
+    DeliveryAttempt, InAppNotification, Notification, NotificationPreferences, OutboxEntry,
+    OutboxStatus, PreferenceSubject,
 };
 use crate::page::{Cursor, Page, PageRequest};
 use crate::ports::event_store::event_cursor;
@@ -273,24 +273,13 @@ impl AlertConfigStore for MemoryStore {
             .get(&id)
             .cloned()
             .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
-        if let Some(v) = expected_version.filter(|v| *v != before.version) {
-            return Err(Error::Conflict(format!(
-                "alert config {id} is at version {}, not {v}",
-                before.version
-            )));
-        }
+        let after = before.updated(spec, expected_version, at)?;
         if name_taken(&inner, spec, Some(id)) {
             return Err(Error::Conflict(format!(
                 "an alert config named {:?} already exists in project {}",
                 spec.name, spec.project
             )));
         }
-        let after = AlertConfig {
-            spec: spec.clone(),
-            version: before.version + 1,
-            updated_at: at,
-            ..before.clone()
-        };
         inner.configs.insert(id, after.clone());
         audit(
             &mut inner,
@@ -509,24 +498,7 @@ impl NotificationOutbox for MemoryStore {
             .outbox
             .get_mut(&id)
             .ok_or_else(|| Error::not_found(format!("outbox entry {id}")))?;
-        entry.attempts += 1;
-        match &attempt.outcome {
-            AttemptOutcome::Delivered { .. } => {
-                entry.status = OutboxStatus::Sent;
-                entry.sent_at = Some(attempt.at);
-                entry.last_error = None;
-            }
-            AttemptOutcome::Failed { error, retry_at } => {
-                entry.last_error = Some(error.clone());
-                match retry_at {
-                    Some(t) => {
-                        entry.status = OutboxStatus::Pending;
-                        entry.next_attempt_at = *t;
-                    }
-                    None => entry.status = OutboxStatus::Failed,
-                }
-            }
-        }
+        entry.record(attempt);
         let entry = entry.clone();
         inner.attempts.entry(id).or_default().push(attempt.clone());
         Ok(entry)

@@ -221,6 +221,31 @@ pub struct OutboxEntry {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+impl OutboxEntry {
+    /// Applies one attempt's result, as every store must: counts the attempt and moves the
+    /// entry to sent, to pending (retry at the given time) or to failed.
+    pub fn record(&mut self, attempt: &DeliveryAttempt) {
+        self.attempts = self.attempts.saturating_add(1);
+        match &attempt.outcome {
+            AttemptOutcome::Delivered { .. } => {
+                self.status = OutboxStatus::Sent;
+                self.sent_at = Some(attempt.at);
+                self.last_error = None;
+            }
+            AttemptOutcome::Failed { error, retry_at } => {
+                self.last_error = Some(error.clone());
+                match retry_at {
+                    Some(t) => {
+                        self.status = OutboxStatus::Pending;
+                        self.next_attempt_at = *t;
+                    }
+                    None => self.status = OutboxStatus::Failed,
+                }
+            }
+        }
+    }
+}
+
 /// The result of one delivery attempt, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryAttempt {

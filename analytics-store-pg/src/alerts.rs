@@ -158,18 +158,7 @@ impl AlertConfigStore for PgStore {
         .map_err(pg_error)?
         .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
         let before = config_from_row(&row)?;
-        if let Some(v) = expected_version.filter(|v| *v != before.version) {
-            return Err(Error::Conflict(format!(
-                "alert config {id} is at version {}, not {v}",
-                before.version
-            )));
-        }
-        let after = AlertConfig {
-            spec: spec.clone(),
-            version: before.version + 1,
-            updated_at: at,
-            ..before.clone()
-        };
+        let after = before.updated(spec, expected_version, at)?;
         sqlx::query(
             "UPDATE alert_configs SET project = $2, name = $3, enabled = $4, spec = $5, \
                  version = $6, updated_at = $7 \

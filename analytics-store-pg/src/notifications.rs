@@ -152,23 +152,10 @@ impl NotificationOutbox for PgStore {
         .map_err(pg_error)?
         .ok_or_else(|| Error::not_found(format!("outbox entry {id}")))?;
         let mut entry = entry_from_row(&row)?;
-        entry.attempts = entry.attempts.saturating_add(1);
+        entry.record(attempt);
         let (delivered, provider_id, error, retry_at) = match &attempt.outcome {
-            AttemptOutcome::Delivered { provider_id } => {
-                entry.status = OutboxStatus::Sent;
-                entry.sent_at = Some(attempt.at);
-                entry.last_error = None;
-                (true, provider_id.clone(), None, None)
-            }
+            AttemptOutcome::Delivered { provider_id } => (true, provider_id.clone(), None, None),
             AttemptOutcome::Failed { error, retry_at } => {
-                entry.last_error = Some(error.clone());
-                match retry_at {
-                    Some(t) => {
-                        entry.status = OutboxStatus::Pending;
-                        entry.next_attempt_at = *t;
-                    }
-                    None => entry.status = OutboxStatus::Failed,
-                }
                 (false, None, Some(error.clone()), *retry_at)
             }
         };

@@ -221,21 +221,10 @@ impl AlertConfigStore for SqliteStore {
         let before = load_config(&mut tx, id)
             .await?
             .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
-        if let Some(v) = expected_version.filter(|v| *v != before.version) {
-            return Err(Error::Conflict(format!(
-                "alert config {id} is at version {}, not {v}",
-                before.version
-            )));
-        }
+        let after = before.updated(spec, expected_version, at)?;
         if name_taken(&mut tx, spec, id).await? {
             return Err(name_conflict(spec));
         }
-        let after = AlertConfig {
-            spec: spec.clone(),
-            version: before.version + 1,
-            updated_at: at,
-            ..before.clone()
-        };
         write_config(&mut tx, &after, false).await?;
         audit(
             &mut tx,

@@ -4,7 +4,7 @@
 use analytics_core::alert::Severity;
 use analytics_core::notification::{
     AttemptOutcome, DeliveryAttempt, InAppNotification, Notification, NotificationPreferences,
-    OutboxEntry, OutboxStatus, PreferenceSubject,
+    OutboxEntry, PreferenceSubject,
 };
 use analytics_core::ports::{InAppStore, NotificationOutbox, PreferenceStore};
 use analytics_core::{Cursor, Error, Page, PageRequest, Result, UserId};
@@ -174,23 +174,12 @@ impl NotificationOutbox for SqliteStore {
         let mut entry = load_entry(&mut tx, id)
             .await?
             .ok_or_else(|| Error::not_found(format!("outbox entry {id}")))?;
-        entry.attempts = entry.attempts.saturating_add(1);
+        entry.record(attempt);
         let (outcome, provider_id, error, retry_at) = match &attempt.outcome {
             AttemptOutcome::Delivered { provider_id } => {
-                entry.status = OutboxStatus::Sent;
-                entry.sent_at = Some(attempt.at);
-                entry.last_error = None;
                 ("delivered", provider_id.as_deref(), None, None)
             }
             AttemptOutcome::Failed { error, retry_at } => {
-                entry.last_error = Some(error.clone());
-                match retry_at {
-                    Some(t) => {
-                        entry.status = OutboxStatus::Pending;
-                        entry.next_attempt_at = *t;
-                    }
-                    None => entry.status = OutboxStatus::Failed,
-                }
                 ("failed", None, Some(error.as_str()), *retry_at)
             }
         };
