@@ -5,14 +5,15 @@
 //! resolves only after its own events are committed (or fails with the reason), so an HTTP
 //! layer can answer 2xx only for durable events. [`AnalyticsEventCollector::record`] is the
 //! fire-and-forget variant for embedders. A full queue is backpressure
-//! ([`CollectorError::Backpressure`]), never a silent drop. The flusher writes when a batch
-//! is full, on an interval, and on [`AnalyticsEventCollector::shutdown`].
+//! ([`CollectorError::Backpressure`]), never a silent drop. The flusher writes as soon as it
+//! is free (or after [`CollectorOptions::linger`]), when a batch is full, and on
+//! [`AnalyticsEventCollector::shutdown`].
 //!
 //! The collector never reads the wall clock: it only uses tokio's timers.
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -29,9 +30,20 @@ pub struct CollectorOptions {
     pub capacity: usize,
     /// Most events per `write_batch` call.
     pub max_batch: usize,
-    /// Longest time a queued event waits before a flush.
-    pub flush_interval: Duration,
-    /// Attempts per batch when the sink answers `Unavailable` (at least 1).
+    /// How long a batch that is not full waits for more events before it is written.
+    /// Zero (the default) writes as soon as the flusher is free: a batch then grows from
+    /// whatever arrives while the previous write is in flight (group commit), so an idle
+    /// collector adds no latency and a busy one writes large batches.
+    pub linger: Duration,
+    /// Batches written at the same time (at least 1). While every writer is busy, new
+    /// submissions wait in the queue and the next batch takes them all; more than one
+    /// writer lets a database use several cores (PostgreSQL), and costs nothing where
+    /// writes serialize anyway (SQLite's single writer connection).
+    pub writers: usize,
+    /// Attempts per batch when the sink answers `Unavailable` (at least 1). Once a batch
+    /// has used them all, the sink counts as down: later batches get a single attempt, so
+    /// callers hear of the outage at once instead of each waiting out the retries, until a
+    /// write succeeds again.
     pub max_attempts: u32,
     /// Delay before the first retry; doubled per retry up to `max_backoff`.
     pub initial_backoff: Duration,
@@ -44,7 +56,8 @@ impl Default for CollectorOptions {
         Self {
             capacity: 100_000,
             max_batch: 5_000,
-            flush_interval: Duration::from_millis(50),
+            linger: Duration::ZERO,
+            writers: 2,
             max_attempts: 4,
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(1),
@@ -102,6 +115,9 @@ pub struct CollectorStats {
     pub write_errors: u64,
     /// Events refused because the queue was full.
     pub rejected_backpressure: u64,
+    /// Whether the last batch failed after all its retries (the sink looks down; batches
+    /// are attempted once until one succeeds).
+    pub sink_down: bool,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +130,7 @@ struct Counters {
     failed: AtomicU64,
     write_errors: AtomicU64,
     rejected_backpressure: AtomicU64,
+    sink_down: AtomicBool,
 }
 
 type Reply = oneshot::Sender<Result<WriteReport, CollectorError>>;
@@ -156,6 +173,7 @@ impl AnalyticsEventCollector {
         let options = CollectorOptions {
             capacity: options.capacity.max(1),
             max_batch: options.max_batch.max(1),
+            writers: options.writers.max(1),
             max_attempts: options.max_attempts.max(1),
             ..options
         };
@@ -231,7 +249,7 @@ impl AnalyticsEventCollector {
         drop(lock(&self.tx).take());
         let handle = lock(&self.flusher).take();
         if let Some(h) = handle {
-            // A panicking sink ends the flusher; its callers then see `Closed`.
+            // A panicking sink ends only its writer task; its callers then see `Closed`.
             let _ = h.await;
         }
     }
@@ -260,6 +278,7 @@ impl AnalyticsEventCollector {
             failed: c.failed.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
             rejected_backpressure: c.rejected_backpressure.load(Ordering::Relaxed),
+            sink_down: c.sink_down.load(Ordering::Relaxed),
         }
     }
 }
@@ -268,82 +287,128 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Everything a writer task needs.
+struct Writer {
+    sink: Arc<dyn EventSink>,
+    options: CollectorOptions,
+    counters: Arc<Counters>,
+    slots: Arc<Semaphore>,
+}
+
+impl Writer {
+    /// Hands every pending item to writer tasks, in batches of at most `max_batch` events
+    /// (a submission is never split, so its events commit together). Waits only for a free
+    /// writer, not for the writes.
+    async fn dispatch(self: &Arc<Self>, pending: &mut Vec<Item>) {
+        let mut items = std::mem::take(pending).into_iter().peekable();
+        while items.peek().is_some() {
+            let mut group = Vec::new();
+            let mut size = 0;
+            while let Some(next) = items.peek() {
+                if !group.is_empty() && size + next.events.len() > self.options.max_batch {
+                    break;
+                }
+                size += next.events.len();
+                group.extend(items.next());
+            }
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let writer = self.clone();
+            // A panicking sink ends only this task; its callers see `Closed`.
+            tokio::spawn(async move {
+                write_group(&*writer.sink, &writer.options, &writer.counters, group).await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// Waits until no write is in flight.
+    async fn idle(&self) {
+        let all = u32::try_from(self.options.writers).unwrap_or(u32::MAX);
+        let _all = self.slots.acquire_many(all).await;
+    }
+
+    /// Waits until at least one writer is free.
+    async fn free(&self) {
+        let _one = self.slots.acquire().await;
+    }
+}
+
 async fn flusher(
     sink: Arc<dyn EventSink>,
     options: CollectorOptions,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     counters: Arc<Counters>,
 ) {
+    let writer = Arc::new(Writer {
+        sink,
+        slots: Arc::new(Semaphore::new(options.writers)),
+        options,
+        counters,
+    });
+    let (max_batch, linger) = (writer.options.max_batch, writer.options.linger);
     let mut pending: Vec<Item> = Vec::new();
     let mut pending_events = 0usize;
-    let mut ticker = tokio::time::interval(options.flush_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the oldest pending event must be written at the latest (with a linger).
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(Msg::Item(item)) => {
-                    pending_events += item.events.len();
-                    pending.push(item);
-                    // Take whatever else is already waiting, so a burst becomes one batch.
-                    while pending_events < options.max_batch {
-                        match rx.try_recv() {
-                            Ok(Msg::Item(item)) => {
-                                pending_events += item.events.len();
-                                pending.push(item);
-                            }
-                            Ok(Msg::Flush(done)) => {
-                                write_all(&*sink, &options, &counters, &mut pending).await;
-                                pending_events = 0;
-                                let _ = done.send(());
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if pending_events >= options.max_batch {
-                        write_all(&*sink, &options, &counters, &mut pending).await;
-                        pending_events = 0;
-                    }
-                }
-                Some(Msg::Flush(done)) => {
-                    write_all(&*sink, &options, &counters, &mut pending).await;
-                    pending_events = 0;
-                    let _ = done.send(());
-                }
-                None => {
-                    write_all(&*sink, &options, &counters, &mut pending).await;
-                    return;
-                }
+        // Gather only once a writer is free: meanwhile submissions pile up in the channel
+        // and the next batch takes them all (group commit).
+        writer.free().await;
+        let msg = match deadline {
+            Some(at) => tokio::select! {
+                msg = rx.recv() => Some(msg),
+                () = tokio::time::sleep_until(at) => None,
             },
-            _ = ticker.tick() => {
-                if !pending.is_empty() {
-                    write_all(&*sink, &options, &counters, &mut pending).await;
-                    pending_events = 0;
+            None => Some(rx.recv().await),
+        };
+        match msg {
+            // The linger is over.
+            None => {}
+            Some(None) => {
+                writer.dispatch(&mut pending).await;
+                writer.idle().await;
+                return;
+            }
+            Some(Some(Msg::Flush(done))) => {
+                writer.dispatch(&mut pending).await;
+                writer.idle().await;
+                let _ = done.send(());
+            }
+            Some(Some(Msg::Item(item))) => {
+                pending_events += item.events.len();
+                pending.push(item);
+                // Take whatever else is already waiting, so a burst becomes one batch.
+                while pending_events < max_batch {
+                    match rx.try_recv() {
+                        Ok(Msg::Item(item)) => {
+                            pending_events += item.events.len();
+                            pending.push(item);
+                        }
+                        Ok(Msg::Flush(done)) => {
+                            writer.dispatch(&mut pending).await;
+                            writer.idle().await;
+                            pending_events = 0;
+                            let _ = done.send(());
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if pending.is_empty() {
+                    continue;
+                }
+                if pending_events < max_batch && !linger.is_zero() {
+                    let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
+                    if tokio::time::Instant::now() < at {
+                        continue;
+                    }
                 }
             }
         }
-    }
-}
-
-/// Writes every pending item in batches of at most `max_batch` events (a submission is never
-/// split across batches, so its events commit together) and answers each caller.
-async fn write_all(
-    sink: &dyn EventSink,
-    options: &CollectorOptions,
-    counters: &Counters,
-    pending: &mut Vec<Item>,
-) {
-    let mut items = std::mem::take(pending).into_iter().peekable();
-    while items.peek().is_some() {
-        let mut group = Vec::new();
-        let mut size = 0;
-        while let Some(next) = items.peek() {
-            if !group.is_empty() && size + next.events.len() > options.max_batch {
-                break;
-            }
-            size += next.events.len();
-            group.extend(items.next());
-        }
-        write_group(sink, options, counters, group).await;
+        writer.dispatch(&mut pending).await;
+        pending_events = 0;
+        deadline = None;
     }
 }
 
@@ -351,12 +416,15 @@ async fn write_group(
     sink: &dyn EventSink,
     options: &CollectorOptions,
     counters: &Counters,
-    group: Vec<Item>,
+    mut group: Vec<Item>,
 ) {
-    let batch: Vec<Event> = group
-        .iter()
-        .flat_map(|i| i.events.iter().cloned())
-        .collect();
+    // The events move into the batch (no copy); each item keeps its count for the replies.
+    let mut batch: Vec<Event> = Vec::with_capacity(group.iter().map(|i| i.events.len()).sum());
+    let mut counts = Vec::with_capacity(group.len());
+    for item in &mut group {
+        counts.push(item.events.len());
+        batch.append(&mut item.events);
+    }
     let result = write_with_retry(sink, options, counters, &batch).await;
     match result {
         Ok(report) => {
@@ -374,8 +442,8 @@ async fn write_group(
                 .duplicates
                 .fetch_add(report.duplicates() as u64, Ordering::Relaxed);
             let mut outcomes = report.outcomes.into_iter();
-            for item in group {
-                let own: Vec<_> = outcomes.by_ref().take(item.events.len()).collect();
+            for (item, n) in group.into_iter().zip(counts) {
+                let own: Vec<_> = outcomes.by_ref().take(n).collect();
                 if let Some(reply) = item.reply {
                     let _ = reply.send(Ok(WriteReport { outcomes: own }));
                 }
@@ -402,9 +470,19 @@ async fn write_with_retry(
 ) -> Result<WriteReport, Error> {
     let mut delay = options.initial_backoff;
     let mut attempt = 1;
+    // With several writers this is a hint, not a lock: a batch may still get its full
+    // attempts just after another one found the sink down, which costs only time.
+    let max_attempts = if counters.sink_down.load(Ordering::Relaxed) {
+        1
+    } else {
+        options.max_attempts
+    };
     loop {
         match sink.write_batch(batch).await {
-            Ok(report) if report.outcomes.len() == batch.len() => return Ok(report),
+            Ok(report) if report.outcomes.len() == batch.len() => {
+                counters.sink_down.store(false, Ordering::Relaxed);
+                return Ok(report);
+            }
             Ok(report) => {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(Error::Internal(format!(
@@ -415,7 +493,11 @@ async fn write_with_retry(
             }
             Err(e) => {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                if !e.is_retryable() || attempt >= options.max_attempts {
+                if !e.is_retryable() {
+                    return Err(e);
+                }
+                if attempt >= max_attempts {
+                    counters.sink_down.store(true, Ordering::Relaxed);
                     return Err(e);
                 }
                 tokio::time::sleep(delay).await;
@@ -456,11 +538,14 @@ mod tests {
         Event::parse(input, &ctx).unwrap()
     }
 
-    /// A sink that counts calls, can be slowed down, and fails its first `fail` calls.
+    /// A sink that counts calls and concurrent calls, can be slowed down, and fails its
+    /// first `fail` calls.
     #[derive(Debug, Default)]
     struct MockSink {
         inner: MemoryStore,
         calls: AtomicUsize,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
         fail: AtomicUsize,
         delay_ms: u64,
     }
@@ -469,9 +554,12 @@ mod tests {
     impl EventSink for MockSink {
         async fn write_batch(&self, events: &[Event]) -> crate::Result<WriteReport> {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
             if self.delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
             }
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
             if self
                 .fail
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
@@ -485,7 +573,7 @@ mod tests {
 
     fn fast() -> CollectorOptions {
         CollectorOptions {
-            flush_interval: Duration::from_millis(20),
+            linger: Duration::from_millis(20),
             initial_backoff: Duration::from_millis(1),
             ..Default::default()
         }
@@ -513,6 +601,72 @@ mod tests {
         assert_eq!(st.committed, 200);
         assert_eq!(st.batches as usize, calls);
         assert_eq!(st.queued, 0);
+        c.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writers_bound_concurrent_batches() {
+        for writers in [1, 3] {
+            let sink = Arc::new(MockSink {
+                delay_ms: 40,
+                ..Default::default()
+            });
+            let c = Arc::new(AnalyticsEventCollector::start(
+                sink.clone(),
+                CollectorOptions {
+                    writers,
+                    max_batch: 1,
+                    ..fast()
+                },
+            ));
+            let tasks: Vec<_> = (0..12u128)
+                .map(|i| {
+                    let c = c.clone();
+                    tokio::spawn(async move { c.submit(vec![event(i)]).await })
+                })
+                .collect();
+            for t in tasks {
+                assert_eq!(t.await.unwrap().unwrap().inserted(), 1);
+            }
+            assert_eq!(sink.max_in_flight.load(Ordering::SeqCst), writers);
+            c.flush().await.unwrap();
+            assert_eq!(c.stats().committed, 12);
+            c.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn without_linger_a_lone_submission_is_written_at_once_and_with_one_it_waits() {
+        let sink = Arc::new(MockSink::default());
+        let c = AnalyticsEventCollector::start(
+            sink.clone(),
+            CollectorOptions {
+                linger: Duration::ZERO,
+                ..fast()
+            },
+        );
+        let quick = tokio::time::timeout(Duration::from_secs(5), c.submit(vec![event(1)])).await;
+        assert_eq!(quick.unwrap().unwrap().inserted(), 1);
+        c.shutdown().await;
+
+        let c = Arc::new(AnalyticsEventCollector::start(
+            sink.clone(),
+            CollectorOptions {
+                linger: Duration::from_secs(3600),
+                max_batch: 2,
+                ..fast()
+            },
+        ));
+        let c2 = c.clone();
+        let first = tokio::spawn(async move { c2.submit(vec![event(2)]).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !first.is_finished(),
+            "a non-full batch waits out the linger"
+        );
+        // The second event fills the batch: both are written without waiting.
+        assert_eq!(c.submit(vec![event(3)]).await.unwrap().inserted(), 1);
+        assert_eq!(first.await.unwrap().unwrap().inserted(), 1);
         c.shutdown().await;
     }
 
@@ -577,6 +731,20 @@ mod tests {
         let st = c.stats();
         assert_eq!(st.failed, 1);
         assert_eq!(st.write_errors, 6);
+        assert!(st.sink_down);
+
+        // While the sink is down, a batch gets one attempt: the caller hears at once.
+        let err = c.submit(vec![event(3)]).await.unwrap_err();
+        assert!(matches!(err, CollectorError::Write(Error::Unavailable(_))));
+        assert_eq!(sink.calls.load(Ordering::SeqCst), 3 + 4 + 1);
+
+        // One success ends the outage; retries apply again afterwards.
+        sink.fail.store(0, Ordering::SeqCst);
+        assert_eq!(c.submit(vec![event(3)]).await.unwrap().inserted(), 1);
+        assert!(!c.stats().sink_down);
+        sink.fail.store(1, Ordering::SeqCst);
+        assert_eq!(c.submit(vec![event(4)]).await.unwrap().inserted(), 1);
+        assert_eq!(sink.calls.load(Ordering::SeqCst), 3 + 4 + 1 + 1 + 2);
         c.shutdown().await;
     }
 
@@ -586,7 +754,7 @@ mod tests {
         let c = AnalyticsEventCollector::start(
             sink.clone(),
             CollectorOptions {
-                flush_interval: Duration::from_secs(3600),
+                linger: Duration::from_secs(3600),
                 ..fast()
             },
         );
@@ -611,7 +779,7 @@ mod tests {
             sink.clone(),
             CollectorOptions {
                 max_batch: 3,
-                flush_interval: Duration::from_secs(3600),
+                linger: Duration::from_secs(3600),
                 ..fast()
             },
         );

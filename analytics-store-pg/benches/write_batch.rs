@@ -4,7 +4,7 @@
 //! rollups, and retention.
 //!
 //! Needs `TEST_DATABASE_URL` (a superuser URL; databases `bench_*` are created on it), e.g.
-//! `scripts/with-services cargo bench -p analytics-store-pg --bench write_batch`.
+//! `scripts/with-services cargo bench -p analytics-store-pg --features bench-baseline --bench write_batch`.
 //! `BENCH_EVENTS` sets the size of the large data set (default 1,000,000; the figures in
 //! `docs/stores/postgres.md` use 10,000,000). Without `--bench` (as `cargo test` runs it)
 //! it only smoke-tests every path on a few rows.
@@ -24,6 +24,7 @@ use analytics_core::{
     CorrelationId, Event, EventId, EventKind, Granularity, MetricName, Payload, ProjectId,
     TimeRange,
 };
+use analytics_store_pg::baseline::RawCopy;
 use analytics_store_pg::{PgStore, PgStoreOptions};
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use criterion::{Criterion, Throughput};
@@ -168,146 +169,6 @@ async fn store(url: &str) -> PgStore {
         .unwrap_or_else(|e| panic!("connect: {e}"))
 }
 
-/// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01 UTC).
-const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
-
-/// The columns of `analytics_events`, in the order [`CopyEncoder`] writes them.
-const EVENT_COLUMNS: &str = "project, id, kind, occurred_at, received_at, correlation_id, \
-    user_id, session_id, source, sample_rate, provider, route, collection, status, payload, \
-    properties";
-
-/// Binary `COPY` rows of `analytics_events` (no escaping: a header, then per row a field
-/// count and length-prefixed fields; jsonb is a version byte and the JSON text, serialized
-/// straight into the buffer).
-struct CopyEncoder {
-    buf: Vec<u8>,
-}
-
-impl CopyEncoder {
-    fn new() -> Self {
-        let mut buf = Vec::with_capacity(1 << 20);
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        Self { buf }
-    }
-
-    fn push(&mut self, e: &Event) {
-        self.buf.extend_from_slice(&16i16.to_be_bytes());
-        self.text(Some(e.project.as_str()));
-        self.field(e.id.0.as_bytes());
-        self.text(Some(e.kind.as_str()));
-        self.timestamp(e.occurred_at);
-        self.timestamp(e.received_at);
-        self.text(Some(e.correlation_id.as_str()));
-        self.text(e.user_id.as_deref());
-        self.text(e.session_id.as_deref());
-        self.text(e.source.as_deref());
-        self.field(&e.sample_rate.to_bits().to_be_bytes());
-        self.text(e.provider());
-        self.text(e.route());
-        self.text(e.collection());
-        self.text(e.status().as_deref());
-        self.jsonb(&e.payload);
-        self.jsonb(&e.properties);
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
-        self.buf
-    }
-
-    fn field(&mut self, bytes: &[u8]) {
-        let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
-        self.buf.extend_from_slice(&len.to_be_bytes());
-        self.buf.extend_from_slice(bytes);
-    }
-
-    fn text(&mut self, v: Option<&str>) {
-        match v {
-            Some(s) => self.field(s.as_bytes()),
-            None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
-    }
-
-    fn timestamp(&mut self, t: DateTime<Utc>) {
-        self.field(&(t.timestamp_micros() - PG_EPOCH_OFFSET_MICROS).to_be_bytes());
-    }
-
-    fn jsonb(&mut self, v: &impl serde::Serialize) {
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&0i32.to_be_bytes());
-        self.buf.push(1);
-        serde_json::to_writer(&mut self.buf, v).unwrap_or_else(|e| panic!("{e}"));
-        let len = i32::try_from(self.buf.len() - at - 4).unwrap_or(i32::MAX);
-        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-    }
-}
-
-/// The raw-COPY baseline: a table identical to `analytics_events` (columns, primary key,
-/// indexes, day partitions), written with binary COPY and nothing else.
-struct RawCopy {
-    store: PgStore,
-}
-
-impl RawCopy {
-    async fn new(store: PgStore, days: &[DateTime<Utc>]) -> Self {
-        let mut ddl = vec![
-            "CREATE TABLE bench_copy (LIKE analytics_events INCLUDING ALL) \
-             PARTITION BY RANGE (occurred_at)"
-                .to_owned(),
-        ];
-        for idx in [
-            "(project, kind, occurred_at)",
-            "(project, provider, occurred_at) WHERE provider IS NOT NULL",
-            "(project, route, occurred_at) WHERE route IS NOT NULL",
-            "(project, collection, occurred_at) WHERE collection IS NOT NULL",
-            "(correlation_id)",
-        ] {
-            ddl.push(format!("CREATE INDEX ON bench_copy {idx}"));
-        }
-        let mut unique: Vec<_> = days.iter().map(|d| d.date_naive()).collect();
-        unique.dedup();
-        for day in unique {
-            let next = day.succ_opt().unwrap_or(day);
-            ddl.push(format!(
-                "CREATE TABLE bench_copy_{} PARTITION OF bench_copy \
-                 FOR VALUES FROM ('{day} 00:00:00+00') TO ('{next} 00:00:00+00')",
-                day.format("%Y%m%d")
-            ));
-        }
-        for sql in ddl {
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(store.pool())
-                .await
-                .unwrap_or_else(|e| panic!("baseline ddl: {e}"));
-        }
-        Self { store }
-    }
-
-    async fn write(&self, events: &[Event]) {
-        let mut enc = CopyEncoder::new();
-        for e in events {
-            enc.push(e);
-        }
-        let bytes = enc.finish();
-        let mut conn = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut copy = conn
-            .copy_in_raw(&format!(
-                "COPY bench_copy ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)"
-            ))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        copy.send(bytes).await.unwrap_or_else(|e| panic!("{e}"));
-        copy.finish().await.unwrap_or_else(|e| panic!("{e}"));
-    }
-}
-
 /// The two writers, each on its own database so their tables grow alike.
 struct Writers {
     raw: RawCopy,
@@ -317,8 +178,12 @@ struct Writers {
 impl Writers {
     async fn new(admin: &str, days: &[DateTime<Utc>]) -> Self {
         let raw_store = store(&create_database(admin, "bench_raw").await).await;
+        let days: Vec<_> = days.iter().map(|d| d.date_naive()).collect();
+        let raw = RawCopy::create(raw_store.pool().clone(), &days)
+            .await
+            .unwrap_or_else(|e| panic!("baseline table: {e}"));
         Self {
-            raw: RawCopy::new(raw_store, days).await,
+            raw,
             store: store(&create_database(admin, "bench_store").await).await,
         }
     }
@@ -326,7 +191,10 @@ impl Writers {
     async fn write(&self, which: usize, batch: &[Event]) -> Duration {
         let started = Instant::now();
         if which == 0 {
-            self.raw.write(batch).await;
+            self.raw
+                .write(batch)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
         } else {
             let r = self
                 .store

@@ -11,6 +11,8 @@
 //! Design notes and measurements are in `docs/stores/postgres.md`.
 
 mod alerts;
+#[cfg(feature = "bench-baseline")]
+pub mod baseline;
 mod error;
 mod events;
 mod jobs;
@@ -26,7 +28,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use analytics_core::error::{Error, Result};
-use analytics_core::ports::Store;
+use analytics_core::ports::{PoolStats, Store};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -152,5 +154,18 @@ impl Store for PgStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn pool_stats(&self) -> Vec<PoolStats> {
+        vec![pool_stats("main", self.pool_ref())]
+    }
+}
+
+fn pool_stats(name: &'static str, pool: &PgPool) -> PoolStats {
+    PoolStats {
+        pool: name,
+        open: pool.size(),
+        idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        max: pool.options().get_max_connections(),
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
-use analytics_core::ports::Store;
+use analytics_core::ports::{PoolStats, Store};
 use analytics_core::{Error, Result};
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -224,6 +224,19 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn pool_stats(&self) -> Vec<PoolStats> {
+        let stats = |pool: &'static str, p: &SqlitePool| PoolStats {
+            pool,
+            open: p.size(),
+            idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+            max: p.options().get_max_connections(),
+        };
+        vec![
+            stats("writer", &self.inner.writer),
+            stats("reader", &self.inner.reader),
+        ]
     }
 }
 

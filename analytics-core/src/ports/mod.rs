@@ -29,4 +29,4 @@ pub use notifier::Notifier;
 pub use preference_store::PreferenceStore;
 pub use project_store::ProjectStore;
 pub use rollup_store::RollupStore;
-pub use store::Store;
+pub use store::{PoolStats, Store};

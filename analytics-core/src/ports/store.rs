@@ -28,4 +28,22 @@ pub trait Store:
 
     /// The technology, for logs and `/readyz` (`memory`, `sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
+
+    /// The connection pools behind the store, for metrics; none for a store without pools.
+    fn pool_stats(&self) -> Vec<PoolStats> {
+        Vec::new()
+    }
+}
+
+/// A snapshot of one connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Which pool (`main`, `reader`, `writer`).
+    pub pool: &'static str,
+    /// Open connections, idle or in use.
+    pub open: u32,
+    /// Idle open connections.
+    pub idle: u32,
+    /// Most connections the pool opens.
+    pub max: u32,
 }

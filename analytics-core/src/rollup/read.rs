@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::ids::{MetricName, ProjectId};
 use crate::ports::{MetricQuery, MetricsSource, Store};
 use crate::rollup::aggregate::{Aggregator, merge_stats};
-use crate::rollup::scheduler::{HOUR_WATERMARK, SEAL_WATERMARK_PREFIX, read_range};
+use crate::rollup::scheduler::{HOUR_WATERMARK, SEAL_WATERMARK_PREFIX, scan_range};
 use crate::rollup::spec::{RollupSpecs, stored_dimension_name};
 use crate::rollup::{Dimensions, Rollup, RollupQuery, RollupStats};
 use crate::time::{Granularity, TimeRange};
@@ -228,19 +228,17 @@ impl RollupReader {
         let Some(spec) = self.specs.get(&q.metric) else {
             return Ok(Vec::new());
         };
-        let events = read_range(
+        let only = RollupSpecs(vec![spec.clone()]);
+        let mut agg = Aggregator::new(&only);
+        scan_range(
             self.store.as_ref(),
             &q.project,
             range,
             vec![spec.kind.clone()],
             self.page_size,
+            |e| agg.add(e),
         )
         .await?;
-        let only = RollupSpecs(vec![spec.clone()]);
-        let mut agg = Aggregator::new(&only);
-        for e in &events {
-            agg.add(e);
-        }
         let rows = agg.finish(&q.project, Granularity::Hour, range.start(), range.start());
         Ok(rows
             .into_iter()

@@ -157,11 +157,11 @@ impl RollupScheduler {
                 report.sealed_skipped += 1;
                 continue;
             }
-            let events = read_hour(store, &d.project, d.hour, self.options.page_size).await?;
             let mut agg = Aggregator::new(&self.specs);
-            for e in &events {
+            scan_hour(store, &d.project, d.hour, self.options.page_size, |e| {
                 agg.add(e);
-            }
+            })
+            .await?;
             let rows = agg.finish(&d.project, Granularity::Hour, d.hour, now);
             report.rows_written += store.upsert_rollups(&rows).await?;
             report.hours_rolled += 1;
@@ -252,47 +252,54 @@ async fn advance(store: &dyn Store, job: &str, to: DateTime<Utc>) -> Result<()> 
     Ok(())
 }
 
-/// Every raw event of `project` in the hour starting at `hour`.
-pub async fn read_hour(
+/// Feeds every raw event of `project` in the hour starting at `hour` to `f`, one page at a
+/// time; returns how many there were.
+pub async fn scan_hour(
     store: &dyn Store,
     project: &ProjectId,
     hour: DateTime<Utc>,
     page_size: u32,
-) -> Result<Vec<Event>> {
-    read_range(
+    f: impl FnMut(&Event),
+) -> Result<u64> {
+    scan_range(
         store,
         project,
         Granularity::Hour.bucket(hour),
         Vec::new(),
         page_size,
+        f,
     )
     .await
 }
 
-/// Every raw event of `project` in `range` (of the given kinds; empty = all).
-pub async fn read_range(
+/// Feeds every raw event of `project` in `range` (of the given kinds; empty = all) to `f`,
+/// one page at a time, so memory holds one page however many events the range has;
+/// returns how many there were.
+pub async fn scan_range(
     store: &dyn Store,
     project: &ProjectId,
     range: TimeRange,
     kinds: Vec<crate::event::EventKind>,
     page_size: u32,
-) -> Result<Vec<Event>> {
+    mut f: impl FnMut(&Event),
+) -> Result<u64> {
     let filter = EventFilter {
         project: Some(project.clone()),
         kinds,
         range: Some(range),
         ..Default::default()
     };
-    let mut events = Vec::new();
+    let mut seen = 0u64;
     let mut cursor = None;
     loop {
         let page = store
             .query_events(&filter, &PageRequest::new(page_size, cursor)?)
             .await?;
-        events.extend(page.items);
+        seen += page.items.len() as u64;
+        page.items.iter().for_each(&mut f);
         match page.next_cursor {
             Some(c) => cursor = Some(c),
-            None => return Ok(events),
+            None => return Ok(seen),
         }
     }
 }
