@@ -5,10 +5,11 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use analytics_core::ProjectId;
 use analytics_core::ports::Store;
-use analytics_core::project::ApiKeySecret;
+use analytics_core::project::{ApiKeyHash, ApiKeySecret};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use poem::Request;
 use poem::http::header;
@@ -234,11 +235,43 @@ impl Identity {
     }
 }
 
+/// Active API keys looked up recently, by hash, so that ingest does not query the store on
+/// every request. A key revoked in the store keeps working in this process until its entry
+/// expires (the TTL, 30 s by default); a zero TTL disables the cache. Unknown and revoked
+/// keys are never cached.
+#[derive(Clone)]
+pub struct ApiKeyCache(Option<moka::future::Cache<ApiKeyHash, (ProjectId, uuid::Uuid)>>);
+
+impl ApiKeyCache {
+    /// Entries live `ttl`; at most 10,000 keys are kept.
+    pub fn new(ttl: Duration) -> Self {
+        if ttl.is_zero() {
+            return Self(None);
+        }
+        Self(Some(
+            moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
+        ))
+    }
+}
+
+impl fmt::Debug for ApiKeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(c) => write!(f, "ApiKeyCache({} keys)", c.entry_count()),
+            None => f.write_str("ApiKeyCache(off)"),
+        }
+    }
+}
+
 /// Reads the credentials of `req` and resolves them: `Ok(None)` when none were presented.
 pub async fn authenticate(
     req: &Request,
     jwt: &JwtSettings,
     store: &dyn Store,
+    keys: &ApiKeyCache,
 ) -> Result<Option<Identity>, ApiError> {
     let api_key = req
         .headers()
@@ -262,11 +295,13 @@ pub async fn authenticate(
         }
     };
     if let Some(key) = api_key {
-        return api_key_identity(key, store).await.map(Some);
+        return api_key_identity(key, store, keys).await.map(Some);
     }
     match bearer {
         None => Ok(None),
-        Some(token) if token.starts_with("ak_") => api_key_identity(token, store).await.map(Some),
+        Some(token) if token.starts_with("ak_") => {
+            api_key_identity(token, store, keys).await.map(Some)
+        }
         Some(token) => {
             let claims = jwt.verify(token).map_err(ApiError::unauthorized)?;
             Ok(Some(Identity::User {
@@ -277,16 +312,30 @@ pub async fn authenticate(
     }
 }
 
-async fn api_key_identity(key: &str, store: &dyn Store) -> Result<Identity, ApiError> {
+async fn api_key_identity(
+    key: &str,
+    store: &dyn Store,
+    keys: &ApiKeyCache,
+) -> Result<Identity, ApiError> {
     if key.is_empty() {
         return Err(ApiError::unauthorized("api key is empty"));
     }
     let hash = ApiKeySecret::from_presented(key).hash();
+    if let Some(cache) = &keys.0
+        && let Some((project, key_id)) = cache.get(&hash).await
+    {
+        return Ok(Identity::ApiKey { project, key_id });
+    }
     match store.api_key_by_hash(&hash).await? {
-        Some(rec) if rec.is_active() => Ok(Identity::ApiKey {
-            project: rec.project,
-            key_id: rec.id,
-        }),
+        Some(rec) if rec.is_active() => {
+            if let Some(cache) = &keys.0 {
+                cache.insert(hash, (rec.project.clone(), rec.id)).await;
+            }
+            Ok(Identity::ApiKey {
+                project: rec.project,
+                key_id: rec.id,
+            })
+        }
         Some(_) => Err(ApiError::unauthorized("api key has been revoked")),
         None => Err(ApiError::unauthorized("api key is not known")),
     }

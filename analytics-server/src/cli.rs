@@ -4,11 +4,12 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use analytics_core::memory::MemoryStore;
 use analytics_core::ports::Store;
 use analytics_core::project::{ApiKeyRecord, ApiKeySecret, Project, ProjectSettings};
-use analytics_core::{Clock, Error, ProjectId, SystemClock};
+use analytics_core::{Clock, CollectorOptions, Error, ProjectId, SystemClock};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
@@ -60,6 +61,20 @@ struct Common {
     /// Required JWT issuer.
     #[arg(long, env = "ANALYTICS_JWT_ISSUER", global = true)]
     jwt_issuer: Option<String>,
+    /// Ingest batches written to the store at the same time (default: 4 on PostgreSQL, 1 on
+    /// SQLite).
+    #[arg(long, env = "ANALYTICS_INGEST_WRITERS", global = true)]
+    ingest_writers: Option<usize>,
+    /// Milliseconds a non-full ingest batch waits for more events (0: written as soon as a
+    /// writer is free).
+    #[arg(long, env = "ANALYTICS_INGEST_LINGER_MS", global = true,
+          default_value_t = CollectorOptions::default().linger.as_millis() as u64)]
+    ingest_linger_ms: u64,
+    /// Seconds a verified API key is trusted without asking the database again (a revoked
+    /// key keeps working this long in a running server); 0 asks every time.
+    #[arg(long, env = "ANALYTICS_API_KEY_TTL_SECS", global = true,
+          default_value_t = crate::state::DEFAULT_API_KEY_TTL.as_secs())]
+    api_key_ttl_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,7 +226,10 @@ async fn serve(common: Common) -> anyhow::Result<()> {
             common.bind
         ),
     };
-    let settings = Settings::new(common.bind.clone(), common.database_url.clone(), jwt);
+    let mut settings = Settings::new(common.bind.clone(), common.database_url.clone(), jwt);
+    settings.ingest_writers = common.ingest_writers;
+    settings.collector.linger = Duration::from_millis(common.ingest_linger_ms);
+    settings.api_key_ttl = Duration::from_secs(common.api_key_ttl_secs);
     let app = Application::build(settings).await?;
     let backend = app.state().store.backend();
     let host = common.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the server: HTTP requests by route template and status, the
-//! collector's ingest counters, and the store's reachability.
+//! collector's ingest counters, the store's reachability and its connection pools.
 
 use analytics_core::CollectorStats;
+use analytics_core::ports::PoolStats;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -16,6 +17,7 @@ pub struct Metrics {
     ingest: IntGaugeVec,
     avg_batch: Gauge,
     store_up: IntGaugeVec,
+    pool: IntGaugeVec,
     draining: IntGauge,
 }
 
@@ -40,7 +42,8 @@ impl Metrics {
             Opts::new(
                 "analytics_ingest_events",
                 "Collector counters (queued, committed, duplicates, batches, failed, \
-                 rejected_backpressure, last_batch_size, write_errors)",
+                 rejected_backpressure, last_batch_size, write_errors; sink_down is 1 while \
+                 the store looks down)",
             ),
             &["counter"],
         )
@@ -58,6 +61,14 @@ impl Metrics {
             &["backend"],
         )
         .expect("valid metric");
+        let pool = IntGaugeVec::new(
+            Opts::new(
+                "analytics_db_pool_connections",
+                "Database pool connections by pool and state (open, idle, max)",
+            ),
+            &["pool", "state"],
+        )
+        .expect("valid metric");
         let draining =
             IntGauge::new("analytics_draining", "1 while shutting down").expect("valid metric");
         for c in [
@@ -66,6 +77,7 @@ impl Metrics {
             Box::new(ingest.clone()),
             Box::new(avg_batch.clone()),
             Box::new(store_up.clone()),
+            Box::new(pool.clone()),
             Box::new(draining.clone()),
         ] {
             registry.register(c).expect("unique metric");
@@ -77,6 +89,7 @@ impl Metrics {
             ingest,
             avg_batch,
             store_up,
+            pool,
             draining,
         }
     }
@@ -101,6 +114,7 @@ impl Metrics {
             ("write_errors", s.write_errors),
             ("rejected_backpressure", s.rejected_backpressure),
             ("last_batch_size", s.last_batch_size),
+            ("sink_down", u64::from(s.sink_down)),
         ] {
             self.ingest.with_label_values(&[name]).set(as_i64(v));
         }
@@ -112,6 +126,17 @@ impl Metrics {
         self.store_up
             .with_label_values(&[backend])
             .set(i64::from(up));
+    }
+
+    /// Copies the store's pool gauges.
+    pub fn set_pools(&self, pools: &[PoolStats]) {
+        for p in pools {
+            for (state, v) in [("open", p.open), ("idle", p.idle), ("max", p.max)] {
+                self.pool
+                    .with_label_values(&[p.pool, state])
+                    .set(i64::from(v));
+            }
+        }
     }
 
     /// Records whether the server is draining.

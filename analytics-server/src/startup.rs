@@ -28,8 +28,11 @@ pub struct Settings {
     pub database_url: String,
     /// JWT verification.
     pub jwt: JwtSettings,
-    /// Collector tuning.
+    /// Collector tuning (its `writers` is replaced by `ingest_writers`).
     pub collector: CollectorOptions,
+    /// Ingest batches written at once; `None` picks by backend: 4 for PostgreSQL (more
+    /// cores for the writes), 1 where writes serialize anyway (SQLite, memory).
+    pub ingest_writers: Option<usize>,
     /// Request limits.
     pub limits: HttpLimits,
     /// How often the rollup scheduler ticks.
@@ -38,6 +41,9 @@ pub struct Settings {
     pub drain_delay: Duration,
     /// Longest wait for in-flight requests on shutdown.
     pub shutdown_timeout: Duration,
+    /// How long a verified API key is trusted without asking the store (a revoked key
+    /// keeps working this long); zero asks every time.
+    pub api_key_ttl: Duration,
 }
 
 impl Settings {
@@ -48,10 +54,12 @@ impl Settings {
             database_url: database_url.into(),
             jwt,
             collector: CollectorOptions::default(),
+            ingest_writers: None,
             limits: HttpLimits::default(),
             rollup_interval: Duration::from_secs(60),
             drain_delay: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
+            api_key_ttl: crate::state::DEFAULT_API_KEY_TTL,
         }
     }
 }
@@ -66,7 +74,14 @@ pub async fn connect_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
             .context("opening the sqlite database")?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = analytics_store_pg::PgStore::connect(url, Default::default())
+        // A short acquire timeout: while PostgreSQL is down, ingest answers 503 within
+        // seconds instead of holding every request for the default 5 s per attempt.
+        let options = analytics_store_pg::PgStoreOptions {
+            acquire_timeout: Duration::from_secs(2),
+            application_name: "analytics-server".to_owned(),
+            ..Default::default()
+        };
+        let store = analytics_store_pg::PgStore::connect(url, options)
             .await
             .context("connecting to postgresql")?;
         Ok(Arc::new(store))
@@ -127,12 +142,20 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().map(|s| s.port()))
             .context("listener has no socket address")?;
+        let writers = settings.ingest_writers.unwrap_or(match store.backend() {
+            "postgres" => 4,
+            _ => 1,
+        });
         let state = AppState::new(
             store,
             settings.jwt.clone(),
-            settings.collector.clone(),
+            CollectorOptions {
+                writers,
+                ..settings.collector.clone()
+            },
             settings.limits.clone(),
-        );
+        )
+        .with_api_key_ttl(settings.api_key_ttl);
         let (stop, _) = watch::channel(false);
         Ok(Self {
             acceptor,

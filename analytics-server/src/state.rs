@@ -2,12 +2,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use analytics_core::ports::Store;
 use analytics_core::{AnalyticsEventCollector, CollectorOptions, EventLimits};
 
-use crate::auth::JwtSettings;
+use crate::auth::{ApiKeyCache, JwtSettings};
 use crate::metrics::Metrics;
+
+/// How long a verified API key is trusted without asking the store again, by default.
+pub const DEFAULT_API_KEY_TTL: Duration = Duration::from_secs(30);
 
 /// Request limits of the ingest endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +47,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Limits.
     pub limits: Arc<HttpLimits>,
+    /// Recently verified API keys.
+    pub api_keys: ApiKeyCache,
     draining: Arc<AtomicBool>,
 }
 
@@ -61,8 +67,17 @@ impl AppState {
             jwt: Arc::new(jwt),
             metrics: Metrics::new(),
             limits: Arc::new(limits),
+            api_keys: ApiKeyCache::new(DEFAULT_API_KEY_TTL),
             draining: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Sets how long a verified API key is trusted without asking the store again (zero:
+    /// ask every time).
+    #[must_use]
+    pub fn with_api_key_ttl(mut self, ttl: Duration) -> Self {
+        self.api_keys = ApiKeyCache::new(ttl);
+        self
     }
 
     /// Whether the server is shutting down (readiness answers 503).

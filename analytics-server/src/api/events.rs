@@ -3,8 +3,8 @@
 
 use analytics_core::ports::{EventFilter, WriteOutcome};
 use analytics_core::{
-    Clock, CorrelationId, Cursor, Event, EventInput, EventKind, IngestContext, PageRequest,
-    ProjectId, SystemClock, TimeRange,
+    Clock, CorrelationId, Cursor, Event, EventKind, IngestContext, PageRequest, ProjectId,
+    SystemClock, TimeRange,
 };
 use chrono::{DateTime, Utc};
 use poem::Request;
@@ -13,8 +13,10 @@ use poem_openapi::auth::{ApiKey, Bearer};
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, SecurityScheme};
+use serde::Serialize;
 
 use super::ApiTags;
+use super::ingest_body::{EventEntry, IngestBody, SerdeJson};
 use crate::auth::{Identity, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -68,7 +70,8 @@ impl std::fmt::Debug for IngestAuth {
     }
 }
 
-/// An ingest request.
+/// An ingest request (the documented schema; the handler reads it as
+/// [`IngestBody`](super::ingest_body::IngestBody), with the same shape).
 #[derive(Debug, Object)]
 pub struct IngestRequest {
     /// At most 1000 events: objects with `id` (UUID, recommended for deduplication),
@@ -78,8 +81,9 @@ pub struct IngestRequest {
 }
 
 /// What happened to one event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
 #[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum ResultStatus {
     /// Stored now.
     Accepted,
@@ -90,7 +94,7 @@ pub enum ResultStatus {
 }
 
 /// A field-level problem.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct FieldProblem {
     /// Dotted field path.
     pub field: String,
@@ -99,7 +103,7 @@ pub struct FieldProblem {
 }
 
 /// The outcome of one event, in request order.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct EventResult {
     /// The event id (absent when a rejected event had no valid id).
     pub id: Option<String>,
@@ -107,11 +111,12 @@ pub struct EventResult {
     pub status: ResultStatus,
     /// For rejected events, the first problem.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<FieldProblem>,
 }
 
 /// The answer to an ingest request, sent only after the accepted events are committed.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct IngestResponseBody {
     /// Events stored now.
     pub accepted: u64,
@@ -128,7 +133,7 @@ pub struct IngestResponseBody {
 pub enum IngestResponse {
     /// Every valid event is committed.
     #[oai(status = 202)]
-    Accepted(Json<IngestResponseBody>),
+    Accepted(SerdeJson<IngestResponseBody>),
 }
 
 /// One page of events.
@@ -179,7 +184,7 @@ impl EventsApi {
         &self,
         req: &Request,
         _auth: IngestAuth,
-        body: Json<IngestRequest>,
+        body: IngestBody,
     ) -> poem::Result<IngestResponse> {
         let (project, fixed_project) = match identity(req)? {
             Identity::ApiKey { project, .. } => (project.clone(), true),
@@ -190,7 +195,7 @@ impl EventsApi {
                 (ProjectId::default_project(), false)
             }
         };
-        let inputs = body.0.events;
+        let inputs = body.events;
         let max = self.state.limits.max_events;
         if inputs.len() > max {
             return Err(ApiError::new(
@@ -215,16 +220,25 @@ impl EventsApi {
         let mut results = Vec::with_capacity(inputs.len());
         let mut valid: Vec<Event> = Vec::new();
         let mut valid_at = Vec::new();
-        for (i, raw) in inputs.into_iter().enumerate() {
-            let raw_id = raw.get("id").and_then(|v| v.as_str()).map(str::to_owned);
-            let parsed = serde_json::from_value::<EventInput>(raw)
-                .map_err(|_| {
-                    analytics_core::ValidationErrors(vec![analytics_core::FieldError::new(
-                        format!("events[{i}]"),
-                        "must be an object",
-                    )])
-                })
-                .and_then(|input| Event::parse(input, &ctx));
+        for (i, entry) in inputs.into_iter().enumerate() {
+            let (raw_id, parsed) = match entry {
+                EventEntry::Object(input) => {
+                    let raw_id = match &input.id {
+                        Some(serde_json::Value::String(s)) => Some(s.clone()),
+                        _ => None,
+                    };
+                    (raw_id, Event::parse(*input, &ctx))
+                }
+                EventEntry::NotObject => (
+                    None,
+                    Err(analytics_core::ValidationErrors(vec![
+                        analytics_core::FieldError::new(
+                            format!("events[{i}]"),
+                            "must be an object",
+                        ),
+                    ])),
+                ),
+            };
             match parsed {
                 Ok(e) => {
                     results.push(EventResult {
@@ -262,7 +276,7 @@ impl EventsApi {
             }
         }
         let accepted = results.len() as u64 - rejected - duplicates;
-        Ok(IngestResponse::Accepted(Json(IngestResponseBody {
+        Ok(IngestResponse::Accepted(SerdeJson(IngestResponseBody {
             accepted,
             duplicates,
             rejected,

@@ -2,6 +2,7 @@
 //! observing middleware (request id, body limit, authentication, metrics, error shape).
 
 mod events;
+mod ingest_body;
 mod ops;
 
 use std::sync::Arc;
@@ -159,7 +160,7 @@ async fn handle<E: Endpoint>(
         }
     }
     if route.starts_with("/api/") {
-        match authenticate(&req, &state.jwt, &*state.store).await? {
+        match authenticate(&req, &state.jwt, &*state.store, &state.api_keys).await? {
             Some(identity) => {
                 req.extensions_mut().insert(identity);
             }

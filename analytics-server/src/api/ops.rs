@@ -83,6 +83,7 @@ impl OpsApi {
     async fn metrics(&self) -> PlainText<String> {
         self.store_up().await;
         self.state.metrics.set_ingest(&self.state.collector.stats());
+        self.state.metrics.set_pools(&self.state.store.pool_stats());
         PlainText(self.state.metrics.render())
     }
 }

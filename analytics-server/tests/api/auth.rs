@@ -81,7 +81,8 @@ async fn expired_tampered_and_unsigned_tokens_are_401() {
 
 #[tokio::test]
 async fn revoked_and_unknown_api_keys_are_401() {
-    let app = TestApp::new();
+    // Without the key cache a revocation applies to the very next request.
+    let app = TestApp::with_api_key_ttl(std::time::Duration::ZERO);
     let (key, rec) = app.api_key("shop").await;
     let r = app
         .post_with_header(&batch(vec![page_view(1)]), "x-api-key", &key)
@@ -100,6 +101,21 @@ async fn revoked_and_unknown_api_keys_are_401() {
         &app.post_with_header(&batch(vec![page_view(2)]), "x-api-key", "ak_unknown")
             .await,
     );
+}
+
+#[tokio::test]
+async fn a_cached_api_key_is_rechecked_after_its_ttl() {
+    let app = TestApp::with_api_key_ttl(std::time::Duration::from_millis(300));
+    let (key, rec) = app.api_key("shop").await;
+    let body = |n| batch(vec![page_view(n)]);
+    let ok = app.post_with_header(&body(1), "x-api-key", &key).await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED);
+    app.store.revoke_api_key(rec.id, Utc::now()).await.unwrap();
+    // Within the TTL the cached key is still trusted (no store query per request).
+    let cached = app.post_with_header(&body(2), "x-api-key", &key).await;
+    assert_eq!(cached.status, StatusCode::ACCEPTED);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_401(&app.post_with_header(&body(3), "x-api-key", &key).await);
 }
 
 /// A tiny URL-safe base64 encoder without padding, to forge `alg: none` tokens.

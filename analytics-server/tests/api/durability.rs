@@ -1,17 +1,18 @@
-//! Durability of acknowledged events with the real binary over SQLite: `kill -9` at random
-//! moments under load, and SIGTERM under load (exit 0, nothing acknowledged is lost).
+//! Durability of acknowledged events with the real binary, over SQLite and over PostgreSQL:
+//! `kill -9` at random moments under load, and SIGTERM under load (exit 0, nothing
+//! acknowledged is lost).
 
 use std::collections::HashSet;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use analytics_server::{JwtSettings, Role, Secret};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::helpers::SECRET;
+use crate::helpers::{SECRET, fresh_postgres_url};
 
 struct Server {
     child: Child,
@@ -65,13 +66,28 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Sends batches with unique ids until a request fails; records acknowledged ids.
+/// What the load clients saw, shared between them.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Ids of events the server acknowledged (2xx).
+    acked: HashSet<String>,
+    /// Requests sent before the kill that ended in a transport error (no answer): they
+    /// were in flight when the server died.
+    cut_by_kill: usize,
+    /// Answers that were neither 2xx nor 503, as `status: body`.
+    unexpected: Vec<String>,
+}
+
+/// Sends batches with unique ids until a request fails; records acknowledged ids, and
+/// counts a request that fails without an answer as cut by the kill when it was sent before
+/// `killed_at` was set.
 async fn load(
     http: reqwest::Client,
     base: String,
     client_no: u128,
     round: u128,
-    acked: Arc<Mutex<HashSet<String>>>,
+    seen: Arc<Mutex<Seen>>,
+    killed_at: Arc<Mutex<Option<Instant>>>,
 ) {
     let auth = token();
     for b in 0u128.. {
@@ -84,6 +100,7 @@ async fn load(
             .iter()
             .map(|id| json!({"id": id, "kind": "page_view", "payload": {"path": "/d"}}))
             .collect();
+        let sent_at = Instant::now();
         let sent = http
             .post(format!("{base}/api/v1/analytics/events"))
             .header("authorization", &auth)
@@ -91,8 +108,27 @@ async fn load(
             .send()
             .await;
         match sent {
-            Ok(r) if r.status().is_success() => acked.lock().unwrap().extend(ids),
-            _ => return,
+            Ok(r) if r.status().is_success() => {
+                seen.lock().unwrap().acked.extend(ids);
+            }
+            Ok(r) => {
+                let status = r.status();
+                if status != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    let body = r.text().await.unwrap_or_default();
+                    seen.lock()
+                        .unwrap()
+                        .unexpected
+                        .push(format!("{status}: {body}"));
+                }
+                return;
+            }
+            Err(_) => {
+                let killed = *killed_at.lock().unwrap();
+                if killed.is_some_and(|k| sent_at < k) {
+                    seen.lock().unwrap().cut_by_kill += 1;
+                }
+                return;
+            }
         }
     }
 }
@@ -130,14 +166,29 @@ fn pseudo_random_ms(seed: u64) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn acknowledged_events_survive_kill_9_and_sigterm() {
+async fn acknowledged_events_survive_kill_9_and_sigterm_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("durable.db").display());
+    acknowledged_events_survive_kill_9_and_sigterm(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_events_survive_kill_9_and_sigterm_on_postgres() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    acknowledged_events_survive_kill_9_and_sigterm(&url).await;
+}
+
+/// Five rounds of: start the binary on `url`, 4 clients ingesting, SIGKILL at a random
+/// moment; then SIGTERM under load (exit 0); then every acknowledged id must be stored.
+async fn acknowledged_events_survive_kill_9_and_sigterm(url: &str) {
     let http = client();
-    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let seen = Arc::new(Mutex::new(Seen::default()));
 
     for round in 0..5u128 {
-        let mut server = start(&url);
+        let mut server = start(url);
+        let killed_at = Arc::new(Mutex::new(None));
         let clients: Vec<_> = (0..4)
             .map(|c| {
                 tokio::spawn(load(
@@ -145,11 +196,13 @@ async fn acknowledged_events_survive_kill_9_and_sigterm() {
                     server.base.clone(),
                     c,
                     round,
-                    acked.clone(),
+                    seen.clone(),
+                    killed_at.clone(),
                 ))
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(pseudo_random_ms(round as u64))).await;
+        *killed_at.lock().unwrap() = Some(Instant::now());
         server.child.kill().unwrap(); // SIGKILL
         server.child.wait().unwrap();
         for c in clients {
@@ -158,7 +211,8 @@ async fn acknowledged_events_survive_kill_9_and_sigterm() {
     }
 
     // SIGTERM under load: exit 0, every acknowledged event stored.
-    let mut server = start(&url);
+    let mut server = start(url);
+    let never = Arc::new(Mutex::new(None));
     let clients: Vec<_> = (0..4)
         .map(|c| {
             tokio::spawn(load(
@@ -166,7 +220,8 @@ async fn acknowledged_events_survive_kill_9_and_sigterm() {
                 server.base.clone(),
                 c,
                 99,
-                acked.clone(),
+                seen.clone(),
+                never.clone(),
             ))
         })
         .collect();
@@ -184,16 +239,32 @@ async fn acknowledged_events_survive_kill_9_and_sigterm() {
         c.await.unwrap();
     }
 
-    let mut server = start(&url);
+    let mut server = start(url);
     let stored = stored_ids(&http, &server.base).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let acked = acked.lock().unwrap();
-    assert!(
-        acked.len() >= 10,
-        "only {} events acknowledged",
-        acked.len()
+    let seen = seen.lock().unwrap();
+    let backend = url.split(':').next().unwrap_or_default();
+    eprintln!(
+        "{backend}: {} events acknowledged, {} stored, {} requests cut by the kills",
+        seen.acked.len(),
+        stored.len(),
+        seen.cut_by_kill
     );
-    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(
+        seen.acked.len() >= 10,
+        "only {} events acknowledged",
+        seen.acked.len()
+    );
+    assert!(
+        seen.cut_by_kill > 0,
+        "no kill landed while a request was in flight: the test proved nothing about kill -9"
+    );
+    assert!(
+        seen.unexpected.is_empty(),
+        "answers other than 2xx or 503: {:?}",
+        seen.unexpected
+    );
+    let lost: Vec<_> = seen.acked.difference(&stored).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost", lost.len());
 }

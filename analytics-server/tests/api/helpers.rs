@@ -5,6 +5,7 @@ use std::sync::Arc;
 use analytics_core::memory::MemoryStore;
 use analytics_core::ports::ProjectStore;
 use analytics_core::project::{ApiKeyRecord, ApiKeySecret, Project, ProjectSettings};
+use analytics_core::testkit::services::{postgres_url, with_database};
 use analytics_core::{CollectorOptions, ProjectId};
 use analytics_server::{AppState, HttpLimits, JwtSettings, Role, Secret, build_app};
 use chrono::Utc;
@@ -13,6 +14,7 @@ use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderMap, StatusCode};
 use poem::test::TestClient;
 use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 pub(crate) const SECRET: &str = "test-secret-0123456789";
 
@@ -62,6 +64,14 @@ impl TestApp {
         Self::with_limits(HttpLimits::default())
     }
 
+    /// A test app whose verified API keys are trusted for `ttl` (zero: never cached).
+    pub(crate) fn with_api_key_ttl(ttl: std::time::Duration) -> Self {
+        let mut app = Self::new();
+        app.state = app.state.clone().with_api_key_ttl(ttl);
+        app.client = TestClient::new(build_app(app.state.clone()));
+        app
+    }
+
     pub(crate) fn with_limits(limits: HttpLimits) -> Self {
         let store = MemoryStore::new();
         let jwt = JwtSettings::new(Secret::new(SECRET));
@@ -69,7 +79,7 @@ impl TestApp {
             Arc::new(store.clone()),
             jwt.clone(),
             CollectorOptions {
-                flush_interval: std::time::Duration::from_millis(5),
+                linger: std::time::Duration::from_millis(5),
                 ..Default::default()
             },
             limits,
@@ -179,4 +189,21 @@ pub(crate) fn api_request(n: u128, route: &str, status: u16) -> Value {
 
 pub(crate) fn batch(events: Vec<Value>) -> Value {
     json!({ "events": events })
+}
+
+/// Creates an empty database `t_<uuid>` on the test cluster and returns its URL; `None`
+/// when no cluster is configured (a local run without services: the caller skips; under CI
+/// `postgres_url` panics instead).
+pub(crate) async fn fresh_postgres_url() -> Option<String> {
+    let admin = postgres_url()?;
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .expect("create the test database");
+    let _ = conn.close().await;
+    Some(with_database(&admin, &name))
 }

@@ -63,11 +63,13 @@ async fn invalid_events_are_rejected_by_field_and_valid_ones_committed() {
         json!({"kind": "page_view", "payload": {"path": "/"}, "properties": {"blob": big}}),
         json!({"kind": "page_view", "payload": {"path": "/"}, "occurred_at": future}),
         json!("not an object"),
+        json!([{"kind": "page_view"}]),
+        json!(null),
     ]);
     let r = app.post_events(&body, Some(&app.admin())).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
     assert_eq!(r.body["accepted"], 1);
-    assert_eq!(r.body["rejected"], 5);
+    assert_eq!(r.body["rejected"], 7);
     let results = r.body["results"].as_array().unwrap();
     let fields: Vec<&str> = results[1..]
         .iter()
@@ -83,7 +85,9 @@ async fn invalid_events_are_rejected_by_field_and_valid_ones_committed() {
             "payload.route",
             "properties",
             "occurred_at",
-            "events[5]"
+            "events[5]",
+            "events[6]",
+            "events[7]"
         ]
     );
     let stored = app
@@ -100,6 +104,10 @@ async fn malformed_json_is_400() {
     let r = app.post_raw("{\"events\": [", Some(&app.admin())).await;
     r.assert_error(StatusCode::BAD_REQUEST, Some("body"));
     let r = app.post_raw("{\"nope\": 1}", Some(&app.admin())).await;
+    r.assert_error(StatusCode::BAD_REQUEST, Some("events"));
+    let r = app.post_raw("{\"events\": {}}", Some(&app.admin())).await;
+    r.assert_error(StatusCode::BAD_REQUEST, Some("events"));
+    let r = app.post_raw("[]", Some(&app.admin())).await;
     r.assert_error(StatusCode::BAD_REQUEST, Some("body"));
 }
 

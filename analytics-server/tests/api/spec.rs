@@ -24,6 +24,28 @@ async fn spec_contains_every_endpoint_path() {
         events["get"]["security"],
         serde_json::json!([{"BearerAuth": []}])
     );
+    // The ingest body and answer are (de)serialized by hand-picked payload types; their
+    // documented schemas must still be the `Object` types.
+    let post = &events["post"];
+    let json = "application/json; charset=utf-8";
+    assert_eq!(
+        post["requestBody"]["content"][json]["schema"]["$ref"],
+        "#/components/schemas/IngestRequest"
+    );
+    assert_eq!(post["requestBody"]["required"], true);
+    assert_eq!(
+        post["responses"]["202"]["content"][json]["schema"]["$ref"],
+        "#/components/schemas/IngestResponseBody"
+    );
+    let schemas = &spec["components"]["schemas"];
+    for name in [
+        "IngestRequest",
+        "IngestResponseBody",
+        "EventResult",
+        "FieldProblem",
+    ] {
+        assert!(schemas[name].is_object(), "{name} schema missing");
+    }
     let served = app.get("/openapi.json").await;
     assert_eq!(served.status, StatusCode::OK);
     assert!(served.body["paths"].is_object());
@@ -53,6 +75,7 @@ async fn ops_endpoints() {
         "http_request_duration_seconds_bucket",
         "route=\"unmatched\"",
         "analytics_ingest_events{counter=\"committed\"}",
+        "analytics_ingest_events{counter=\"sink_down\"} 0",
         "analytics_store_up{backend=\"memory\"} 1",
     ] {
         assert!(text.contains(needle), "{needle} not in\n{text}");
