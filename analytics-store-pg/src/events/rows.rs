@@ -7,30 +7,32 @@ use analytics_core::error::{Error, Result};
 use analytics_core::time::Granularity;
 use chrono::{DateTime, Utc};
 
-/// The row values of one event for the `UNNEST` write path (owned columns, one `Vec` each).
+/// The row values of a chunk of events for the `UNNEST` write path, one `Vec` per column.
+/// Text columns borrow from the events; only the derived values (status, the JSON text of
+/// payload and properties, the hour) are built.
 #[derive(Debug, Default)]
-pub(crate) struct EventColumns {
+pub(crate) struct EventColumns<'e> {
     pub(crate) ord: Vec<i32>,
-    pub(crate) project: Vec<String>,
+    pub(crate) project: Vec<&'e str>,
     pub(crate) id: Vec<uuid::Uuid>,
-    pub(crate) kind: Vec<String>,
+    pub(crate) kind: Vec<&'e str>,
     pub(crate) occurred_at: Vec<DateTime<Utc>>,
     pub(crate) received_at: Vec<DateTime<Utc>>,
-    pub(crate) correlation_id: Vec<String>,
-    pub(crate) user_id: Vec<Option<String>>,
-    pub(crate) session_id: Vec<Option<String>>,
-    pub(crate) source: Vec<Option<String>>,
+    pub(crate) correlation_id: Vec<&'e str>,
+    pub(crate) user_id: Vec<Option<&'e str>>,
+    pub(crate) session_id: Vec<Option<&'e str>>,
+    pub(crate) source: Vec<Option<&'e str>>,
     pub(crate) sample_rate: Vec<f64>,
-    pub(crate) provider: Vec<Option<String>>,
-    pub(crate) route: Vec<Option<String>>,
-    pub(crate) collection: Vec<Option<String>>,
+    pub(crate) provider: Vec<Option<&'e str>>,
+    pub(crate) route: Vec<Option<&'e str>>,
+    pub(crate) collection: Vec<Option<&'e str>>,
     pub(crate) status: Vec<Option<String>>,
     pub(crate) payload: Vec<String>,
     pub(crate) properties: Vec<String>,
     pub(crate) hour: Vec<DateTime<Utc>>,
 }
 
-impl EventColumns {
+impl<'e> EventColumns<'e> {
     pub(crate) fn with_capacity(n: usize) -> Self {
         Self {
             ord: Vec::with_capacity(n),
@@ -56,27 +58,26 @@ impl EventColumns {
 
     /// Appends one event; `index` is its position in the caller's batch (kept as `ord`, and
     /// named in errors). On error nothing is appended.
-    pub(crate) fn push(&mut self, index: usize, e: &Event) -> Result<()> {
+    pub(crate) fn push(&mut self, index: usize, e: &'e Event) -> Result<()> {
         check_text(index, e)?;
         let payload = json_text(index, "payload", &e.payload)?;
         let properties = json_text(index, "properties", &e.properties)?;
         let ord = i32::try_from(index)
             .map_err(|_| Error::invalid("events", "a batch holds at most 2^31 events"))?;
         self.ord.push(ord);
-        self.project.push(e.project.as_str().to_owned());
+        self.project.push(e.project.as_str());
         self.id.push(e.id.0);
-        self.kind.push(e.kind.as_str().to_owned());
+        self.kind.push(e.kind.as_str());
         self.occurred_at.push(e.occurred_at);
         self.received_at.push(e.received_at);
-        self.correlation_id
-            .push(e.correlation_id.as_str().to_owned());
-        self.user_id.push(e.user_id.clone());
-        self.session_id.push(e.session_id.clone());
-        self.source.push(e.source.clone());
+        self.correlation_id.push(e.correlation_id.as_str());
+        self.user_id.push(e.user_id.as_deref());
+        self.session_id.push(e.session_id.as_deref());
+        self.source.push(e.source.as_deref());
         self.sample_rate.push(e.sample_rate);
-        self.provider.push(e.provider().map(str::to_owned));
-        self.route.push(e.route().map(str::to_owned));
-        self.collection.push(e.collection().map(str::to_owned));
+        self.provider.push(e.provider());
+        self.route.push(e.route());
+        self.collection.push(e.collection());
         self.status.push(e.status());
         self.payload.push(payload);
         self.properties.push(properties);
@@ -206,15 +207,17 @@ mod tests {
     #[test]
     fn columns_hold_the_derived_filter_values() {
         let at = fixtures::t("2024-03-10T11:59:58.5Z");
+        let (job, order) = (
+            fixtures::ml_job(at, "3d", "tripo", false, 5.0),
+            fixtures::order(at, "love-hurts", 10.0),
+        );
         let mut cols = EventColumns::with_capacity(2);
-        cols.push(7, &fixtures::ml_job(at, "3d", "tripo", false, 5.0))
-            .unwrap();
-        cols.push(9, &fixtures::order(at, "love-hurts", 10.0))
-            .unwrap();
+        cols.push(7, &job).unwrap();
+        cols.push(9, &order).unwrap();
         assert_eq!(cols.ord, [7, 9]);
-        assert_eq!(cols.provider, [Some("tripo".to_owned()), None]);
+        assert_eq!(cols.provider, [Some("tripo"), None]);
         assert_eq!(cols.status, [Some("failed".to_owned()), None]);
-        assert_eq!(cols.collection, [None, Some("love-hurts".to_owned())]);
+        assert_eq!(cols.collection, [None, Some("love-hurts")]);
         assert_eq!(cols.hour, [fixtures::t("2024-03-10T11:00:00Z"); 2]);
         assert!(cols.payload[0].contains("\"provider\":\"tripo\""));
     }

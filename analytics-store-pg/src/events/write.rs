@@ -112,7 +112,7 @@ impl PgStore {
     }
 
     /// Runs the chunks in one transaction; returns the batch positions inserted.
-    async fn insert_chunks(&self, chunks: &[EventColumns]) -> Result<Vec<i32>, sqlx::Error> {
+    async fn insert_chunks(&self, chunks: &[EventColumns<'_>]) -> Result<Vec<i32>, sqlx::Error> {
         if let [only] = chunks {
             // One statement is a transaction of its own: no BEGIN/COMMIT round trips.
             let mut conn = self.pool_ref().acquire().await?;
@@ -130,7 +130,7 @@ impl PgStore {
 
 async fn insert_chunk(
     conn: &mut PgConnection,
-    cols: &EventColumns,
+    cols: &EventColumns<'_>,
 ) -> Result<Vec<i32>, sqlx::Error> {
     sqlx::query_scalar(INSERT_SQL)
         .bind(&cols.ord)
