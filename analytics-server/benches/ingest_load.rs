@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use analytics_core::event::{EventInput, EventLimits, IngestContext};
+use analytics_core::testkit::fixtures::Lcg;
 use analytics_core::testkit::services::with_database;
 use analytics_core::{Event, ProjectId};
 use analytics_store_pg::baseline::{CopyEncoder, RawCopy};
@@ -33,27 +34,10 @@ use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_analytics-server");
 const PROJECT: &str = "shop";
-
-/// A cheap deterministic generator (no `rand` dependency).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 const ROUTES: [&str; 6] = [
     "/api/v1/products/:id",
@@ -459,14 +443,9 @@ async fn run_copy(raw: &RawCopy, work: &Workload, clients: usize) -> Duration {
 
 async fn create_database(admin: &str, prefix: &str) -> String {
     let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(admin)
+    analytics_store_pg::admin::create_database(admin, &name)
         .await
-        .unwrap_or_else(|e| panic!("connect to {admin}: {e}"));
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("create database: {e}"));
-    let _ = conn.close().await;
+        .unwrap_or_else(|e| panic!("create database {name}: {e}"));
     with_database(admin, &name)
 }
 

@@ -7,80 +7,19 @@
 //! This stops the shared test cluster, so it is a test binary of its own with a single
 //! test: cargo runs test binaries one after another, never two at once.
 
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use analytics_core::testkit::services::{postgres_url, with_database};
+use analytics_core::testkit::services::StoppedPostgres;
 use analytics_server::{Application, JwtSettings, Role, Secret, Settings};
 use chrono::Utc;
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
-const SECRET: &str = "test-secret-0123456789";
-
-/// Creates an empty database `t_<uuid>` and returns its URL; `None` when no cluster is
-/// configured (a local run without services: the caller skips).
-async fn fresh_database_url() -> Option<String> {
-    let admin = postgres_url()?;
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&admin)
-        .await
-        .expect("connect to the test cluster");
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .expect("create the test database");
-    let _ = conn.close().await;
-    Some(with_database(&admin, &name))
-}
-
-/// Runs the `TEST_PG_CTL` wrapper (`pg_ctl` with `-D` and `-l` preset, so its output ends
-/// when pg_ctl does).
-fn pg_ctl(wrapper: &str, args: &[&str]) {
-    let out = Command::new(wrapper)
-        .args(args)
-        .output()
-        .expect("run the pg_ctl wrapper");
-    assert!(
-        out.status.success(),
-        "pg_ctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Stops the cluster; starts it again when dropped unless already started, so a failing
-/// assertion never leaves the other tests without a server.
-struct Stopped<'a> {
-    wrapper: &'a str,
-    running: bool,
-}
-
-impl<'a> Stopped<'a> {
-    fn stop(wrapper: &'a str) -> Self {
-        pg_ctl(wrapper, &["stop", "-m", "fast", "-w"]);
-        Self {
-            wrapper,
-            running: false,
-        }
-    }
-
-    fn start(&mut self) {
-        pg_ctl(self.wrapper, &["start", "-w", "-t", "60"]);
-        self.running = true;
-    }
-}
-
-impl Drop for Stopped<'_> {
-    fn drop(&mut self) {
-        if !self.running {
-            let _ = Command::new(self.wrapper)
-                .args(["start", "-w", "-t", "60"])
-                .output();
-        }
-    }
-}
+use crate::helpers::{SECRET, fresh_postgres_url};
 
 fn admin() -> String {
     let t = JwtSettings::new(Secret::new(SECRET))
@@ -174,15 +113,7 @@ async fn listed_ids(http: &reqwest::Client, base: &str) -> HashMap<String, usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_answers_503_while_postgres_is_down_and_recovers_without_a_restart() {
-    let Some(url) = fresh_database_url().await else {
-        return;
-    };
-    let Ok(wrapper) = std::env::var("TEST_PG_CTL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "TEST_PG_CTL is not set: run through scripts/with-services"
-        );
-        eprintln!("TEST_PG_CTL is not set: skipping (run through scripts/with-services)");
+    let Some(url) = fresh_postgres_url().await else {
         return;
     };
 
@@ -203,7 +134,9 @@ async fn ingest_answers_503_while_postgres_is_down_and_recovers_without_a_restar
     assert_all(&post(&http, &base, &b1).await, 25, "accepted");
     assert_eq!(readyz(&http, &base).await.0, 200);
 
-    let mut cluster = Stopped::stop(&wrapper);
+    let Some(mut cluster) = StoppedPostgres::stop() else {
+        return;
+    };
     let started = Instant::now();
     let (status, retry_after, body) = post(&http, &base, &b2).await;
     let took = started.elapsed();

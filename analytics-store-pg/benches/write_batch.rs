@@ -19,6 +19,7 @@ use analytics_core::event::{ApiRequest, FunnelStep, JobStatus, MlJob, Pipeline};
 use analytics_core::ports::{EventSink, EventStore, RollupStore};
 use analytics_core::rollup::digest::Digest;
 use analytics_core::rollup::{Dimensions, Rollup, RollupKey, RollupQuery, RollupStats};
+use analytics_core::testkit::fixtures::Lcg;
 use analytics_core::testkit::services::with_database;
 use analytics_core::{
     CorrelationId, Event, EventId, EventKind, Granularity, MetricName, Payload, ProjectId,
@@ -29,7 +30,6 @@ use analytics_store_pg::{PgStore, PgStoreOptions};
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use criterion::{Criterion, Throughput};
 use serde_json::{Map, Value, json};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::runtime::Runtime;
 
 /// The fixed "now" of the data sets.
@@ -51,22 +51,6 @@ const ROUTES: [&str; 8] = [
 ];
 const PROVIDERS: [&str; 4] = ["replicate", "tripo", "huggingface", "gemini"];
 const COLLECTIONS: [&str; 3] = ["black-rose", "love-hurts", "signature"];
-
-/// A cheap deterministic generator (no `rand` dependency).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// `n` events of a realistic mix (70% requests, 10% ML jobs, 15% funnel steps, 5% custom),
 /// spread evenly over `[start, start + span)`, 90% in project `shop`, 10% in `other`.
@@ -148,14 +132,9 @@ fn events(n: usize, start: DateTime<Utc>, span: ChronoDuration, rng: &mut Lcg) -
 
 async fn create_database(admin: &str, prefix: &str) -> String {
     let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(admin)
+    analytics_store_pg::admin::create_database(admin, &name)
         .await
-        .unwrap_or_else(|e| panic!("connect to {admin}: {e}"));
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("create database: {e}"));
-    let _ = conn.close().await;
+        .unwrap_or_else(|e| panic!("create database {name}: {e}"));
     with_database(admin, &name)
 }
 

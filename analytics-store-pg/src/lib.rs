@@ -10,6 +10,7 @@
 //! API: every `sqlx::Error` becomes an [`analytics_core::Error`] in one module (`error.rs`).
 //! Design notes and measurements are in `docs/stores/postgres.md`.
 
+pub mod admin;
 mod alerts;
 #[cfg(feature = "bench-baseline")]
 pub mod baseline;

@@ -8,61 +8,14 @@
 #[path = "pg/support.rs"]
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use analytics_core::Event;
 use analytics_core::error::Error;
 use analytics_core::ports::{EventSink, WriteOutcome};
 use analytics_core::testkit::fixtures;
+use analytics_core::testkit::services::StoppedPostgres;
 use analytics_store_pg::{PgStore, PgStoreOptions};
-
-/// Runs the `TEST_PG_CTL` wrapper (`pg_ctl` with `-D` and `-l` preset, so its output ends
-/// when pg_ctl does).
-fn pg_ctl(wrapper: &str, args: &[&str]) {
-    let out = Command::new(wrapper)
-        .args(args)
-        .output()
-        .expect("run the pg_ctl wrapper");
-    assert!(
-        out.status.success(),
-        "pg_ctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Stops the cluster; starts it again when dropped unless already started, so a failing
-/// assertion never leaves the other tests without a server.
-struct Stopped<'a> {
-    wrapper: &'a str,
-    running: bool,
-}
-
-impl<'a> Stopped<'a> {
-    fn stop(wrapper: &'a str) -> Self {
-        pg_ctl(wrapper, &["stop", "-m", "fast", "-w"]);
-        Self {
-            wrapper,
-            running: false,
-        }
-    }
-
-    fn start(&mut self) {
-        pg_ctl(self.wrapper, &["start", "-w", "-t", "60"]);
-        self.running = true;
-    }
-}
-
-impl Drop for Stopped<'_> {
-    fn drop(&mut self) {
-        if !self.running {
-            let _ = Command::new(self.wrapper)
-                .args(["start", "-w", "-t", "60"])
-                .output();
-        }
-    }
-}
 
 fn batch(n: usize, minute: i64) -> Vec<Event> {
     (0..n)
@@ -84,14 +37,6 @@ async fn writes_fail_unavailable_while_postgres_is_down_and_recover_on_the_same_
     let Some(url) = support::fresh_database_url().await else {
         return;
     };
-    let Ok(wrapper) = std::env::var("TEST_PG_CTL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "TEST_PG_CTL is not set: run through scripts/with-services"
-        );
-        eprintln!("TEST_PG_CTL is not set: skipping (run through scripts/with-services)");
-        return;
-    };
     let options = PgStoreOptions {
         max_connections: 2,
         acquire_timeout: Duration::from_secs(2),
@@ -105,7 +50,9 @@ async fn writes_fail_unavailable_while_postgres_is_down_and_recover_on_the_same_
         50
     );
 
-    let mut server = Stopped::stop(&wrapper);
+    let Some(mut server) = StoppedPostgres::stop() else {
+        return;
+    };
     let started = std::time::Instant::now();
     let down = store.write_batch(&b2).await;
     assert!(

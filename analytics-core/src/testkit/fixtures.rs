@@ -239,3 +239,24 @@ pub fn rollup(
         computed_at: bucket_start + Duration::hours(1),
     }
 }
+
+/// A small deterministic generator for benchmarks and data sets (an LCG; not for anything
+/// that needs good randomness).
+#[derive(Debug, Clone)]
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next 31 pseudo-random bits.
+    pub fn bits(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    /// A value in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.bits() % n.max(1)
+    }
+}

@@ -50,6 +50,61 @@ pub fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// The test cluster stopped with `pg_ctl` (through the `TEST_PG_CTL` wrapper that
+/// `scripts/with-services` writes, which presets the user, `-D` and `-l`). It is started again
+/// by [`StoppedPostgres::start`], or when dropped, so a failing assertion never leaves the
+/// other tests without a server. Stopping the shared cluster is only safe in a test binary
+/// of its own with a single test (cargo runs test binaries one after another).
+#[derive(Debug)]
+pub struct StoppedPostgres {
+    wrapper: String,
+    running: bool,
+}
+
+impl StoppedPostgres {
+    /// Stops the cluster (`pg_ctl stop -m fast -w`). `None` when `TEST_PG_CTL` is unset and
+    /// the run is local (the caller skips); under CI a missing wrapper panics.
+    pub fn stop() -> Option<Self> {
+        let wrapper = service_url("TEST_PG_CTL")?;
+        pg_ctl(&wrapper, &["stop", "-m", "fast", "-w"]);
+        Some(Self {
+            wrapper,
+            running: false,
+        })
+    }
+
+    /// Starts the cluster again and waits until it accepts connections.
+    pub fn start(&mut self) {
+        pg_ctl(&self.wrapper, &["start", "-w", "-t", "60"]);
+        self.running = true;
+    }
+}
+
+impl Drop for StoppedPostgres {
+    fn drop(&mut self) {
+        if !self.running {
+            let _ = std::process::Command::new(&self.wrapper)
+                .args(["start", "-w", "-t", "60"])
+                .output();
+        }
+    }
+}
+
+/// Runs the pg_ctl wrapper and panics with its output when it fails. The wrapper passes
+/// `-l`, so the started server does not keep pg_ctl's output open.
+fn pg_ctl(wrapper: &str, args: &[&str]) {
+    let out = std::process::Command::new(wrapper)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run the pg_ctl wrapper {wrapper}: {e}"));
+    assert!(
+        out.status.success(),
+        "pg_ctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,6 @@ use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderMap, StatusCode};
 use poem::test::TestClient;
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 pub(crate) const SECRET: &str = "test-secret-0123456789";
 
@@ -197,13 +196,8 @@ pub(crate) fn batch(events: Vec<Value>) -> Value {
 pub(crate) async fn fresh_postgres_url() -> Option<String> {
     let admin = postgres_url()?;
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&admin)
-        .await
-        .expect("connect to the test cluster");
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
+    analytics_store_pg::admin::create_database(&admin, &name)
         .await
         .expect("create the test database");
-    let _ = conn.close().await;
     Some(with_database(&admin, &name))
 }

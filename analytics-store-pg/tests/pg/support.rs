@@ -6,22 +6,17 @@ use std::time::Duration;
 use analytics_core::memory::MemoryStore;
 use analytics_core::ports::Store;
 use analytics_core::testkit::services::{postgres_url, with_database};
+use analytics_store_pg::admin::create_database;
 use analytics_store_pg::{PgStore, PgStoreOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 /// Creates an empty database `t_<uuid>` and returns its URL; `None` when no cluster is
 /// configured (a local run without services: the caller skips).
 pub(crate) async fn fresh_database_url() -> Option<String> {
     let admin = postgres_url()?;
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&admin)
-        .await
-        .expect("connect to the test cluster");
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
+    create_database(&admin, &name)
         .await
         .expect("create the test database");
-    let _ = conn.close().await;
     Some(with_database(&admin, &name))
 }
 

@@ -1,0 +1,37 @@
+//! Server-level administration outside the store ports: creating a database (for
+//! provisioning a tenant or a test, and for the benchmarks).
+
+use std::str::FromStr;
+
+use analytics_core::error::{Error, Result};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
+
+use crate::error::pg_error;
+
+/// Creates the empty database `name` on the server `admin_url` points at (a role allowed
+/// to `CREATE DATABASE`). `name` must be 1 to 63 lowercase letters, digits or `_`, starting
+/// with a letter or `_`: it is put into the statement as an identifier.
+pub async fn create_database(admin_url: &str, name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if !valid {
+        return Err(Error::invalid(
+            "name",
+            "must be 1-63 lowercase letters, digits or _, not starting with a digit",
+        ));
+    }
+    let options = PgConnectOptions::from_str(admin_url)
+        .map_err(|e| Error::invalid("database_url", format!("is not a postgres url: {e}")))?;
+    let mut conn = options.connect().await.map_err(pg_error)?;
+    let created = sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .map_err(pg_error);
+    let _ = conn.close().await;
+    created.map(|_| ())
+}
