@@ -350,16 +350,16 @@ async fn flusher(
     let (max_batch, linger) = (writer.options.max_batch, writer.options.linger);
     let mut pending: Vec<Item> = Vec::new();
     let mut pending_events = 0usize;
-    // When the oldest pending event must be written at the latest (with a linger).
-    let mut deadline: Option<tokio::time::Instant> = None;
+    // Runs out when the oldest pending event must be written (with a linger).
+    let mut linger_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         // Gather only once a writer is free: meanwhile submissions pile up in the channel
         // and the next batch takes them all (group commit).
         writer.free().await;
-        let msg = match deadline {
-            Some(at) => tokio::select! {
+        let msg = match linger_timer.as_mut() {
+            Some(timer) => tokio::select! {
                 msg = rx.recv() => Some(msg),
-                () = tokio::time::sleep_until(at) => None,
+                () = timer.as_mut() => None,
             },
             None => Some(rx.recv().await),
         };
@@ -399,8 +399,9 @@ async fn flusher(
                     continue;
                 }
                 if pending_events < max_batch && !linger.is_zero() {
-                    let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
-                    if tokio::time::Instant::now() < at {
+                    let timer =
+                        linger_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(linger)));
+                    if !timer.is_elapsed() {
                         continue;
                     }
                 }
@@ -408,7 +409,7 @@ async fn flusher(
         }
         writer.dispatch(&mut pending).await;
         pending_events = 0;
-        deadline = None;
+        linger_timer = None;
     }
 }
 

@@ -112,6 +112,35 @@ async fn malformed_json_is_400() {
 }
 
 #[tokio::test]
+async fn nan_is_refused_as_invalid_json_or_per_field() {
+    let app = TestApp::new();
+    // A bare NaN (what Python's json.dumps writes) is not JSON: the request is refused.
+    let raw = r#"{"events": [{"kind": "api_request", "payload": {"method": "GET",
+        "route": "/a", "status": 200, "latency_ms": NaN}}]}"#;
+    let r = app.post_raw(raw, Some(&app.admin())).await;
+    r.assert_error(StatusCode::BAD_REQUEST, Some("body"));
+    // As a string or null it is one rejected event naming the field; the rest commit.
+    let body = batch(vec![
+        json!({"kind": "api_request", "payload": {"method": "GET", "route": "/a",
+            "status": 200, "latency_ms": "NaN"}}),
+        json!({"kind": "api_request", "payload": {"method": "GET", "route": "/a",
+            "status": 200, "latency_ms": null}}),
+        page_view(7),
+    ]);
+    let r = app.post_events(&body, Some(&app.admin())).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    assert_eq!(r.body["accepted"], 1);
+    for i in 0..2 {
+        assert_eq!(r.body["results"][i]["status"], "rejected");
+        assert_eq!(
+            r.body["results"][i]["error"]["field"], "payload.latency_ms",
+            "{:#}",
+            r.body
+        );
+    }
+}
+
+#[tokio::test]
 async fn more_than_1000_events_is_413_naming_events() {
     let app = TestApp::new();
     let body = batch((0..1001).map(|_| json!({"kind": "page_view"})).collect());
