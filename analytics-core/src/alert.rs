@@ -210,6 +210,15 @@ pub struct AlertConfigSpec {
 }
 
 impl AlertConfigSpec {
+    /// The `Conflict` a store answers when another configuration of the project already
+    /// has this name.
+    pub fn name_taken(&self) -> crate::Error {
+        crate::Error::Conflict(format!(
+            "an alert config named {:?} already exists in project {}",
+            self.name, self.project
+        ))
+    }
+
     /// Checks the cross-field rules; one error per problem.
     pub fn validate(&self) -> Result<(), crate::ValidationErrors> {
         let mut errors = Vec::new();
@@ -280,6 +289,17 @@ pub struct AlertConfig {
 }
 
 impl AlertConfig {
+    /// The first version of a configuration, as every store must build it.
+    pub fn created(id: Uuid, spec: &AlertConfigSpec, at: DateTime<Utc>) -> AlertConfig {
+        AlertConfig {
+            id,
+            spec: spec.clone(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
     /// The next version of this configuration with `spec`, as every store must build it;
     /// `Conflict` when `expected_version` is given and is not the current version.
     pub fn updated(

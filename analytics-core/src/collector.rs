@@ -323,6 +323,12 @@ impl Writer {
         }
     }
 
+    /// Hands everything pending to writers and waits until every write has finished.
+    async fn drain(self: &Arc<Self>, pending: &mut Vec<Item>) {
+        self.dispatch(pending).await;
+        self.idle().await;
+    }
+
     /// Waits until no write is in flight.
     async fn idle(&self) {
         let all = u32::try_from(self.options.writers).unwrap_or(u32::MAX);
@@ -367,13 +373,11 @@ async fn flusher(
             // The linger is over.
             None => {}
             Some(None) => {
-                writer.dispatch(&mut pending).await;
-                writer.idle().await;
+                writer.drain(&mut pending).await;
                 return;
             }
             Some(Some(Msg::Flush(done))) => {
-                writer.dispatch(&mut pending).await;
-                writer.idle().await;
+                writer.drain(&mut pending).await;
                 let _ = done.send(());
             }
             Some(Some(Msg::Item(item))) => {
@@ -387,8 +391,7 @@ async fn flusher(
                             pending.push(item);
                         }
                         Ok(Msg::Flush(done)) => {
-                            writer.dispatch(&mut pending).await;
-                            writer.idle().await;
+                            writer.drain(&mut pending).await;
                             pending_events = 0;
                             let _ = done.send(());
                         }

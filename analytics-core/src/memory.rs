@@ -182,13 +182,7 @@ impl RollupStore for MemoryStore {
             .filter(|r| query.matches(&r.key))
             .cloned()
             .collect();
-        rows.sort_by(|a, b| {
-            (a.key.bucket_start, &a.key.metric, &a.key.dimensions).cmp(&(
-                b.key.bucket_start,
-                &b.key.metric,
-                &b.key.dimensions,
-            ))
-        });
+        crate::rollup::sort_query_rows(&mut rows);
         Ok(rows)
     }
 }
@@ -234,18 +228,9 @@ impl AlertConfigStore for MemoryStore {
             return Err(Error::Conflict(format!("alert config {id} already exists")));
         }
         if name_taken(&inner, spec, None) {
-            return Err(Error::Conflict(format!(
-                "an alert config named {:?} already exists in project {}",
-                spec.name, spec.project
-            )));
+            return Err(spec.name_taken());
         }
-        let config = AlertConfig {
-            id,
-            spec: spec.clone(),
-            version: 1,
-            created_at: at,
-            updated_at: at,
-        };
+        let config = AlertConfig::created(id, spec, at);
         inner.configs.insert(id, config.clone());
         audit(
             &mut inner,
@@ -275,10 +260,7 @@ impl AlertConfigStore for MemoryStore {
             .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
         let after = before.updated(spec, expected_version, at)?;
         if name_taken(&inner, spec, Some(id)) {
-            return Err(Error::Conflict(format!(
-                "an alert config named {:?} already exists in project {}",
-                spec.name, spec.project
-            )));
+            return Err(spec.name_taken());
         }
         inner.configs.insert(id, after.clone());
         audit(

@@ -30,8 +30,8 @@ pub struct Settings {
     pub jwt: JwtSettings,
     /// Collector tuning (its `writers` is replaced by `ingest_writers`).
     pub collector: CollectorOptions,
-    /// Ingest batches written at once; `None` picks by backend: 4 for PostgreSQL (more
-    /// cores for the writes), 1 where writes serialize anyway (SQLite, memory).
+    /// Ingest batches written at once; `None` takes the store's `write_concurrency()` (4 for
+    /// PostgreSQL with its default pool, 1 for SQLite and memory, whose writes serialize).
     pub ingest_writers: Option<usize>,
     /// Request limits.
     pub limits: HttpLimits,
@@ -142,10 +142,9 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().map(|s| s.port()))
             .context("listener has no socket address")?;
-        let writers = settings.ingest_writers.unwrap_or(match store.backend() {
-            "postgres" => 4,
-            _ => 1,
-        });
+        let writers = settings
+            .ingest_writers
+            .unwrap_or_else(|| store.write_concurrency());
         let state = AppState::new(
             store,
             settings.jwt.clone(),

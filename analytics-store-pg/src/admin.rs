@@ -35,3 +35,27 @@ pub async fn create_database(admin_url: &str, name: &str) -> Result<()> {
     let _ = conn.close().await;
     created.map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn names_that_are_not_plain_identifiers_are_refused_before_connecting() {
+        // The URL points nowhere: a refused name must fail without trying to connect.
+        let url = "postgres://nobody@127.0.0.1:1/none";
+        for name in [
+            "",
+            "1abc",
+            "Upper",
+            "a-b",
+            "x\"; DROP DATABASE y; --",
+            &"a".repeat(64),
+        ] {
+            match create_database(url, name).await {
+                Err(Error::Invalid { field, .. }) => assert_eq!(field, "name", "{name:?}"),
+                other => panic!("{name:?}: expected Invalid naming name, got {other:?}"),
+            }
+        }
+    }
+}

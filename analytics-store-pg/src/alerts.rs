@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::PgStore;
 use crate::error::{corrupt, foreign_key_as, pg_error};
-use crate::sql::{col, parse, to_i64, to_u64};
+use crate::sql::{col, parse, push_page, to_i64, to_u64};
 
 const CONFIG_COLUMNS: &str = "id, spec, version, created_at, updated_at";
 
@@ -102,13 +102,7 @@ impl AlertConfigStore for PgStore {
         at: DateTime<Utc>,
     ) -> Result<AlertConfig> {
         let at = truncate_to_micros(at);
-        let config = AlertConfig {
-            id,
-            spec: spec.clone(),
-            version: 1,
-            created_at: at,
-            updated_at: at,
-        };
+        let config = AlertConfig::created(id, spec, at);
         let mut tx = self.pool_ref().begin().await.map_err(pg_error)?;
         sqlx::query(
             "INSERT INTO alert_configs \
@@ -479,15 +473,7 @@ impl AlertHistoryStore for PgStore {
             q.push(" AND triggered_at >= ").push_bind(r.start());
             q.push(" AND triggered_at < ").push_bind(r.end());
         }
-        if let Some(c) = &page.cursor {
-            q.push(" AND (triggered_at, id) < (")
-                .push_bind(c.at)
-                .push(", ")
-                .push_bind(c.id)
-                .push(")");
-        }
-        q.push(" ORDER BY triggered_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(page.limit()) + 1);
+        push_page(&mut q, "triggered_at", page);
         let rows = q
             .build()
             .fetch_all(self.pool_ref())

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::PgStore;
 use crate::error::{corrupt, pg_error};
-use crate::sql::{col, parse, severity_rank, to_i64, to_u64};
+use crate::sql::{col, parse, push_page, severity_rank, to_i64, to_u64};
 
 const OUTBOX_COLUMNS: &str =
     "id, notification, status, attempts, next_attempt_at, last_error, created_at, sent_at";
@@ -277,15 +277,7 @@ impl InAppStore for PgStore {
         if unread_only {
             q.push(" AND read_at IS NULL");
         }
-        if let Some(c) = &page.cursor {
-            q.push(" AND (created_at, id) < (")
-                .push_bind(c.at)
-                .push(", ")
-                .push_bind(c.id)
-                .push(")");
-        }
-        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(page.limit()) + 1);
+        push_page(&mut q, "created_at", page);
         let rows = q
             .build()
             .fetch_all(self.pool_ref())

@@ -193,13 +193,7 @@ impl RollupStore for PgStore {
             .collect::<Result<Vec<_>>>()?;
         // Sorted here, not in SQL: `Dimensions` order as maps, which is not the order of
         // their JSON text, and a sort of wide rows (digests) in the server can spill to disk.
-        out.sort_by(|a, b| {
-            (a.key.bucket_start, &a.key.metric, &a.key.dimensions).cmp(&(
-                b.key.bucket_start,
-                &b.key.metric,
-                &b.key.dimensions,
-            ))
-        });
+        analytics_core::rollup::sort_query_rows(&mut out);
         Ok(out)
     }
 }

@@ -1,10 +1,11 @@
 //! Small helpers shared by the port implementations: advisory-lock keys, reading columns
 //! with errors mapped, and the text forms of enums stored in columns.
 
+use analytics_core::PageRequest;
 use analytics_core::alert::Severity;
 use analytics_core::error::Result;
 use sqlx::postgres::PgRow;
-use sqlx::{Decode, Postgres, Row, Type};
+use sqlx::{Decode, Postgres, QueryBuilder, Row, Type};
 
 use crate::error::corrupt;
 
@@ -50,4 +51,22 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 /// A `bigint` column back into a `u64` (negative values are corrupt rows).
 pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64> {
     u64::try_from(v).map_err(|_| corrupt(what, format_args!("negative count {v}")))
+}
+
+/// Ends a listing newest first on `(time_column, id)`: the keyset condition of `page`'s
+/// cursor, the order, and a limit one row over the page (for `Page::from_overfetch`). The
+/// plain bound on `time_column` lets the planner prune partitions; the row comparison is the
+/// exact keyset condition.
+pub(crate) fn push_page(q: &mut QueryBuilder<Postgres>, time_column: &str, page: &PageRequest) {
+    if let Some(c) = &page.cursor {
+        q.push(format_args!(" AND {time_column} <= "))
+            .push_bind(c.at);
+        q.push(format_args!(" AND ({time_column}, id) < ("))
+            .push_bind(c.at)
+            .push(", ")
+            .push_bind(c.id)
+            .push(")");
+    }
+    q.push(format_args!(" ORDER BY {time_column} DESC, id DESC LIMIT "))
+        .push_bind(i64::from(page.limit()) + 1);
 }

@@ -85,13 +85,6 @@ async fn name_taken(
     Ok(taken.is_some())
 }
 
-fn name_conflict(spec: &AlertConfigSpec) -> Error {
-    Error::Conflict(format!(
-        "an alert config named {:?} already exists in project {}",
-        spec.name, spec.project
-    ))
-}
-
 /// Writes every column of `config` (insert or full replace).
 async fn write_config(
     tx: &mut Transaction<'static, Sqlite>,
@@ -185,15 +178,9 @@ impl AlertConfigStore for SqliteStore {
             return Err(Error::Conflict(format!("alert config {id} already exists")));
         }
         if name_taken(&mut tx, spec, id).await? {
-            return Err(name_conflict(spec));
+            return Err(spec.name_taken());
         }
-        let config = AlertConfig {
-            id,
-            spec: spec.clone(),
-            version: 1,
-            created_at: at,
-            updated_at: at,
-        };
+        let config = AlertConfig::created(id, spec, at);
         write_config(&mut tx, &config, true).await?;
         audit(
             &mut tx,
@@ -223,7 +210,7 @@ impl AlertConfigStore for SqliteStore {
             .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
         let after = before.updated(spec, expected_version, at)?;
         if name_taken(&mut tx, spec, id).await? {
-            return Err(name_conflict(spec));
+            return Err(spec.name_taken());
         }
         write_config(&mut tx, &after, false).await?;
         audit(
@@ -528,17 +515,12 @@ impl AlertHistoryStore for SqliteStore {
                 [Arg::Int(micros(r.start())), Arg::Int(micros(r.end()))],
             );
         }
-        if let Some(c) = page.cursor {
-            w.and(
-                "(triggered_at, id) < (?, ?)",
-                [Arg::Int(micros(c.at)), Arg::Id(c.id)],
-            );
-        }
+        w.before("triggered_at", page.cursor);
         let sql = format!(
             "{SELECT_ALERT}{} ORDER BY triggered_at DESC, id DESC LIMIT ?",
             w.sql()
         );
-        let args = w.arguments([Arg::Int(i64::from(page.limit()) + 1)])?;
+        let args = w.page_arguments(page)?;
         let rows = query_with(sql, args)
             .fetch_all(self.reader())
             .await

@@ -356,14 +356,7 @@ pub(crate) fn page_query(
     page: &PageRequest,
 ) -> Result<(String, sqlx::sqlite::SqliteArguments)> {
     let mut w = event_where(filter);
-    if let Some(c) = page.cursor {
-        // Row values compare lexicographically, and BLOB comparison is memcmp, which is
-        // `Uuid`'s order: exactly `Cursor::is_before`.
-        w.and(
-            "(occurred_at, id) < (?, ?)",
-            [Arg::Int(micros(c.at)), Arg::Id(c.id)],
-        );
-    }
+    w.before("occurred_at", page.cursor);
     let sql = format!(
         "{SELECT_EVENT}{}{} ORDER BY occurred_at DESC, id DESC LIMIT ?",
         listing_index(filter)
@@ -371,7 +364,7 @@ pub(crate) fn page_query(
             .unwrap_or_default(),
         w.sql()
     );
-    let args = w.arguments([Arg::Int(i64::from(page.limit()) + 1)])?;
+    let args = w.page_arguments(page)?;
     Ok((sql, args))
 }
 

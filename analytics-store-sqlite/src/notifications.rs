@@ -289,18 +289,13 @@ impl InAppStore for SqliteStore {
         if unread_only {
             w.and("read_at IS NULL", []);
         }
-        if let Some(c) = page.cursor {
-            w.and(
-                "(created_at, id) < (?, ?)",
-                [Arg::Int(micros(c.at)), Arg::Id(c.id)],
-            );
-        }
+        w.before("created_at", page.cursor);
         let sql = format!(
             "SELECT id, user_id, alert_id, severity, title, body, created_at, read_at \
              FROM in_app_notifications{} ORDER BY created_at DESC, id DESC LIMIT ?",
             w.sql()
         );
-        let args = w.arguments([Arg::Int(i64::from(page.limit()) + 1)])?;
+        let args = w.page_arguments(page)?;
         let rows = query_with(sql, args)
             .fetch_all(self.reader())
             .await

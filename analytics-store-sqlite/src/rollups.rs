@@ -167,13 +167,7 @@ impl RollupStore for SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         // The canonical JSON text of the dimensions does not sort like `Dimensions` (a
         // `BTreeMap`), so the last key is ordered here; the input is already nearly sorted.
-        out.sort_by(|a, b| {
-            (a.key.bucket_start, &a.key.metric, &a.key.dimensions).cmp(&(
-                b.key.bucket_start,
-                &b.key.metric,
-                &b.key.dimensions,
-            ))
-        });
+        analytics_core::rollup::sort_query_rows(&mut out);
         Ok(out)
     }
 }

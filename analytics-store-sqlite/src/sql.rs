@@ -5,7 +5,7 @@ use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Sqlite};
 use uuid::Uuid;
 
-use analytics_core::{Error, Result};
+use analytics_core::{Cursor, Error, PageRequest, Result};
 
 /// One bound value.
 #[derive(Debug, Clone)]
@@ -43,6 +43,18 @@ impl Where {
         self.and(sql, values);
     }
 
+    /// The keyset condition of a listing newest first on `(time_column, id)`: rows before
+    /// `cursor`. Row values compare lexicographically and BLOB comparison is memcmp, which is
+    /// `Uuid`'s order: exactly `Cursor::is_before`.
+    pub(crate) fn before(&mut self, time_column: &str, cursor: Option<Cursor>) {
+        if let Some(c) = cursor {
+            self.and(
+                format!("({time_column}, id) < (?, ?)"),
+                [Arg::Int(crate::codec::micros(c.at)), Arg::Id(c.id)],
+            );
+        }
+    }
+
     /// ` WHERE a AND b`, or nothing.
     pub(crate) fn sql(&self) -> String {
         if self.terms.is_empty() {
@@ -50,6 +62,12 @@ impl Where {
         } else {
             format!(" WHERE {}", self.terms.join(" AND "))
         }
+    }
+
+    /// The arguments, followed by the `LIMIT` of `page`: one row over the page, for
+    /// `Page::from_overfetch`.
+    pub(crate) fn page_arguments(self, page: &PageRequest) -> Result<SqliteArguments> {
+        self.arguments([Arg::Int(i64::from(page.limit()) + 1)])
     }
 
     /// The arguments, followed by `extra` (e.g. the `LIMIT`).

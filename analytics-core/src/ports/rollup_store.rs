@@ -9,7 +9,8 @@ use crate::rollup::{Rollup, RollupQuery};
 ///
 /// Contract: `upsert_rollups` replaces the row with the same [`crate::rollup::RollupKey`]
 /// (so running a job twice changes nothing) and is atomic per call; `query_rollups` returns
-/// the selected rows ordered by `(bucket_start, metric, dimensions)`.
+/// the selected rows ordered by `(bucket_start, metric, dimensions)`
+/// ([`crate::rollup::sort_query_rows`]).
 #[async_trait]
 pub trait RollupStore: Send + Sync + std::fmt::Debug {
     /// Inserts or replaces rows; returns how many were written.

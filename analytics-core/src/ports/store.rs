@@ -29,6 +29,13 @@ pub trait Store:
     /// The technology, for logs and `/readyz` (`memory`, `sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 
+    /// How many `write_batch` calls are worth running at once: more than one only where
+    /// the database can work on several (the collector's `writers`). One by default, for
+    /// stores whose writes serialize anyway.
+    fn write_concurrency(&self) -> usize {
+        1
+    }
+
     /// The connection pools behind the store, for metrics; none for a store without pools.
     fn pool_stats(&self) -> Vec<PoolStats> {
         Vec::new()

@@ -150,6 +150,18 @@ pub struct RollupStats {
     pub p99: Option<f64>,
 }
 
+/// Puts rows in the order `RollupStore::query_rollups` answers with:
+/// `(bucket_start, metric, dimensions)`.
+pub fn sort_query_rows(rows: &mut [Rollup]) {
+    rows.sort_by(|a, b| {
+        (a.key.bucket_start, &a.key.metric, &a.key.dimensions).cmp(&(
+            b.key.bucket_start,
+            &b.key.metric,
+            &b.key.dimensions,
+        ))
+    });
+}
+
 /// A rollup row: its key, statistics and the serialized digest the percentiles came from
 /// (so coarser buckets and arbitrary ranges are answered by merging digests).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

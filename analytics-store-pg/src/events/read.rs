@@ -12,7 +12,7 @@ use sqlx::{AssertSqlSafe, Postgres, QueryBuilder};
 
 use crate::PgStore;
 use crate::error::{corrupt, pg_error};
-use crate::sql::{col, to_i64, to_u64};
+use crate::sql::{col, push_page, to_i64, to_u64};
 
 const READ_COLUMNS: &str = "project, id, kind, occurred_at, received_at, correlation_id, \
     user_id, session_id, source, sample_rate, payload, properties";
@@ -70,18 +70,7 @@ impl PgStore {
                     .push_bind(v.clone());
             }
         }
-        if let Some(c) = &page.cursor {
-            // The plain bound lets the planner prune partitions; the row comparison is the
-            // exact keyset condition.
-            q.push(" AND occurred_at <= ").push_bind(c.at);
-            q.push(" AND (occurred_at, id) < (")
-                .push_bind(c.at)
-                .push(", ")
-                .push_bind(c.id)
-                .push(")");
-        }
-        q.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(page.limit()) + 1);
+        push_page(&mut q, "occurred_at", page);
         let rows = q
             .build()
             .fetch_all(self.pool_ref())

@@ -333,3 +333,23 @@ async fn two_stores_create_the_same_new_partitions_concurrently() {
         160
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_concurrency_follows_the_pool_and_keeps_half_for_readers() {
+    use analytics_core::ports::Store;
+    for (max_connections, expected) in [(10, 4), (4, 2), (1, 1)] {
+        let Some((store, _)) = fresh_pg_with(PgStoreOptions {
+            max_connections,
+            ..test_options()
+        })
+        .await
+        else {
+            return;
+        };
+        assert_eq!(
+            store.write_concurrency(),
+            expected,
+            "pool of {max_connections}"
+        );
+    }
+}
