@@ -135,10 +135,20 @@ impl TestApp {
     }
 
     pub(crate) async fn post_raw(&self, body: impl Into<poem::Body>, auth: Option<&str>) -> Resp {
+        self.post_typed(body, "application/json", auth).await
+    }
+
+    /// Posts `body` to ingest as `content_type`.
+    pub(crate) async fn post_typed(
+        &self,
+        body: impl Into<poem::Body>,
+        content_type: &str,
+        auth: Option<&str>,
+    ) -> Resp {
         let mut r = self
             .client
             .post("/api/v1/analytics/events")
-            .content_type("application/json")
+            .content_type(content_type)
             .body(body);
         if let Some(a) = auth {
             r = r.header("authorization", a);

@@ -112,6 +112,29 @@ async fn malformed_json_is_400() {
 }
 
 #[tokio::test]
+async fn a_body_that_is_not_json_is_415() {
+    let app = TestApp::new();
+    let body = serde_json::to_string(&batch(vec![page_view(1)])).unwrap();
+    let admin = app.admin();
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let r = app
+            .post_typed(body.clone(), content_type, Some(&admin))
+            .await;
+        r.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, None);
+        assert_eq!(r.body["error"]["code"], "unsupported_media_type");
+    }
+    // `application/json` with parameters, and `+json` types, are JSON.
+    let r = app
+        .post_typed(
+            body,
+            "application/vnd.api+json; charset=utf-8",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+}
+
+#[tokio::test]
 async fn nan_is_refused_as_invalid_json_or_per_field() {
     let app = TestApp::new();
     // A bare NaN (what Python's json.dumps writes) is not JSON: the request is refused.
