@@ -98,6 +98,9 @@ pub struct Claims {
     /// Granted roles; unknown names are ignored.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The projects this token may touch; absent means every project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<String>>,
 }
 
 impl Claims {
@@ -106,6 +109,17 @@ impl Claims {
         self.roles.iter().filter_map(|r| r.parse().ok()).collect()
     }
 }
+
+/// The shortest HS256 secret accepted, in bytes (RFC 7518 section 3.2: a key of at least
+/// the hash output size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// How to make a good secret, for error messages.
+pub const SECRET_HINT: &str = "generate one with `openssl rand -base64 48` or \
+     `head -c 48 /dev/urandom | base64`";
+
+/// The longest token lifetime the `token` command issues (10 years).
+pub const MAX_TTL_SECS: i64 = 10 * 366 * 86_400;
 
 /// JWT settings.
 #[derive(Debug, Clone)]
@@ -129,6 +143,16 @@ impl JwtSettings {
             issuer: None,
             leeway_secs: 30,
         }
+    }
+
+    /// Refuses a secret shorter than [`MIN_SECRET_BYTES`]: HS256 tokens signed with a short
+    /// key can be brute-forced offline from any one token.
+    pub fn check_secret(&self) -> Result<(), SecretTooShort> {
+        let len = self.secret.expose().len();
+        if len < MIN_SECRET_BYTES {
+            return Err(SecretTooShort(len));
+        }
+        Ok(())
     }
 
     fn validation(&self) -> Validation {
@@ -172,29 +196,71 @@ impl JwtSettings {
             })
     }
 
-    /// Signs a token for `sub` with `roles`, valid from `now` for `ttl_secs`.
+    /// Signs a token for `sub` with `roles`, valid from `now` for `ttl_secs` (1 second to
+    /// [`MAX_TTL_SECS`]).
     pub fn issue(
         &self,
         sub: &str,
         roles: &[Role],
         now: i64,
         ttl_secs: i64,
-    ) -> Result<String, jsonwebtoken::errors::Error> {
+    ) -> Result<String, IssueError> {
+        self.issue_scoped(sub, roles, None, now, ttl_secs)
+    }
+
+    /// Like [`issue`](Self::issue), limited to `projects` when given.
+    pub fn issue_scoped(
+        &self,
+        sub: &str,
+        roles: &[Role],
+        projects: Option<&[ProjectId]>,
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<String, IssueError> {
+        self.check_secret()?;
+        if !(1..=MAX_TTL_SECS).contains(&ttl_secs) {
+            return Err(IssueError::Ttl(ttl_secs));
+        }
+        let exp = now.checked_add(ttl_secs).ok_or(IssueError::Ttl(ttl_secs))?;
         let claims = Claims {
             sub: sub.to_owned(),
-            exp: now + ttl_secs,
+            exp,
             iat: Some(now),
             nbf: None,
             aud: self.audience.clone(),
             iss: self.issuer.clone(),
             roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            projects: projects.map(|p| p.iter().map(ToString::to_string).collect()),
         };
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
             &EncodingKey::from_secret(self.secret.expose().as_bytes()),
         )
+        .map_err(|e| IssueError::Sign(e.to_string()))
     }
+}
+
+/// The JWT secret is too short.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the JWT secret (ANALYTICS_JWT_SECRET) has {0} bytes; HS256 needs at least 32: {hint}",
+    hint = SECRET_HINT
+)]
+pub struct SecretTooShort(pub usize);
+
+/// Why a token could not be issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssueError {
+    /// The secret is too short.
+    #[error(transparent)]
+    Secret(#[from] SecretTooShort),
+    /// The lifetime is out of range.
+    #[error("token lifetime must be from 1 second to 10 years, got {0} seconds")]
+    Ttl(i64),
+    /// Signing failed.
+    #[error("signing the token failed: {0}")]
+    Sign(String),
 }
 
 /// Who is calling.
@@ -206,6 +272,8 @@ pub enum Identity {
         sub: String,
         /// Known roles.
         roles: Vec<Role>,
+        /// The projects the token is limited to (`projects` claim); `None`: all.
+        projects: Option<Vec<ProjectId>>,
     },
     /// A project API key (ingest only, bound to its project).
     ApiKey {
@@ -222,15 +290,33 @@ impl Identity {
         matches!(self, Self::User { roles, .. } if roles.contains(&role))
     }
 
-    /// Requires `role` (403 otherwise).
+    /// Requires `role` (403 otherwise; an API key, which may only ingest, also gets 403
+    /// whichever header carried it).
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.has_role(role) {
             Ok(())
+        } else if matches!(self, Self::ApiKey { .. }) {
+            Err(ApiError::forbidden(
+                "api keys may only ingest events; this operation needs a JWT",
+            ))
         } else {
             Err(ApiError::forbidden(format!(
                 "this operation needs the {} role",
                 role.as_str()
             )))
+        }
+    }
+
+    /// Whether this identity may touch `project` (API keys: their own project; JWTs: every
+    /// project unless a `projects` claim limits them).
+    pub fn may_access(&self, project: &ProjectId) -> bool {
+        match self {
+            Self::ApiKey { project: own, .. } => own == project,
+            Self::User { projects: None, .. } => true,
+            Self::User {
+                projects: Some(list),
+                ..
+            } => list.contains(project),
         }
     }
 }
@@ -304,9 +390,21 @@ pub async fn authenticate(
         }
         Some(token) => {
             let claims = jwt.verify(token).map_err(ApiError::unauthorized)?;
+            let projects = match &claims.projects {
+                None => None,
+                Some(list) => Some(
+                    list.iter()
+                        .map(|p| ProjectId::parse(p.as_str()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|_| {
+                            ApiError::unauthorized("token has an invalid projects claim")
+                        })?,
+                ),
+            };
             Ok(Some(Identity::User {
                 roles: claims.known_roles(),
                 sub: claims.sub,
+                projects,
             }))
         }
     }
@@ -359,7 +457,9 @@ pub fn parse_ttl(s: &str) -> Result<i64, String> {
     if n <= 0 {
         return Err("duration must be positive".into());
     }
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .filter(|s| *s <= MAX_TTL_SECS)
+        .ok_or_else(|| format!("duration {s:?} is longer than 10 years"))
 }
 
 #[cfg(test)]
@@ -368,7 +468,7 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_expire() {
-        let jwt = JwtSettings::new(Secret::new("s3cret"));
+        let jwt = JwtSettings::new(Secret::new("s3cret-s3cret-s3cret-s3cret-s3cret"));
         let now = chrono::Utc::now().timestamp();
         let t = jwt.issue("alice", &[Role::Admin], now, 60).unwrap();
         let c = jwt.verify(&t).unwrap();
@@ -376,7 +476,7 @@ mod tests {
         assert_eq!(c.known_roles(), [Role::Admin]);
         let old = jwt.issue("alice", &[Role::Admin], now - 3600, 60).unwrap();
         assert_eq!(jwt.verify(&old).unwrap_err(), "token has expired");
-        let other = JwtSettings::new(Secret::new("other"));
+        let other = JwtSettings::new(Secret::new("other-other-other-other-other-other"));
         assert!(other.verify(&t).is_err());
         assert_eq!(format!("{:?}", jwt.secret), "Secret(***)");
     }
@@ -384,11 +484,11 @@ mod tests {
     #[test]
     fn audience_issuer_and_nbf_are_checked_when_configured() {
         let now = chrono::Utc::now().timestamp();
-        let plain = JwtSettings::new(Secret::new("k"));
+        let plain = JwtSettings::new(Secret::new(KEY));
         let strict = JwtSettings {
             audience: Some("analytics".into()),
             issuer: Some("idp".into()),
-            ..JwtSettings::new(Secret::new("k"))
+            ..JwtSettings::new(Secret::new(KEY))
         };
         let without = plain.issue("a", &[Role::Admin], now, 60).unwrap();
         assert!(strict.verify(&without).is_err());
@@ -412,15 +512,18 @@ mod tests {
             aud: None,
             iss: None,
             roles: vec![],
+            projects: None,
         };
         let early = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
-            &EncodingKey::from_secret(b"k"),
+            &EncodingKey::from_secret(KEY.as_bytes()),
         )
         .unwrap();
         assert_eq!(plain.verify(&early).unwrap_err(), "token is not valid yet");
     }
+
+    const KEY: &str = "a-test-key-of-at-least-thirty-two-bytes";
 
     #[test]
     fn ttl_parses() {
@@ -429,5 +532,63 @@ mod tests {
         assert_eq!(parse_ttl("2d"), Ok(172_800));
         assert!(parse_ttl("1y").is_err());
         assert!(parse_ttl("0s").is_err());
+    }
+
+    #[test]
+    fn huge_token_lifetimes_are_refused_instead_of_overflowing() {
+        assert!(parse_ttl("9223372036854775807d").is_err());
+        assert!(parse_ttl("99999999999999999999").is_err());
+        assert!(parse_ttl("3650d").is_ok());
+        assert!(parse_ttl("3700000d").is_err());
+        let jwt = JwtSettings::new(Secret::new(KEY));
+        assert_eq!(
+            jwt.issue("a", &[Role::Admin], i64::MAX - 10, 60),
+            Err(IssueError::Ttl(60))
+        );
+        assert_eq!(
+            jwt.issue("a", &[Role::Admin], 0, i64::MAX),
+            Err(IssueError::Ttl(i64::MAX))
+        );
+    }
+
+    #[test]
+    fn short_jwt_secrets_are_refused_for_signing_and_serving() {
+        for short in ["", "x", "31-bytes-xxxxxxxxxxxxxxxxxxxxxx"] {
+            let jwt = JwtSettings::new(Secret::new(short));
+            let err = jwt.check_secret().unwrap_err();
+            assert!(err.to_string().contains("at least 32"), "{err}");
+            assert!(err.to_string().contains("openssl rand"), "{err}");
+            assert!(matches!(
+                jwt.issue("a", &[Role::Admin], 0, 60),
+                Err(IssueError::Secret(_))
+            ));
+        }
+        assert!(JwtSettings::new(Secret::new(KEY)).check_secret().is_ok());
+    }
+
+    #[test]
+    fn a_projects_claim_limits_the_identity() {
+        let jwt = JwtSettings::new(Secret::new(KEY));
+        let shop = ProjectId::parse("shop").unwrap();
+        let blog = ProjectId::parse("blog").unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let t = jwt
+            .issue_scoped(
+                "a",
+                &[Role::Ingest],
+                Some(std::slice::from_ref(&shop)),
+                now,
+                60,
+            )
+            .unwrap();
+        let claims = jwt.verify(&t).unwrap();
+        assert_eq!(claims.projects, Some(vec!["shop".to_owned()]));
+        let id = Identity::User {
+            sub: "a".into(),
+            roles: vec![Role::Ingest],
+            projects: Some(vec![shop.clone()]),
+        };
+        assert!(id.may_access(&shop));
+        assert!(!id.may_access(&blog));
     }
 }

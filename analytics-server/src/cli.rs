@@ -14,9 +14,9 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::openapi_spec;
-use crate::auth::{JwtSettings, Role, Secret, parse_ttl};
+use crate::auth::{JwtSettings, Role, SECRET_HINT, Secret, parse_ttl};
 use crate::startup::{Application, Settings, connect_store};
-use crate::state::AppState;
+use crate::state::{AppState, ConnectionLimits, HttpLimits};
 
 /// Analytics and alerting backend.
 #[derive(Debug, Parser)]
@@ -75,6 +75,23 @@ struct Common {
     #[arg(long, env = "ANALYTICS_API_KEY_TTL_SECS", global = true,
           default_value_t = crate::state::DEFAULT_API_KEY_TTL.as_secs())]
     api_key_ttl_secs: u64,
+    /// Most open HTTP connections; more clients wait in the accept backlog. Also capped by
+    /// the process's open-files limit (raised to its hard limit at start).
+    #[arg(long, env = "ANALYTICS_MAX_CONNECTIONS", global = true,
+          default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a client may take to send a request head (also the keep-alive wait).
+    #[arg(long, env = "ANALYTICS_HEADER_READ_TIMEOUT_SECS", global = true,
+          default_value_t = ConnectionLimits::default().header_read_timeout.as_secs())]
+    header_read_timeout_secs: u64,
+    /// Seconds a client may take to send a whole request body (408 after it).
+    #[arg(long, env = "ANALYTICS_BODY_READ_TIMEOUT_SECS", global = true,
+          default_value_t = HttpLimits::default().body_read_timeout.as_secs())]
+    body_read_timeout_secs: u64,
+    /// Seconds after which a connection with no request in flight and no traffic is closed.
+    #[arg(long, env = "ANALYTICS_IDLE_TIMEOUT_SECS", global = true,
+          default_value_t = ConnectionLimits::default().idle_timeout.as_secs())]
+    idle_timeout_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,9 +108,13 @@ enum Command {
         /// Subject.
         #[arg(long)]
         sub: String,
-        /// Lifetime (`90s`, `30m`, `1h`, `7d`).
+        /// Lifetime (`90s`, `30m`, `1h`, `7d`; at most 10 years).
         #[arg(long, default_value = "1h")]
         ttl: String,
+        /// Limit the token to this project (repeatable); without it the token may touch
+        /// every project.
+        #[arg(long = "project")]
+        projects: Vec<String>,
     },
     /// Manage project API keys.
     ApiKey {
@@ -150,11 +171,12 @@ impl Common {
     }
 
     fn required_jwt(&self) -> anyhow::Result<JwtSettings> {
-        let secret = self
-            .jwt_secret
-            .clone()
-            .context("ANALYTICS_JWT_SECRET (or --jwt-secret) is required")?;
-        Ok(self.jwt(Secret::new(secret)))
+        let secret = self.jwt_secret.clone().with_context(|| {
+            format!("ANALYTICS_JWT_SECRET (or --jwt-secret) is required; {SECRET_HINT}")
+        })?;
+        let jwt = self.jwt(Secret::new(secret));
+        jwt.check_secret()?;
+        Ok(jwt)
     }
 }
 
@@ -172,7 +194,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.ping().await.context("store does not answer")?;
             out(format_args!("migrations applied ({})", store.backend()))
         }
-        Command::Token { roles, sub, ttl } => {
+        Command::Token {
+            roles,
+            sub,
+            ttl,
+            projects,
+        } => {
             let jwt = common.required_jwt()?;
             let roles = roles
                 .iter()
@@ -180,7 +207,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
             let ttl = parse_ttl(&ttl).map_err(anyhow::Error::msg)?;
-            let token = jwt.issue(&sub, &roles, SystemClock.now().timestamp(), ttl)?;
+            let projects = projects
+                .into_iter()
+                .map(ProjectId::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            let scope = (!projects.is_empty()).then_some(projects.as_slice());
+            let token =
+                jwt.issue_scoped(&sub, &roles, scope, SystemClock.now().timestamp(), ttl)?;
             out(token)
         }
         Command::ApiKey { command } => {
@@ -203,9 +236,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(common: Common) -> anyhow::Result<()> {
     let jwt = match &common.jwt_secret {
-        Some(s) if !s.is_empty() => common.jwt(Secret::new(s.clone())),
-        _ if is_loopback(&common.bind) => {
-            let secret = ApiKeySecret::generate()?.expose().to_owned();
+        Some(s) => {
+            let jwt = common.jwt(Secret::new(s.clone()));
+            jwt.check_secret()?;
+            jwt
+        }
+        None if is_loopback(&common.bind) => {
+            // 256 random bits from two v4 UUIDs (122 each), hex-encoded: 64 bytes.
+            let secret = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
             let jwt = common.jwt(Secret::new(secret));
             let token = jwt.issue(
                 "dev-admin",
@@ -230,6 +272,11 @@ async fn serve(common: Common) -> anyhow::Result<()> {
     settings.ingest_writers = common.ingest_writers;
     settings.collector.linger = Duration::from_millis(common.ingest_linger_ms);
     settings.api_key_ttl = Duration::from_secs(common.api_key_ttl_secs);
+    settings.limits.body_read_timeout = Duration::from_secs(common.body_read_timeout_secs.max(1));
+    settings.connections.header_read_timeout =
+        Duration::from_secs(common.header_read_timeout_secs.max(1));
+    settings.connections.idle_timeout = Duration::from_secs(common.idle_timeout_secs.max(1));
+    settings.connections.max_connections = connection_budget(common.max_connections);
     let app = Application::build(settings).await?;
     let backend = app.state().store.backend();
     let host = common.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
@@ -243,6 +290,30 @@ async fn serve(common: Common) -> anyhow::Result<()> {
     app.run_until_stopped().await?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Raises the open-files limit to its hard limit and caps `wanted` connections so that the
+/// database pool, the SQLite files and the listener still get descriptors.
+fn connection_budget(wanted: usize) -> usize {
+    const RESERVED: u64 = 128;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let cap = usize::try_from(limit.saturating_sub(RESERVED).max(16)).unwrap_or(usize::MAX);
+            if wanted > cap {
+                tracing::warn!(
+                    wanted,
+                    cap,
+                    open_files_limit = limit,
+                    "max connections lowered to fit the open-files limit"
+                );
+            }
+            wanted.min(cap).max(1)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-files limit");
+            wanted.max(1)
+        }
+    }
 }
 
 async fn api_key(store: &dyn Store, command: ApiKeyCommand) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod metrics;
+mod serve;
 pub mod startup;
 pub mod state;
 
@@ -17,4 +18,4 @@ pub use api::build_app;
 pub use auth::{Claims, Identity, JwtSettings, Role, Secret};
 pub use error::ApiError;
 pub use startup::{Application, Settings, ShutdownHandle, connect_store};
-pub use state::{AppState, HttpLimits};
+pub use state::{AppState, ConnectionLimits, HttpLimits};

@@ -8,6 +8,24 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// The `method` label of a request: the standard methods by name, anything else `other`, so
+/// that clients cannot grow the label set.
+pub fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::OPTIONS => "OPTIONS",
+        M::TRACE => "TRACE",
+        M::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// The server's metrics registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -94,7 +112,9 @@ impl Metrics {
         }
     }
 
-    /// Records one served request.
+    /// Records one served request. Every label must come from a bounded set: `method` from
+    /// [`method_label`], `route` from the route templates, `status` a status code this
+    /// server sends.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let status = status.to_string();
         let labels = [method, route, status.as_str()];

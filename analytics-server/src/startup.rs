@@ -11,16 +11,16 @@ use analytics_core::rollup::scheduler::{LOCK_NAME, RollupScheduler, SchedulerOpt
 use analytics_core::rollup::spec::RollupSpecs;
 use analytics_core::{Clock, CollectorOptions, SystemClock};
 use anyhow::Context as _;
-use poem::Server;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::build_app;
 use crate::auth::JwtSettings;
-use crate::state::{AppState, HttpLimits};
+use crate::state::{AppState, ConnectionLimits, HttpLimits};
 
-/// Everything the server needs; built by the binary from flags and environment.
-#[derive(Debug, Clone)]
+/// Everything the server needs; built by the binary from flags and environment. Its
+/// `Debug` hides the database URL's password.
+#[derive(Clone)]
 pub struct Settings {
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     pub bind: String,
@@ -35,6 +35,8 @@ pub struct Settings {
     pub ingest_writers: Option<usize>,
     /// Request limits.
     pub limits: HttpLimits,
+    /// Connection limits and timeouts of the listener.
+    pub connections: ConnectionLimits,
     /// How often the rollup scheduler ticks.
     pub rollup_interval: Duration,
     /// How long readiness answers 503 before the listener closes on shutdown.
@@ -56,12 +58,62 @@ impl Settings {
             collector: CollectorOptions::default(),
             ingest_writers: None,
             limits: HttpLimits::default(),
+            connections: ConnectionLimits::default(),
             rollup_interval: Duration::from_secs(60),
             drain_delay: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
             api_key_ttl: crate::state::DEFAULT_API_KEY_TTL,
         }
     }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("bind", &self.bind)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("jwt", &self.jwt)
+            .field("collector", &self.collector)
+            .field("ingest_writers", &self.ingest_writers)
+            .field("limits", &self.limits)
+            .field("connections", &self.connections)
+            .field("rollup_interval", &self.rollup_interval)
+            .field("drain_delay", &self.drain_delay)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("api_key_ttl", &self.api_key_ttl)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user-info part (`scheme://user:password@host`) and any
+/// `password=` query parameter replaced by `***`, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out = format!("{head}{query}");
+    }
+    out
 }
 
 /// Opens the store named by `url`: `sqlite:` (file created on first run), `postgres:` /
@@ -105,7 +157,7 @@ impl ShutdownHandle {
 
 /// A bound, not yet serving, server.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     port: u16,
     state: AppState,
     settings: Settings,
@@ -133,15 +185,14 @@ impl Application {
         settings: Settings,
         store: Arc<dyn Store>,
     ) -> anyhow::Result<Self> {
-        let acceptor = TcpListener::bind(settings.bind.clone())
-            .into_acceptor()
+        settings.jwt.check_secret()?;
+        let listener = TcpListener::bind(settings.bind.as_str())
             .await
             .with_context(|| format!("binding {}", settings.bind))?;
-        let port = acceptor
+        let port = listener
             .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-            .context("listener has no socket address")?;
+            .context("listener has no socket address")?
+            .port();
         let writers = settings
             .ingest_writers
             .unwrap_or_else(|| store.write_concurrency());
@@ -157,7 +208,7 @@ impl Application {
         .with_api_key_ttl(settings.api_key_ttl);
         let (stop, _) = watch::channel(false);
         Ok(Self {
-            acceptor,
+            listener,
             port,
             state,
             settings,
@@ -185,7 +236,7 @@ impl Application {
     /// worker stops and the collector flushes.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
-            acceptor,
+            listener,
             state,
             settings,
             stop,
@@ -209,13 +260,14 @@ impl Application {
             drain_state.start_draining();
             tokio::time::sleep(drain_delay).await;
         };
-        let served = Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                build_app(state.clone()),
-                signal,
-                Some(settings.shutdown_timeout),
-            )
-            .await;
+        let served = crate::serve::serve(
+            listener,
+            build_app(state.clone()),
+            settings.connections.clone(),
+            signal,
+            settings.shutdown_timeout,
+        )
+        .await;
         tracing::info!("listener closed; stopping workers");
         workers_stop.send_replace(true);
         match rollup.await {
@@ -304,5 +356,33 @@ async fn rollup_loop(store: Arc<dyn Store>, every: Duration, mut stop: watch::Re
                 lease = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Secret;
+
+    #[test]
+    fn settings_debug_never_shows_the_database_password() {
+        let settings = Settings::new(
+            "127.0.0.1:0",
+            "postgres://app:hunter2-pw@db.internal:5432/analytics?sslmode=require&password=qq9",
+            JwtSettings::new(Secret::new("jwt-secret-value-jwt-secret-value-00")),
+        );
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2-pw"), "{shown}");
+        assert!(!shown.contains("qq9"), "{shown}");
+        assert!(!shown.contains("jwt-secret-value"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db.internal:5432/analytics"),
+            "{shown}"
+        );
+        assert_eq!(redact_url("sqlite://analytics.db"), "sqlite://analytics.db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?password=x"),
+            "postgres://u@h/db?password=***"
+        );
     }
 }

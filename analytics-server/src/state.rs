@@ -13,11 +13,20 @@ use crate::metrics::Metrics;
 /// How long a verified API key is trusted without asking the store again, by default.
 pub const DEFAULT_API_KEY_TTL: Duration = Duration::from_secs(30);
 
-/// Request limits of the ingest endpoint.
+/// Request limits, checked by the middleware before a handler runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpLimits {
     /// Largest request body in bytes (1 MiB), enforced while reading (chunked bodies too).
     pub max_body_bytes: usize,
+    /// Longest time reading a whole request body may take (30 s); 408 after it.
+    pub body_read_timeout: Duration,
+    /// Largest request target (path and query) in bytes (8 KiB); 414 over it.
+    pub max_uri_bytes: usize,
+    /// Largest total size of the request's header names and values in bytes (16 KiB);
+    /// 431 over it.
+    pub max_header_bytes: usize,
+    /// Most request headers (100); 431 over it.
+    pub max_headers: usize,
     /// Most events per ingest request (1000).
     pub max_events: usize,
     /// Per-event limits.
@@ -28,9 +37,55 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            body_read_timeout: Duration::from_secs(30),
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
             max_events: 1000,
             events: EventLimits::default(),
         }
+    }
+}
+
+/// Connection limits of the listener (see `serve.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionLimits {
+    /// Most open connections (1024); more clients wait in the kernel's accept backlog.
+    pub max_connections: usize,
+    /// Longest wait for a complete request head, also between keep-alive requests (10 s).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight on which no byte moved this long is closed
+    /// (60 s; HTTP/2 connections included).
+    pub idle_timeout: Duration,
+    /// The middleware's header limit, so that hyper's own (answered without our error
+    /// shape) is only reached far above it.
+    pub max_header_bytes: usize,
+    /// The middleware's header-count limit, likewise.
+    pub max_headers: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        let http = HttpLimits::default();
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: http.max_header_bytes + http.max_uri_bytes,
+            max_headers: http.max_headers,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// hyper's buffer for a request head: four times ours, at least 64 KiB.
+    pub(crate) fn hyper_max_buf_size(&self) -> usize {
+        (self.max_header_bytes.saturating_mul(4)).max(64 * 1024)
+    }
+
+    /// hyper's header count limit: four times ours.
+    pub(crate) fn hyper_max_headers(&self) -> usize {
+        self.max_headers.saturating_mul(4).max(100)
     }
 }
 

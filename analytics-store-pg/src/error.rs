@@ -59,9 +59,20 @@ pub(crate) fn pg_error(e: sqlx::Error) -> Error {
             let message = db.message().to_owned();
             match classify(&code) {
                 Class::Unavailable => Error::Unavailable(format!("postgresql ({code}): {message}")),
-                Class::Conflict => Error::Conflict(conflict_message(db.constraint(), &message)),
-                Class::ForeignKey => Error::Conflict(format!("foreign key violation: {message}")),
-                Class::Invalid => Error::invalid("input", message),
+                // Client-visible kinds carry our own words: the driver's text (values,
+                // table and constraint names) is logged, never sent.
+                Class::Conflict => {
+                    tracing::debug!(code, error = %message, "postgresql conflict");
+                    Error::Conflict(conflict_message(db.constraint()))
+                }
+                Class::ForeignKey => {
+                    tracing::debug!(code, error = %message, "postgresql foreign key violation");
+                    Error::Conflict("a record this one refers to does not exist".to_owned())
+                }
+                Class::Invalid => {
+                    tracing::info!(code, error = %message, "postgresql refused a value");
+                    Error::invalid("input", invalid_message(&code))
+                }
                 Class::Internal => Error::Internal(format!("postgresql ({code}): {message}")),
             }
         }
@@ -107,7 +118,18 @@ pub(crate) fn is_missing_partition(e: &sqlx::Error) -> bool {
     }
 }
 
-fn conflict_message(constraint: Option<&str>, message: &str) -> String {
+/// What a client is told about a value PostgreSQL refused (class 22).
+fn invalid_message(sqlstate: &str) -> &'static str {
+    match sqlstate {
+        "22P05" | "22021" => "contains a character the database cannot store",
+        "22001" => "a value is too long",
+        "22003" => "a number is out of range",
+        "22008" | "22007" => "a timestamp is out of range",
+        _ => "a value is not valid",
+    }
+}
+
+fn conflict_message(constraint: Option<&str>) -> String {
     match constraint {
         Some("alert_configs_project_name_key") => {
             "an alert config with this name already exists in the project".to_owned()
@@ -115,7 +137,7 @@ fn conflict_message(constraint: Option<&str>, message: &str) -> String {
         Some("alert_configs_pkey") => "an alert config with this id already exists".to_owned(),
         Some("projects_pkey") => "a project with this id already exists".to_owned(),
         Some("api_keys_hash_key" | "api_keys_pkey") => "api key already exists".to_owned(),
-        _ => message.to_owned(),
+        _ => "a record with this key already exists".to_owned(),
     }
 }
 
@@ -281,6 +303,21 @@ mod tests {
             )
         );
         assert!(e.to_string().starts_with("conflict: "));
+    }
+
+    #[test]
+    fn driver_text_never_reaches_invalid_or_conflict_errors() {
+        for code in [
+            "22P05", "22021", "22001", "22003", "22008", "22007", "23505", "23503",
+        ] {
+            let e = pg_error(db(code));
+            let text = e.to_string();
+            assert!(!text.contains("fake"), "{code}: {text}");
+            assert!(
+                matches!(e, Error::Invalid { .. } | Error::Conflict(_)),
+                "{code}"
+            );
+        }
     }
 
     #[test]

@@ -88,7 +88,13 @@ pub(crate) fn from_sqlx(context: &str, e: sqlx::Error) -> Error {
             tracing::warn!(error = %e, context, "sqlite store unavailable");
             Error::Unavailable(message)
         }
-        Kind::Conflict => Error::Conflict(message),
+        // The driver's text (values, table and index names) is logged, never sent.
+        Kind::Conflict => {
+            tracing::debug!(error = %e, context, "sqlite conflict");
+            Error::Conflict(format!(
+                "sqlite {context}: a record with this key already exists"
+            ))
+        }
         Kind::Internal => {
             tracing::error!(error = %e, context, "sqlite store internal error");
             Error::Internal(message)

@@ -78,15 +78,37 @@ fn parse_target(url_or_path: &str) -> Result<Target> {
 /// An exclusive OS lock on `<db path>.migrate.lock`, held while a process opens and migrates
 /// the database, so two processes starting at once do not race on `journal_mode` or on the
 /// migrations table.
+/// Opens `path` for writing, creating it readable and writable by its owner only (the
+/// database holds every event; SQLite gives its `-wal` and `-shm` files the database
+/// file's permissions). An existing file keeps its permissions.
+fn open_private(path: &Path) -> std::io::Result<File> {
+    let mut options = File::options();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// Creates the database file with owner-only permissions if it does not exist yet.
+async fn create_private(db: &Path) -> Result<()> {
+    let path = db.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        if !path.exists() {
+            open_private(&path).map_err(|e| from_io("create database file", &e))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("create database task failed: {e}")))?
+}
+
 async fn migration_lock(db: &Path) -> Result<File> {
     let path = PathBuf::from(format!("{}.migrate.lock", db.display()));
     tokio::task::spawn_blocking(move || {
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| from_io("open migration lock", &e))?;
+        let file = open_private(&path).map_err(|e| from_io("open migration lock", &e))?;
         file.lock()
             .map_err(|e| from_io("take migration lock", &e))?;
         Ok(file)
@@ -120,7 +142,12 @@ impl SqliteStore {
         }
 
         let migrating = match &target.path {
-            Some(path) => Some(migration_lock(path).await?),
+            Some(path) => {
+                if options.create_if_missing {
+                    create_private(path).await?;
+                }
+                Some(migration_lock(path).await?)
+            }
             None => None,
         };
         // One writer connection, kept open for the store's lifetime: an in-memory database

@@ -164,6 +164,16 @@ fn parse_time(field: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, A
     .transpose()
 }
 
+/// The earliest instant a listing looks at (0001-01-01T00:00:00Z).
+fn earliest_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// The latest instant a listing looks at (9999-12-31T23:59:59Z).
+fn latest_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
 fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty())
 }
@@ -186,13 +196,22 @@ impl EventsApi {
         _auth: IngestAuth,
         body: IngestBody,
     ) -> poem::Result<IngestResponse> {
-        let (project, fixed_project) = match identity(req)? {
+        let caller = identity(req)?;
+        let (project, fixed_project) = match caller {
             Identity::ApiKey { project, .. } => (project.clone(), true),
-            id @ Identity::User { .. } => {
+            id @ Identity::User { projects, .. } => {
                 if !(id.has_role(Role::Admin) || id.has_role(Role::Ingest)) {
                     return Err(ApiError::forbidden("ingest needs the admin or ingest role").into());
                 }
-                (ProjectId::default_project(), false)
+                // A token limited to projects writes to its first project by default.
+                let default = ProjectId::default_project();
+                match projects.as_deref() {
+                    Some([only]) => (only.clone(), true),
+                    Some(list) if !list.contains(&default) && !list.is_empty() => {
+                        (list[0].clone(), false)
+                    }
+                    _ => (default, false),
+                }
             }
         };
         let inputs = body.events;
@@ -239,6 +258,18 @@ impl EventsApi {
                     ])),
                 ),
             };
+            let parsed = parsed.and_then(|e| {
+                if caller.may_access(&e.project) {
+                    Ok(e)
+                } else {
+                    Err(analytics_core::ValidationErrors(vec![
+                        analytics_core::FieldError::new(
+                            "project",
+                            "this token may not write to that project",
+                        ),
+                    ]))
+                }
+            });
             match parsed {
                 Ok(e) => {
                     results.push(EventResult {
@@ -326,18 +357,21 @@ impl EventsApi {
             .map_err(|e| ApiError::invalid("project", e.message))?;
         let from = parse_time("from", non_empty(from.0))?;
         let to = parse_time("to", non_empty(to.0))?;
+        // `from` alone: from then on; `to` alone: everything before it (from year 1).
         let range = match (from, to) {
             (None, None) => None,
-            (f, t) => {
-                let start = f.unwrap_or(DateTime::UNIX_EPOCH);
-                let end = t.unwrap_or_else(|| {
-                    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::UNIX_EPOCH)
-                });
-                Some(
-                    TimeRange::new(start, end)
-                        .map_err(|_| ApiError::invalid("from", "must be before `to`"))?,
-                )
-            }
+            (Some(start), Some(end)) => Some(
+                TimeRange::new(start, end)
+                    .map_err(|_| ApiError::invalid("from", "must be before `to`"))?,
+            ),
+            (Some(start), None) => Some(
+                TimeRange::new(start, latest_time())
+                    .map_err(|_| ApiError::invalid("from", "must be before year 10000"))?,
+            ),
+            (None, Some(end)) => Some(
+                TimeRange::new(earliest_time(), end)
+                    .map_err(|_| ApiError::invalid("to", "must be after 0001-01-01"))?,
+            ),
         };
         let limit = match non_empty(limit.0) {
             None => 100,

@@ -97,7 +97,7 @@ fn request_id_of(req: &Request) -> String {
 async fn observe<E: Endpoint>(ep: Arc<E>, req: Request, state: AppState) -> poem::Result<Response> {
     let started = Instant::now();
     let request_id = request_id_of(&req);
-    let method = req.method().clone();
+    let method = crate::metrics::method_label(req.method());
     let route = route_template(req.uri().path());
     let mut resp = REQUEST_ID
         .scope(request_id.clone(), async {
@@ -114,12 +114,55 @@ async fn observe<E: Endpoint>(ep: Arc<E>, req: Request, state: AppState) -> poem
     let elapsed = started.elapsed();
     state
         .metrics
-        .observe_request(method.as_str(), route, status, elapsed.as_secs_f64());
+        .observe_request(method, route, status, elapsed.as_secs_f64());
     tracing::info!(
-        %method, route, status, request_id = %request_id,
+        method, route, status, request_id = %request_id,
         elapsed_ms = elapsed.as_secs_f64() * 1e3, "request"
     );
     Ok(resp)
+}
+
+/// Refuses request targets and header sections over the limits with the one error shape
+/// (hyper's own, far higher limits answer without a body).
+fn check_head(req: &Request, limits: &crate::state::HttpLimits) -> Result<(), ApiError> {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > limits.max_uri_bytes {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request target has {uri_len} bytes; at most {} are accepted",
+                limits.max_uri_bytes
+            ),
+        ));
+    }
+    let headers = req.headers();
+    if headers.len() > limits.max_headers {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the request has {} headers; at most {} are accepted",
+                headers.len(),
+                limits.max_headers
+            ),
+        ));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if bytes > limits.max_header_bytes {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the request headers have {bytes} bytes; at most {} are accepted",
+                limits.max_header_bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn handle<E: Endpoint>(
@@ -128,6 +171,23 @@ async fn handle<E: Endpoint>(
     state: &AppState,
     route: &str,
 ) -> Result<Response, ApiError> {
+    check_head(&req, &state.limits)?;
+    // Credentials first: an unauthenticated client never gets its body read (or buffered).
+    if route.starts_with("/api/") {
+        match authenticate(&req, &state.jwt, &*state.store, &state.api_keys).await? {
+            Some(identity) => {
+                // API keys only ingest, whichever header carries them.
+                let ingest = route == "/api/v1/analytics/events" && *req.method() == Method::POST;
+                if !ingest && matches!(identity, crate::auth::Identity::ApiKey { .. }) {
+                    return Err(ApiError::forbidden(
+                        "api keys may only ingest events; this operation needs a JWT",
+                    ));
+                }
+                req.extensions_mut().insert(identity);
+            }
+            None => return Err(ApiError::unauthorized("authentication required")),
+        }
+    }
     let limit = state.limits.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -146,25 +206,31 @@ async fn handle<E: Endpoint>(
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
-        // Read with the limit enforced as bytes arrive (chunked bodies included).
-        match req.take_body().into_bytes_limit(limit).await {
-            Ok(bytes) => req.set_body(bytes),
-            Err(poem::error::ReadBodyError::PayloadTooLarge) => return Err(too_large()),
-            Err(e) => {
+        // Read with the limit enforced as bytes arrive (chunked bodies included), within
+        // the body read timeout.
+        let timeout = state.limits.body_read_timeout;
+        let read = tokio::time::timeout(timeout, req.take_body().into_bytes_limit(limit));
+        match read.await {
+            Ok(Ok(bytes)) => req.set_body(bytes),
+            Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => return Err(too_large()),
+            Ok(Err(e)) => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
                     format!("could not read the request body: {e}"),
                 ));
             }
-        }
-    }
-    if route.starts_with("/api/") {
-        match authenticate(&req, &state.jwt, &*state.store, &state.api_keys).await? {
-            Some(identity) => {
-                req.extensions_mut().insert(identity);
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        timeout.as_secs_f64()
+                    ),
+                )
+                .with_field("body"));
             }
-            None => return Err(ApiError::unauthorized("authentication required")),
         }
     }
     ep.call(req)

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use analytics_core::ports::EventFilter;
+use analytics_core::{Clock, PageRequest, SystemClock, TimeRange};
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -35,11 +37,26 @@ pub enum ReadyResponse {
 }
 
 impl OpsApi {
+    /// Whether the store answers a ping and serves a read of the event table (the newest
+    /// event of the last hour): a store that pings but cannot read, such as PostgreSQL out
+    /// of lock slots, is not ready.
     async fn store_up(&self) -> bool {
-        let ok = matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.state.store.ping()).await,
-            Ok(Ok(()))
-        );
+        let store = &self.state.store;
+        let check = async {
+            store.ping().await?;
+            let now = SystemClock.now();
+            let filter = EventFilter {
+                range: TimeRange::new(now - chrono::Duration::hours(1), now).ok(),
+                ..EventFilter::default()
+            };
+            let page = PageRequest::new(1, None)?;
+            store.query_events(&filter, &page).await.map(|_| ())
+        };
+        let result = tokio::time::timeout(Duration::from_secs(2), check).await;
+        if let Ok(Err(e)) = &result {
+            tracing::warn!(error = %e, "readiness check failed");
+        }
+        let ok = matches!(result, Ok(Ok(())));
         self.state
             .metrics
             .set_store_up(self.state.store.backend(), ok);
@@ -55,7 +72,8 @@ impl OpsApi {
         PlainText("ok")
     }
 
-    /// Readiness: 200 when the store answers and the server is not shutting down.
+    /// Readiness: 200 when the store answers a ping and a read, and the server is not
+    /// shutting down.
     #[oai(path = "/readyz", method = "get", tag = "ApiTags::Operations")]
     async fn readyz(&self) -> ReadyResponse {
         let backend = self.state.store.backend().to_owned();

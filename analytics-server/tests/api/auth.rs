@@ -62,7 +62,7 @@ async fn expired_tampered_and_unsigned_tokens_are_401() {
             .await,
     );
 
-    let other_key = JwtSettings::new(Secret::new("another-secret"))
+    let other_key = JwtSettings::new(Secret::new("another-secret-another-secret-another-secret"))
         .issue("a", &[Role::Admin], now, 3600)
         .unwrap();
     assert_401(

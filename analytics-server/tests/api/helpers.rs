@@ -15,7 +15,7 @@ use poem::http::{HeaderMap, StatusCode};
 use poem::test::TestClient;
 use serde_json::{Value, json};
 
-pub(crate) const SECRET: &str = "test-secret-0123456789";
+pub(crate) const SECRET: &str = "test-secret-0123456789-0123456789-0123456789";
 
 /// A finished response: status, headers and JSON (or `Value::String` for non-JSON) body.
 #[derive(Debug)]
@@ -26,6 +26,11 @@ pub(crate) struct Resp {
 }
 
 impl Resp {
+    /// Reads a finished test response.
+    pub(crate) async fn from_test(r: poem::test::TestResponse) -> Self {
+        Self::from(r).await
+    }
+
     async fn from(r: poem::test::TestResponse) -> Self {
         let status = r.0.status();
         let headers = r.0.headers().clone();

@@ -4,6 +4,7 @@
 mod auth;
 mod blackbox;
 mod durability;
+mod hardening;
 mod helpers;
 mod ingest;
 mod query;

@@ -93,3 +93,25 @@ async fn a_missing_file_is_created_only_when_allowed() {
     db.open().await.close().await;
     assert!(db.path.exists());
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let db = TempDb::new("private");
+    assert!(!db.path.exists());
+    let store = db.open().await;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&db.path), 0o600, "database file");
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.path.display()));
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600, "wal file");
+    }
+    drop(store);
+}
