@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::ApiTags;
 use super::ingest_body::{EventEntry, IngestBody, SerdeJson};
+use super::responses::{ApiResult, Body};
 use crate::auth::{Identity, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -105,7 +106,8 @@ pub struct FieldProblem {
 /// The outcome of one event, in request order.
 #[derive(Debug, Clone, Object, Serialize)]
 pub struct EventResult {
-    /// The event id (absent when a rejected event had no valid id).
+    /// The event id (`null` when a rejected event had no string id).
+    #[oai(nullable)]
     pub id: Option<String>,
     /// Outcome.
     pub status: ResultStatus,
@@ -141,7 +143,8 @@ pub enum IngestResponse {
 pub struct EventsPage {
     /// Events, newest first.
     pub events: Vec<serde_json::Value>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -155,13 +158,8 @@ fn identity(req: &Request) -> Result<&Identity, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("authentication required"))
 }
 
-fn parse_time(field: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    v.map(|s| {
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| ApiError::invalid(field, "must be an RFC 3339 timestamp"))
-    })
-    .transpose()
+fn default_limit() -> u32 {
+    100
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -185,7 +183,7 @@ impl EventsApi {
         req: &Request,
         _auth: IngestAuth,
         body: IngestBody,
-    ) -> poem::Result<IngestResponse> {
+    ) -> ApiResult<IngestResponse, Body> {
         let (project, fixed_project) = match identity(req)? {
             Identity::ApiKey { project, .. } => (project.clone(), true),
             id @ Identity::User { .. } => {
@@ -262,12 +260,7 @@ impl EventsApi {
         let rejected = (results.len() - valid.len()) as u64;
         let mut duplicates = 0;
         if !valid.is_empty() {
-            let report = self
-                .state
-                .collector
-                .submit(valid)
-                .await
-                .map_err(ApiError::from)?;
+            let report = self.state.collector.submit(valid).await?;
             for (outcome, i) in report.outcomes.iter().zip(valid_at) {
                 if *outcome == WriteOutcome::Duplicate {
                     results[i].status = ResultStatus::Duplicate;
@@ -284,9 +277,8 @@ impl EventsApi {
         })))
     }
 
-    /// Lists raw events, newest first (role `admin`). `kind` takes a comma-separated list;
-    /// `from`/`to` are RFC 3339; `limit` is 1..=1000 (default 100); pass `next_cursor` of
-    /// a page as `cursor` for the next one.
+    /// Lists raw events, newest first (role `admin`). Pass `next_cursor` of a page as
+    /// `cursor` for the next one.
     #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/api/v1/analytics/events",
@@ -297,36 +289,56 @@ impl EventsApi {
         &self,
         req: &Request,
         _auth: BearerAuth,
+        /// Comma-separated event kinds: known kinds (`api_request`, `page_view`, ...) or
+        /// custom names of lowercase letters, digits and `_.:-`.
+        #[oai(validator(pattern = r"^[a-z][a-z0-9_.:-]{0,63}(,[a-z][a-z0-9_.:-]{0,63})*$"))]
         kind: Query<Option<String>>,
+        /// Project slug.
+        #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        from: Query<Option<String>>,
-        to: Query<Option<String>>,
+        /// Events at or after this instant (RFC 3339); must be before `to`.
+        from: Query<Option<DateTime<Utc>>>,
+        /// Events before this instant (RFC 3339).
+        to: Query<Option<DateTime<Utc>>>,
+        /// `payload.provider` equals.
         provider: Query<Option<String>>,
+        /// `payload.route` equals.
         route: Query<Option<String>>,
+        /// `payload.collection` equals.
         collection: Query<Option<String>>,
+        /// `payload.status` equals.
         status: Query<Option<String>>,
+        /// Correlation id equals.
         correlation_id: Query<Option<String>>,
+        /// User id equals.
         user_id: Query<Option<String>>,
+        /// Session id equals.
         session_id: Query<Option<String>>,
-        limit: Query<Option<String>>,
+        /// Page size.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        /// `next_cursor` of the previous page (opaque).
+        #[oai(validator(pattern = r"^-?[0-9]{1,18}\.[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
-    ) -> poem::Result<Json<EventsPage>> {
+    ) -> ApiResult<Json<EventsPage>> {
         identity(req)?.require(Role::Admin)?;
-        let kinds = match non_empty(kind.0) {
+        let kinds = match kind.0 {
             None => Vec::new(),
             Some(k) => k
                 .split(',')
-                .map(|s| s.trim().parse::<EventKind>())
+                .map(str::parse::<EventKind>)
                 .collect::<Result<_, _>>()
                 .map_err(|e| ApiError::invalid("kind", e.message))?,
         };
-        let project = non_empty(project.0)
+        let project = project
+            .0
             .map(ProjectId::parse)
             .transpose()
             .map_err(|e| ApiError::invalid("project", e.message))?;
-        let from = parse_time("from", non_empty(from.0))?;
-        let to = parse_time("to", non_empty(to.0))?;
-        let range = match (from, to) {
+        let range = match (from.0, to.0) {
             (None, None) => None,
             (f, t) => {
                 let start = f.unwrap_or(DateTime::UNIX_EPOCH);
@@ -339,18 +351,13 @@ impl EventsApi {
                 )
             }
         };
-        let limit = match non_empty(limit.0) {
-            None => 100,
-            Some(l) => l
-                .parse::<u32>()
-                .map_err(|_| ApiError::invalid("limit", "must be from 1 to 1000"))?,
-        };
-        let cursor = non_empty(cursor.0)
+        let cursor = cursor
+            .0
             .map(|c| c.parse::<Cursor>())
             .transpose()
             .map_err(|e| ApiError::invalid("cursor", e.message))?;
         let page_req =
-            PageRequest::new(limit, cursor).map_err(|e| ApiError::invalid("limit", e.message))?;
+            PageRequest::new(limit.0, cursor).map_err(|e| ApiError::invalid("limit", e.message))?;
         let filter = EventFilter {
             project,
             kinds,
@@ -363,12 +370,7 @@ impl EventsApi {
             user_id: non_empty(user_id.0),
             session_id: non_empty(session_id.0),
         };
-        let page = self
-            .state
-            .store
-            .query_events(&filter, &page_req)
-            .await
-            .map_err(ApiError::from)?;
+        let page = self.state.store.query_events(&filter, &page_req).await?;
         let events = page
             .items
             .iter()
