@@ -158,6 +158,15 @@ fn identity(req: &Request) -> Result<&Identity, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("authentication required"))
 }
 
+/// January 1st of `year` (UTC): the missing bound of a half-open time filter. -4000 and
+/// 10001 lie beyond every RFC 3339 timestamp (4-digit years, offsets under a day) and within
+/// what both stores can compare.
+fn open_bound(year: i32) -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(DateTime::UNIX_EPOCH, |d| d.and_utc())
+}
+
 fn default_limit() -> u32 {
     100
 }
@@ -341,10 +350,8 @@ impl EventsApi {
         let range = match (from.0, to.0) {
             (None, None) => None,
             (f, t) => {
-                let start = f.unwrap_or(DateTime::UNIX_EPOCH);
-                let end = t.unwrap_or_else(|| {
-                    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::UNIX_EPOCH)
-                });
+                let start = f.unwrap_or_else(|| open_bound(-4000));
+                let end = t.unwrap_or_else(|| open_bound(10_001));
                 Some(
                     TimeRange::new(start, end)
                         .map_err(|_| ApiError::invalid("from", "must be before `to`"))?,
