@@ -9,7 +9,8 @@ use std::fmt;
 use analytics_core::{CollectorError, Error};
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
-use serde_json::json;
+use poem_openapi::Object;
+use serde::Serialize;
 
 tokio::task_local! {
     /// The id of the request being served (set by the observing middleware).
@@ -21,6 +22,31 @@ pub fn current_request_id() -> String {
     REQUEST_ID
         .try_with(Clone::clone)
         .unwrap_or_else(|_| "-".to_owned())
+}
+
+/// The body of every error answer (documented in the spec as `ErrorBody`).
+#[derive(Debug, Clone, PartialEq, Eq, Object, Serialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+    /// The request id (also in the `X-Request-Id` header); quote it when reporting a problem.
+    pub request_id: String,
+}
+
+/// The `error` member of an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Object, Serialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `invalid`, `malformed_body`, `unauthorized`,
+    /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `payload_too_large`,
+    /// `too_many_events`, `unsupported_media_type`, `unavailable`, `internal`, ...
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// The offending input as the client wrote it (`limit`, `events`,
+    /// `payload.route`), when one is to blame.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// An error answer.
@@ -178,15 +204,19 @@ impl poem::error::ResponseError for ApiError {
     }
 
     fn as_response(&self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(f) = &self.field {
-            error["field"] = json!(f);
-        }
-        let body = json!({ "error": error, "request_id": current_request_id() });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+                field: self.field.clone(),
+            },
+            request_id: current_request_id(),
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = Response::builder()
             .status(self.status)
             .content_type("application/json; charset=utf-8")
-            .body(body.to_string());
+            .body(body);
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::ApiTags;
 use super::ingest_body::{EventEntry, IngestBody, SerdeJson};
+use super::responses::{ApiResult, Body};
 use crate::auth::{Identity, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -105,7 +106,8 @@ pub struct FieldProblem {
 /// The outcome of one event, in request order.
 #[derive(Debug, Clone, Object, Serialize)]
 pub struct EventResult {
-    /// The event id (absent when a rejected event had no valid id).
+    /// The event id (`null` when a rejected event had no string id).
+    #[oai(nullable)]
     pub id: Option<String>,
     /// Outcome.
     pub status: ResultStatus,
@@ -141,7 +143,8 @@ pub enum IngestResponse {
 pub struct EventsPage {
     /// Events, newest first.
     pub events: Vec<serde_json::Value>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -155,23 +158,17 @@ fn identity(req: &Request) -> Result<&Identity, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("authentication required"))
 }
 
-fn parse_time(field: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    v.map(|s| {
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| ApiError::invalid(field, "must be an RFC 3339 timestamp"))
-    })
-    .transpose()
+/// January 1st of `year` (UTC): the missing bound of a half-open time filter. -4000 and
+/// 10001 lie beyond every RFC 3339 timestamp (4-digit years, offsets under a day) and within
+/// what both stores can compare.
+fn open_bound(year: i32) -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(DateTime::UNIX_EPOCH, |d| d.and_utc())
 }
 
-/// The earliest instant a listing looks at (0001-01-01T00:00:00Z).
-fn earliest_time() -> DateTime<Utc> {
-    DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::UNIX_EPOCH)
-}
-
-/// The latest instant a listing looks at (9999-12-31T23:59:59Z).
-fn latest_time() -> DateTime<Utc> {
-    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::UNIX_EPOCH)
+fn default_limit() -> u32 {
+    100
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -195,7 +192,7 @@ impl EventsApi {
         req: &Request,
         _auth: IngestAuth,
         body: IngestBody,
-    ) -> poem::Result<IngestResponse> {
+    ) -> ApiResult<IngestResponse, Body> {
         let caller = identity(req)?;
         let (project, fixed_project) = match caller {
             Identity::ApiKey { project, .. } => (project.clone(), true),
@@ -293,12 +290,7 @@ impl EventsApi {
         let rejected = (results.len() - valid.len()) as u64;
         let mut duplicates = 0;
         if !valid.is_empty() {
-            let report = self
-                .state
-                .collector
-                .submit(valid)
-                .await
-                .map_err(ApiError::from)?;
+            let report = self.state.collector.submit(valid).await?;
             for (outcome, i) in report.outcomes.iter().zip(valid_at) {
                 if *outcome == WriteOutcome::Duplicate {
                     results[i].status = ResultStatus::Duplicate;
@@ -315,9 +307,8 @@ impl EventsApi {
         })))
     }
 
-    /// Lists raw events, newest first (role `admin`). `kind` takes a comma-separated list;
-    /// `from`/`to` are RFC 3339; `limit` is 1..=1000 (default 100); pass `next_cursor` of
-    /// a page as `cursor` for the next one.
+    /// Lists raw events, newest first (role `admin`). Pass `next_cursor` of a page as
+    /// `cursor` for the next one.
     #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/api/v1/analytics/events",
@@ -328,63 +319,73 @@ impl EventsApi {
         &self,
         req: &Request,
         _auth: BearerAuth,
+        /// Comma-separated event kinds: known kinds (`api_request`, `page_view`, ...) or
+        /// custom names of lowercase letters, digits and `_.:-`.
+        #[oai(validator(pattern = r"^[a-z][a-z0-9_.:-]{0,63}(,[a-z][a-z0-9_.:-]{0,63})*$"))]
         kind: Query<Option<String>>,
+        /// Project slug.
+        #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        from: Query<Option<String>>,
-        to: Query<Option<String>>,
+        /// Events at or after this instant (RFC 3339); must be before `to`.
+        from: Query<Option<DateTime<Utc>>>,
+        /// Events before this instant (RFC 3339).
+        to: Query<Option<DateTime<Utc>>>,
+        /// `payload.provider` equals.
         provider: Query<Option<String>>,
+        /// `payload.route` equals.
         route: Query<Option<String>>,
+        /// `payload.collection` equals.
         collection: Query<Option<String>>,
+        /// `payload.status` equals.
         status: Query<Option<String>>,
+        /// Correlation id equals.
         correlation_id: Query<Option<String>>,
+        /// User id equals.
         user_id: Query<Option<String>>,
+        /// Session id equals.
         session_id: Query<Option<String>>,
-        limit: Query<Option<String>>,
+        /// Page size.
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+        /// `next_cursor` of the previous page (opaque).
+        #[oai(validator(pattern = r"^-?[0-9]{1,18}\.[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
-    ) -> poem::Result<Json<EventsPage>> {
+    ) -> ApiResult<Json<EventsPage>> {
         identity(req)?.require(Role::Admin)?;
-        let kinds = match non_empty(kind.0) {
+        let kinds = match kind.0 {
             None => Vec::new(),
             Some(k) => k
                 .split(',')
-                .map(|s| s.trim().parse::<EventKind>())
+                .map(str::parse::<EventKind>)
                 .collect::<Result<_, _>>()
                 .map_err(|e| ApiError::invalid("kind", e.message))?,
         };
-        let project = non_empty(project.0)
+        let project = project
+            .0
             .map(ProjectId::parse)
             .transpose()
             .map_err(|e| ApiError::invalid("project", e.message))?;
-        let from = parse_time("from", non_empty(from.0))?;
-        let to = parse_time("to", non_empty(to.0))?;
-        // `from` alone: from then on; `to` alone: everything before it (from year 1).
-        let range = match (from, to) {
+        let range = match (from.0, to.0) {
             (None, None) => None,
-            (Some(start), Some(end)) => Some(
-                TimeRange::new(start, end)
-                    .map_err(|_| ApiError::invalid("from", "must be before `to`"))?,
-            ),
-            (Some(start), None) => Some(
-                TimeRange::new(start, latest_time())
-                    .map_err(|_| ApiError::invalid("from", "must be before year 10000"))?,
-            ),
-            (None, Some(end)) => Some(
-                TimeRange::new(earliest_time(), end)
-                    .map_err(|_| ApiError::invalid("to", "must be after 0001-01-01"))?,
-            ),
+            (f, t) => {
+                let start = f.unwrap_or_else(|| open_bound(-4000));
+                let end = t.unwrap_or_else(|| open_bound(10_001));
+                Some(
+                    TimeRange::new(start, end)
+                        .map_err(|_| ApiError::invalid("from", "must be before `to`"))?,
+                )
+            }
         };
-        let limit = match non_empty(limit.0) {
-            None => 100,
-            Some(l) => l
-                .parse::<u32>()
-                .map_err(|_| ApiError::invalid("limit", "must be from 1 to 1000"))?,
-        };
-        let cursor = non_empty(cursor.0)
+        let cursor = cursor
+            .0
             .map(|c| c.parse::<Cursor>())
             .transpose()
             .map_err(|e| ApiError::invalid("cursor", e.message))?;
         let page_req =
-            PageRequest::new(limit, cursor).map_err(|e| ApiError::invalid("limit", e.message))?;
+            PageRequest::new(limit.0, cursor).map_err(|e| ApiError::invalid("limit", e.message))?;
         let filter = EventFilter {
             project,
             kinds,
@@ -397,12 +398,7 @@ impl EventsApi {
             user_id: non_empty(user_id.0),
             session_id: non_empty(session_id.0),
         };
-        let page = self
-            .state
-            .store
-            .query_events(&filter, &page_req)
-            .await
-            .map_err(ApiError::from)?;
+        let page = self.state.store.query_events(&filter, &page_req).await?;
         let events = page
             .items
             .iter()

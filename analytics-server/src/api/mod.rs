@@ -1,9 +1,11 @@
 //! The HTTP surface: the OpenAPI service (events + operations endpoints), Swagger UI, and the
 //! observing middleware (request id, body limit, authentication, metrics, error shape).
 
+mod allow;
 mod events;
 mod ingest_body;
 mod ops;
+pub mod responses;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +19,7 @@ pub use events::{
     EventResult, EventsPage, FieldProblem, IngestRequest, IngestResponseBody, ResultStatus,
 };
 pub use ops::{Readiness, ReadyResponse};
+pub use responses::ApiResult;
 
 use crate::auth::authenticate;
 use crate::error::{ApiError, REQUEST_ID};
@@ -34,8 +37,11 @@ pub enum ApiTags {
 /// Every path the API serves (the spec test checks that each is documented).
 pub const PATHS: [&str; 4] = ["/api/v1/analytics/events", "/livez", "/readyz", "/metrics"];
 
+/// Every operation of the API.
+type Operations = (events::EventsApi, ops::OpsApi);
+
 /// The OpenAPI service of the endpoints.
-pub fn openapi_service(state: AppState) -> OpenApiService<(events::EventsApi, ops::OpsApi), ()> {
+pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
     OpenApiService::new(
         (
             events::EventsApi {
@@ -65,9 +71,11 @@ pub fn build_app(state: AppState) -> BoxEndpoint<'static, Response> {
     let spec = api.spec_endpoint();
     let route = Route::new()
         .nest("/docs", ui)
-        .at("/openapi.json", spec)
+        .at("/openapi.json", poem::get(spec))
         .nest("/", api);
+    let allow = Arc::new(allow::AllowTable::of::<Operations>());
     route
+        .around(move |ep, req| allow::with_allow(ep, req, allow.clone()))
         .around(move |ep, req| observe(ep, req, state.clone()))
         .boxed()
 }

@@ -115,6 +115,26 @@ async fn acknowledges_only_stored_events_and_stops_cleanly(url: &str, backend: &
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["events"].as_array().unwrap().len(), 160);
+    // A single time bound leaves the other open, down to before year 0 and past 9999:
+    // both stores compare such instants.
+    for (q, n) in [
+        ("from=0000-01-01T00:00:00%2B23:59", 160),
+        ("to=9999-12-31T23:59:59-23:59", 160),
+        ("to=1900-01-01T00:00:00Z", 0),
+    ] {
+        let r = http
+            .get(format!(
+                "{}/api/v1/analytics/events?limit=1000&{q}",
+                again.base
+            ))
+            .header("authorization", admin())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{q}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["events"].as_array().unwrap().len(), n, "{q}");
+    }
     let metrics = http
         .get(format!("{}/metrics", again.base))
         .send()

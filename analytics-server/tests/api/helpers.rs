@@ -11,7 +11,7 @@ use analytics_server::{AppState, HttpLimits, JwtSettings, Role, Secret, build_ap
 use chrono::Utc;
 use poem::Response;
 use poem::endpoint::BoxEndpoint;
-use poem::http::{HeaderMap, StatusCode};
+use poem::http::{HeaderMap, Method, StatusCode};
 use poem::test::TestClient;
 use serde_json::{Value, json};
 
@@ -180,6 +180,15 @@ impl TestApp {
 
     pub(crate) async fn get(&self, path: &str) -> Resp {
         Resp::from(self.client.get(path).send().await).await
+    }
+
+    /// Sends `method` to `path` with no body.
+    pub(crate) async fn call(&self, method: Method, path: &str, auth: Option<&str>) -> Resp {
+        let mut r = self.client.request(method, path);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        Resp::from(r.send().await).await
     }
 }
 

@@ -85,3 +85,20 @@ async fn bad_parameters_name_their_field() {
         r.assert_error(StatusCode::BAD_REQUEST, Some(field));
     }
 }
+
+/// A lone `to` before 1970 or a lone `from` after 9999 is a valid, empty window (the
+/// missing bound is open), not a 400.
+#[tokio::test]
+async fn a_single_time_bound_is_open_on_the_other_side() {
+    let app = TestApp::new();
+    let admin = app.admin();
+    for q in [
+        "?to=0251-01-17T22:09:35-11:16",
+        "?to=0000-01-01T00:00:00%2B23:59",
+        "?from=9999-12-31T23:59:59-23:59",
+    ] {
+        let r = app.get_events(q, Some(&admin)).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {:#}", r.body);
+        assert_eq!(r.body["events"], serde_json::json!([]), "{q}");
+    }
+}

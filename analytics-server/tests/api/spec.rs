@@ -81,3 +81,148 @@ async fn ops_endpoints() {
         assert!(text.contains(needle), "{needle} not in\n{text}");
     }
 }
+
+fn spec() -> serde_json::Value {
+    serde_json::from_str(&openapi_spec(TestApp::new().state.clone())).unwrap()
+}
+
+/// Every `/api` operation documents the standard error answers in the one error shape, with
+/// the headers they carry; operations reading a body also document 413 and 415.
+#[tokio::test]
+async fn every_api_operation_documents_its_error_answers() {
+    let spec = spec();
+    let json = "application/json; charset=utf-8";
+    let mut seen = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            seen += 1;
+            let responses = &op["responses"];
+            let mut expected = vec!["400", "401", "403", "500", "503"];
+            if op.get("requestBody").is_some() {
+                expected.extend(["413", "415"]);
+            }
+            for status in expected {
+                let r = &responses[status];
+                assert_eq!(
+                    r["content"][json]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                    "{method} {path} does not document {status}: {:#}",
+                    responses
+                );
+            }
+            assert!(
+                responses["401"]["headers"]["WWW-Authenticate"].is_object(),
+                "{method} {path}"
+            );
+            let retry = &responses["503"]["headers"]["Retry-After"];
+            assert_eq!(retry["required"], true, "{method} {path}");
+            assert_eq!(retry["schema"]["type"], "integer", "{method} {path}");
+        }
+    }
+    assert!(seen >= 2, "no /api operations found");
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["ErrorBody"]["required"],
+        serde_json::json!(["error", "request_id"])
+    );
+    assert_eq!(
+        schemas["ErrorDetail"]["required"],
+        serde_json::json!(["code", "message"])
+    );
+    // Public endpoints document what they answer, and readiness its 503.
+    let readyz = &spec["paths"]["/readyz"]["get"]["responses"];
+    assert!(readyz["200"].is_object() && readyz["503"].is_object());
+}
+
+/// Fields sent as `null` are declared nullable (API.md: `next_cursor` is null on the last
+/// page; a rejected event without a string id has `id: null`).
+#[tokio::test]
+async fn fields_sent_as_null_are_nullable() {
+    let spec = spec();
+    let schemas = &spec["components"]["schemas"];
+    let next_cursor = &schemas["EventsPage"]["properties"]["next_cursor"];
+    assert_eq!(next_cursor["type"], "string");
+    assert_eq!(next_cursor["nullable"], true);
+    let id = &schemas["EventResult"]["properties"]["id"];
+    assert_eq!(id["type"], "string");
+    assert_eq!(id["nullable"], true);
+
+    // And they are sent as null.
+    let app = TestApp::new();
+    let admin = app.admin();
+    let page = app.get_events("", Some(&admin)).await;
+    assert_eq!(page.status, StatusCode::OK, "{:#}", page.body);
+    assert!(page.body["next_cursor"].is_null());
+    assert!(page.body.as_object().unwrap().contains_key("next_cursor"));
+    let ingest = app
+        .post_events(&serde_json::json!({"events": [42]}), Some(&admin))
+        .await;
+    assert_eq!(ingest.status, StatusCode::ACCEPTED, "{:#}", ingest.body);
+    assert!(ingest.body["results"][0]["id"].is_null());
+}
+
+/// Numeric and structured query parameters are declared with their type and bounds, so that
+/// every schema-valid request is accepted.
+#[tokio::test]
+async fn query_parameters_declare_their_types_and_bounds() {
+    let spec = spec();
+    let params = spec["paths"]["/api/v1/analytics/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let schema = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not documented"))["schema"]
+            .clone()
+    };
+    let limit = schema("limit");
+    assert_eq!(limit["type"], "integer");
+    assert_eq!(limit["minimum"], 1.0);
+    assert_eq!(limit["maximum"], 1000.0);
+    assert_eq!(limit["default"], 100);
+    for name in ["from", "to"] {
+        assert_eq!(schema(name)["format"], "date-time", "{name}");
+    }
+    for name in ["kind", "project", "cursor"] {
+        assert!(schema(name)["pattern"].is_string(), "{name}");
+    }
+}
+
+/// A method a path does not serve is 405 in the one error shape, with `Allow` listing the
+/// methods the path serves (authenticated first on `/api` paths).
+#[tokio::test]
+async fn method_not_allowed_lists_the_allowed_methods() {
+    use poem::http::Method;
+    let app = TestApp::new();
+    let admin = app.admin();
+    for (method, path, allow) in [
+        (
+            Method::DELETE,
+            "/api/v1/analytics/events",
+            "GET, HEAD, POST",
+        ),
+        (
+            Method::OPTIONS,
+            "/api/v1/analytics/events",
+            "GET, HEAD, POST",
+        ),
+        (Method::POST, "/livez", "GET, HEAD"),
+        (Method::PUT, "/readyz", "GET, HEAD"),
+        (Method::DELETE, "/openapi.json", "GET, HEAD"),
+    ] {
+        let r = app.call(method.clone(), path, Some(&admin)).await;
+        r.assert_error(StatusCode::METHOD_NOT_ALLOWED, None);
+        assert_eq!(r.body["error"]["code"], "method_not_allowed");
+        assert_eq!(
+            r.headers.get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
+    app.call(Method::DELETE, "/api/v1/analytics/events", None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, None);
+}
