@@ -1,4 +1,8 @@
 //! Alert configuration, alert history records, and the pure evaluation of the four conditions.
+//! The state machine around one evaluation (pending, firing, reminders, cooldown, recovery)
+//! is [`engine`].
+
+pub mod engine;
 
 use std::fmt;
 use std::str::FromStr;
