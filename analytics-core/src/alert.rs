@@ -1,8 +1,9 @@
 //! Alert configuration, alert history records, and the pure evaluation of the four conditions.
 //! The state machine around one evaluation (pending, firing, reminders, cooldown, recovery)
-//! is [`engine`].
+//! is [`engine`]; turning its notices into outbox entries is [`routing`].
 
 pub mod engine;
+pub mod routing;
 
 use std::fmt;
 use std::str::FromStr;
