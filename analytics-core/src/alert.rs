@@ -1,4 +1,9 @@
 //! Alert configuration, alert history records, and the pure evaluation of the four conditions.
+//! The state machine around one evaluation (pending, firing, reminders, cooldown, recovery)
+//! is [`engine`]; turning its notices into outbox entries is [`routing`].
+
+pub mod engine;
+pub mod routing;
 
 use std::fmt;
 use std::str::FromStr;
@@ -66,13 +71,59 @@ pub enum Condition {
     /// Breach when the value changed by more than `threshold` percent (either way) against
     /// the previous window.
     RateOfChange,
-    /// Breach when the value is more than `threshold` standard deviations away from the mean
-    /// of the previous windows (a z-score; needs at least [`ANOMALY_MIN_HISTORY`] windows).
+    /// Breach when the value is more than `threshold` robust standard deviations away from
+    /// its seasonal baseline: the median (and MAD) of the same hour of the week over past
+    /// weeks, given at least [`ANOMALY_MIN_SEASONS`] of them; with fewer, a z-score against
+    /// the mean of the previous windows (needs at least [`ANOMALY_MIN_HISTORY`] windows).
     Anomaly,
 }
 
-/// Fewest past windows an anomaly rule needs before it can fire.
+/// Fewest past windows the anomaly z-score fallback needs before it can fire.
 pub const ANOMALY_MIN_HISTORY: usize = 5;
+
+/// Fewest past weeks the anomaly seasonal baseline needs; with fewer the rule falls back to
+/// the z-score over recent windows.
+pub const ANOMALY_MIN_SEASONS: usize = 3;
+
+/// What a rule does with a window that has no data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoDataPolicy {
+    /// No data counts as healthy: pending breaches are dropped and a firing alert recovers.
+    Ok,
+    /// No data counts as a breach (it must hold `for_secs` like any other).
+    Alerting,
+    /// No data changes nothing: an open alert stays open, a pending breach keeps its start.
+    #[default]
+    Keep,
+}
+
+impl NoDataPolicy {
+    /// All policies.
+    pub const ALL: [NoDataPolicy; 3] = [Self::Ok, Self::Alerting, Self::Keep];
+
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Alerting => "alerting",
+            Self::Keep => "keep",
+        }
+    }
+}
+
+impl FromStr for NoDataPolicy {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, FieldError> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| FieldError::new("no_data", "must be one of ok, alerting, keep"))
+    }
+}
+
+/// Longest `for_secs` and `cooldown_secs`: one week.
+pub const MAX_HOLD_SECS: u32 = 604_800;
 
 impl Condition {
     /// All conditions.
@@ -199,7 +250,8 @@ pub struct AlertConfigSpec {
     pub window_secs: u32,
     /// How urgent a breach is.
     pub severity: Severity,
-    /// After firing, no new alert for this long, in seconds.
+    /// After a notification for this configuration, nothing more is sent for it (re-fires
+    /// and reminders included) for this long, in seconds; alerts are still recorded.
     pub cooldown_secs: u32,
     /// Channels to use; empty = route by severity.
     pub channels: Vec<Channel>,
@@ -207,6 +259,25 @@ pub struct AlertConfigSpec {
     pub recipients: Vec<Recipient>,
     /// Whether the engine evaluates it.
     pub enabled: bool,
+    /// How long a breach must hold before the alert fires, in seconds (0 = at once).
+    #[serde(default)]
+    pub for_secs: u32,
+    /// Hysteresis: once firing, the alert recovers only when the value crosses back past
+    /// this (at or below it for `threshold_above`, at or above it for `threshold_below`, a
+    /// change or score of at most it for `rate_of_change` and `anomaly`). `None` recovers as
+    /// soon as the condition no longer holds.
+    #[serde(default)]
+    pub recovery_threshold: Option<Threshold>,
+    /// Whether recovery resolves the alert (as `"auto"`); otherwise a person must.
+    #[serde(default = "default_auto_resolve")]
+    pub auto_resolve: bool,
+    /// What a window without data means.
+    #[serde(default)]
+    pub no_data: NoDataPolicy,
+}
+
+fn default_auto_resolve() -> bool {
+    true
 }
 
 impl AlertConfigSpec {
@@ -231,9 +302,15 @@ impl AlertConfigSpec {
                 "must be from 60 to 604800 seconds",
             ));
         }
-        if self.cooldown_secs > 604_800 {
+        if self.cooldown_secs > MAX_HOLD_SECS {
             errors.push(FieldError::new(
                 "cooldown_secs",
+                "must be at most 604800 seconds",
+            ));
+        }
+        if self.for_secs > MAX_HOLD_SECS {
+            errors.push(FieldError::new(
+                "for_secs",
                 "must be at most 604800 seconds",
             ));
         }
@@ -243,6 +320,22 @@ impl AlertConfigSpec {
                 FieldError::new("threshold", "must be greater than 0 for this condition"),
             ),
             _ => {}
+        }
+        if let Some(r) = self.recovery_threshold.map(Threshold::get) {
+            let wrong_side = match self.condition {
+                Condition::ThresholdAbove => {
+                    (r > t).then_some("must be at most threshold for threshold_above")
+                }
+                Condition::ThresholdBelow => {
+                    (r < t).then_some("must be at least threshold for threshold_below")
+                }
+                Condition::RateOfChange | Condition::Anomaly => {
+                    (r < 0.0 || r > t).then_some("must be from 0 to threshold for this condition")
+                }
+            };
+            if let Some(message) = wrong_side {
+                errors.push(FieldError::new("recovery_threshold", message));
+            }
         }
         if matches!(self.stat, Stat::Count | Stat::Rate) && t < 0.0 {
             errors.push(FieldError::new(
@@ -268,6 +361,15 @@ impl AlertConfigSpec {
         ConditionRule {
             condition: self.condition,
             threshold: self.threshold,
+        }
+    }
+
+    /// The rule a firing alert must stop breaching to recover: the condition at
+    /// `recovery_threshold`, or the configured rule without hysteresis.
+    pub fn recovery_rule(&self) -> ConditionRule {
+        ConditionRule {
+            condition: self.condition,
+            threshold: self.recovery_threshold.unwrap_or(self.threshold),
         }
     }
 }
@@ -540,23 +642,8 @@ impl AlertRule for ConditionRule {
                 (change, change.abs() > t)
             }
             Condition::Anomaly => {
-                let history: Vec<f64> = obs
-                    .history
-                    .iter()
-                    .copied()
-                    .filter(|v| v.is_finite())
-                    .collect();
-                if history.len() < ANOMALY_MIN_HISTORY {
+                let Some(z) = anomaly_score(current, obs.seasonal, obs.history) else {
                     return Evaluation::NoData;
-                }
-                let n = history.len() as f64;
-                let mean = history.iter().sum::<f64>() / n;
-                let var = history.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-                let sd = var.sqrt();
-                let z = if sd == 0.0 {
-                    if current == mean { 0.0 } else { f64::INFINITY }
-                } else {
-                    (current - mean) / sd
                 };
                 (z, z.abs() > t)
             }
@@ -570,6 +657,59 @@ impl AlertRule for ConditionRule {
         } else {
             Evaluation::Ok { value: current }
         }
+    }
+}
+
+/// The anomaly score of `current`: robust (median and MAD) against `seasonal` when it has
+/// at least [`ANOMALY_MIN_SEASONS`] finite values, else the z-score against `history` when it
+/// has at least [`ANOMALY_MIN_HISTORY`]; `None` with neither.
+fn anomaly_score(current: f64, seasonal: &[f64], history: &[f64]) -> Option<f64> {
+    let finite =
+        |vs: &[f64]| -> Vec<f64> { vs.iter().copied().filter(|v| v.is_finite()).collect() };
+    let seasonal = finite(seasonal);
+    if seasonal.len() >= ANOMALY_MIN_SEASONS {
+        let centre = median(seasonal.clone());
+        let deviations: Vec<f64> = seasonal.iter().map(|v| (v - centre).abs()).collect();
+        // 1.4826 * MAD estimates the standard deviation of normal data. When more than half
+        // the weeks agree exactly the MAD is 0; the mean absolute deviation (scaled by
+        // sqrt(pi/2)) still measures the rest of them.
+        let mut scale = 1.4826 * median(deviations.clone());
+        if scale == 0.0 {
+            scale = 1.2533 * deviations.iter().sum::<f64>() / deviations.len() as f64;
+        }
+        return Some(score(current, centre, scale));
+    }
+    let history = finite(history);
+    if history.len() < ANOMALY_MIN_HISTORY {
+        return None;
+    }
+    let n = history.len() as f64;
+    let mean = history.iter().sum::<f64>() / n;
+    let var = history.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Some(score(current, mean, var.sqrt()))
+}
+
+/// `(value - centre) / scale`; a zero scale makes any difference infinitely unusual.
+fn score(value: f64, centre: f64, scale: f64) -> f64 {
+    if scale == 0.0 {
+        if value == centre {
+            0.0
+        } else {
+            f64::INFINITY.copysign(value - centre)
+        }
+    } else {
+        (value - centre) / scale
+    }
+}
+
+/// The median of finite values (not empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
     }
 }
 
@@ -593,6 +733,7 @@ mod tests {
             current,
             previous,
             history,
+            seasonal: &[],
         });
         let label = match got {
             Evaluation::Breach { .. } => "breach",
@@ -715,6 +856,67 @@ mod tests {
         );
     }
 
+    fn seasonal(threshold: f64, current: f64, seasonal: &[f64], history: &[f64]) -> Evaluation {
+        ConditionRule {
+            condition: Condition::Anomaly,
+            threshold: Threshold::new(threshold).unwrap(),
+        }
+        .evaluate(&Observation {
+            current: Some(current),
+            previous: None,
+            history,
+            seasonal,
+        })
+    }
+
+    #[test]
+    fn anomaly_uses_the_seasonal_median_and_mad_when_weeks_suffice() {
+        // Same hour of the week: median 100, MAD 2 (robust sd 2.97); a spike in one week
+        // does not move the baseline the way a mean would.
+        let weeks = [98.0, 100.0, 102.0, 100.0, 400.0];
+        let busy_recent = [500.0, 510.0, 490.0, 505.0, 495.0];
+        assert!(matches!(
+            seasonal(3.0, 104.0, &weeks, &busy_recent),
+            Evaluation::Ok { .. }
+        ));
+        match seasonal(3.0, 130.0, &weeks, &busy_recent) {
+            Evaluation::Breach { observed, .. } => {
+                assert!(
+                    (observed - 30.0 / (1.4826 * 2.0)).abs() < 1e-9,
+                    "{observed}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Most weeks equal: MAD 0, the mean absolute deviation still gives a scale.
+        assert!(matches!(
+            seasonal(3.0, 100.5, &[100.0, 100.0, 100.0, 104.0], &[]),
+            Evaluation::Ok { .. }
+        ));
+        assert!(matches!(
+            seasonal(3.0, 110.0, &[100.0, 100.0, 100.0, 104.0], &[]),
+            Evaluation::Breach { .. }
+        ));
+    }
+
+    #[test]
+    fn anomaly_falls_back_to_recent_windows_when_seasons_are_short() {
+        let recent = [10.0, 11.0, 9.0, 10.0, 10.0];
+        // Two weeks (fewer than ANOMALY_MIN_SEASONS) are ignored: the z-score decides.
+        assert!(matches!(
+            seasonal(3.0, 10.5, &[50.0, 50.0], &recent),
+            Evaluation::Ok { .. }
+        ));
+        assert!(matches!(
+            seasonal(3.0, 50.0, &[50.0, 50.0], &recent),
+            Evaluation::Breach { .. }
+        ));
+        assert_eq!(
+            seasonal(3.0, 50.0, &[50.0, 50.0], &recent[..4]),
+            Evaluation::NoData
+        );
+    }
+
     #[test]
     fn breach_reports_value_and_threshold() {
         let rule = ConditionRule {
@@ -725,6 +927,7 @@ mod tests {
             current: Some(200.0),
             previous: Some(100.0),
             history: &[],
+            seasonal: &[],
         }) {
             Evaluation::Breach {
                 value,
@@ -766,9 +969,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn spec_validation_names_fields() {
-        let mut spec = AlertConfigSpec {
+    fn valid_spec() -> AlertConfigSpec {
+        AlertConfigSpec {
             project: ProjectId::default_project(),
             name: "p95 latency".into(),
             metric: MetricName::parse("api.latency_ms").unwrap(),
@@ -782,7 +984,16 @@ mod tests {
             channels: vec![],
             recipients: vec![],
             enabled: true,
-        };
+            for_secs: 0,
+            recovery_threshold: None,
+            auto_resolve: true,
+            no_data: NoDataPolicy::Keep,
+        }
+    }
+
+    #[test]
+    fn spec_validation_names_fields() {
+        let mut spec = valid_spec();
         assert!(spec.validate().is_ok());
         spec.window_secs = 10;
         spec.condition = Condition::RateOfChange;
@@ -791,5 +1002,92 @@ mod tests {
         let e = spec.validate().unwrap_err();
         let fields: Vec<_> = e.errors().iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["name", "window_secs", "threshold"]);
+    }
+
+    #[test]
+    fn engine_settings_are_validated_by_field() {
+        let base = valid_spec();
+        // (condition, threshold, recovery_threshold, for_secs) -> bad fields
+        #[rustfmt::skip]
+        type Row = (Condition, f64, Option<f64>, u32, &'static [&'static str]);
+        let rows: &[Row] = &[
+            (Condition::ThresholdAbove, 500.0, Some(400.0), 300, &[]),
+            (Condition::ThresholdAbove, 500.0, Some(500.0), 0, &[]),
+            (
+                Condition::ThresholdAbove,
+                500.0,
+                Some(600.0),
+                0,
+                &["recovery_threshold"],
+            ),
+            (Condition::ThresholdBelow, 5.0, Some(8.0), 0, &[]),
+            (
+                Condition::ThresholdBelow,
+                5.0,
+                Some(4.0),
+                0,
+                &["recovery_threshold"],
+            ),
+            (Condition::RateOfChange, 50.0, Some(20.0), 0, &[]),
+            (
+                Condition::RateOfChange,
+                50.0,
+                Some(60.0),
+                0,
+                &["recovery_threshold"],
+            ),
+            (
+                Condition::Anomaly,
+                3.0,
+                Some(-1.0),
+                0,
+                &["recovery_threshold"],
+            ),
+            (
+                Condition::ThresholdAbove,
+                500.0,
+                None,
+                604_801,
+                &["for_secs"],
+            ),
+        ];
+        for (condition, threshold, recovery, for_secs, bad) in rows {
+            let spec = AlertConfigSpec {
+                condition: *condition,
+                threshold: Threshold::new(*threshold).unwrap(),
+                recovery_threshold: recovery.map(|r| Threshold::new(r).unwrap()),
+                for_secs: *for_secs,
+                ..base.clone()
+            };
+            let fields: Vec<String> = spec
+                .validate()
+                .err()
+                .map(|e| e.errors().iter().map(|e| e.field.clone()).collect())
+                .unwrap_or_default();
+            assert_eq!(
+                fields, *bad,
+                "{condition:?} {threshold} {recovery:?} {for_secs}"
+            );
+        }
+        // A non-finite value never becomes a threshold.
+        assert_eq!(Threshold::new(f64::NAN).unwrap_err().field, "threshold");
+    }
+
+    #[test]
+    fn stored_configs_without_engine_settings_still_load() {
+        let mut json = serde_json::to_value(valid_spec()).unwrap();
+        for field in ["for_secs", "recovery_threshold", "auto_resolve", "no_data"] {
+            json.as_object_mut().unwrap().remove(field);
+        }
+        let spec: AlertConfigSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(spec.for_secs, 0);
+        assert_eq!(spec.recovery_threshold, None);
+        assert!(spec.auto_resolve);
+        assert_eq!(spec.no_data, NoDataPolicy::Keep);
+        let json = serde_json::json!({"no_data": "alerting"});
+        assert_eq!(
+            json["no_data"].as_str().unwrap().parse(),
+            Ok(NoDataPolicy::Alerting)
+        );
     }
 }

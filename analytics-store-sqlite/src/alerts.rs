@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use analytics_core::alert::{
-    Alert, AlertConfig, AlertConfigSpec, AuditAction, AuditEntry, NewAlert, NotificationRecord,
+    Alert, AlertConfig, AlertConfigSpec, AuditAction, AuditEntry, NewAlert, NoDataPolicy,
+    NotificationRecord,
 };
 use analytics_core::ports::{AlertConfigStore, AlertFilter, AlertHistoryStore, OpenOutcome};
 use analytics_core::rollup::Dimensions;
@@ -45,6 +46,14 @@ fn decode_config(row: &SqliteRow) -> Result<AlertConfig> {
         channels: get_json(row, W, "channels")?,
         recipients: get_json(row, W, "recipients")?,
         enabled: get(row, W, "enabled")?,
+        // FIXME: these engine settings have no columns yet, so SQLite keeps their defaults.
+        // A migration adds `for_secs INTEGER NOT NULL DEFAULT 0`, `recovery_threshold REAL`,
+        // `auto_resolve INTEGER NOT NULL DEFAULT 1` and `no_data TEXT NOT NULL DEFAULT 'keep'`
+        // to `alert_configs`, read here and written by `write_config`.
+        for_secs: 0,
+        recovery_threshold: None,
+        auto_resolve: true,
+        no_data: NoDataPolicy::Keep,
     };
     Ok(AlertConfig {
         id: get(row, W, "id")?,

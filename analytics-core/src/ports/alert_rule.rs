@@ -9,8 +9,12 @@ pub struct Observation<'a> {
     pub current: Option<f64>,
     /// The value over the window before it (for rate of change).
     pub previous: Option<f64>,
-    /// Values of earlier windows, oldest first (for anomaly detection).
+    /// Values of the windows just before the current one, oldest first (the anomaly
+    /// fallback: a z-score over recent windows).
     pub history: &'a [f64],
+    /// Values of the same window at the same hour of the week in past weeks, oldest first
+    /// (the anomaly seasonal baseline: median and MAD).
+    pub seasonal: &'a [f64],
 }
 
 /// The verdict.

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::alert::{AlertConfigSpec, Condition, NewAlert, Severity, Stat};
+use crate::alert::{AlertConfigSpec, Condition, NewAlert, NoDataPolicy, Severity, Stat};
 use crate::event::{Event, EventInput, EventLimits, IngestContext};
 use crate::ids::{MetricName, ProjectId, Threshold, UserId};
 use crate::notification::{Channel, InAppNotification, Notification, Recipient};
@@ -128,6 +128,10 @@ pub fn alert_spec(project_slug: &str, name: &str, severity: Severity) -> AlertCo
             Recipient::Email("ops@example.com".parse().unwrap_or_else(|e| panic!("{e}"))),
         ],
         enabled: true,
+        for_secs: 0,
+        recovery_threshold: None,
+        auto_resolve: true,
+        no_data: NoDataPolicy::Keep,
     }
 }
 
