@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use analytics_core::health::{HealthThresholds, StoreOperation};
 use analytics_core::memory::MemoryStore;
 use analytics_core::ports::{JobLease, Store};
 use analytics_core::rollup::scheduler::{LOCK_NAME, RollupScheduler, SchedulerOptions};
 use analytics_core::rollup::spec::RollupSpecs;
-use analytics_core::{Clock, CollectorOptions, SystemClock};
+use analytics_core::{AnalyticsEventCollector, Clock, CollectorOptions, SystemClock};
 use anyhow::Context as _;
 use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -17,7 +18,8 @@ use tokio::sync::watch;
 
 use crate::api::build_app;
 use crate::auth::JwtSettings;
-use crate::state::{AppState, HttpLimits};
+use crate::realtime::{DEFAULT_BUDGET, PrometheusScrapeSource};
+use crate::state::{AppState, HealthContext, HttpLimits, record_store_call};
 
 /// Everything the server needs; built by the binary from flags and environment.
 #[derive(Debug, Clone)]
@@ -44,6 +46,11 @@ pub struct Settings {
     /// How long a verified API key is trusted without asking the store (a revoked key
     /// keeps working this long); zero asks every time.
     pub api_key_ttl: Duration,
+    /// The Prometheus text endpoint of the live health view; `None`: this server's own
+    /// `/metrics`.
+    pub prometheus_url: Option<String>,
+    /// When `health/overview` says `degraded`.
+    pub health_thresholds: HealthThresholds,
 }
 
 impl Settings {
@@ -60,6 +67,8 @@ impl Settings {
             drain_delay: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
             api_key_ttl: crate::state::DEFAULT_API_KEY_TTL,
+            prometheus_url: None,
+            health_thresholds: HealthThresholds::default(),
         }
     }
 }
@@ -137,11 +146,16 @@ impl Application {
             .into_acceptor()
             .await
             .with_context(|| format!("binding {}", settings.bind))?;
-        let port = acceptor
+        let addr = acceptor
             .local_addr()
             .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .and_then(|a| a.as_socket_addr().copied())
             .context("listener has no socket address")?;
+        let port = addr.port();
+        let prometheus_url = settings
+            .prometheus_url
+            .clone()
+            .unwrap_or_else(|| own_metrics_url(addr));
         let writers = settings
             .ingest_writers
             .unwrap_or_else(|| store.write_concurrency());
@@ -154,7 +168,12 @@ impl Application {
             },
             settings.limits.clone(),
         )
-        .with_api_key_ttl(settings.api_key_ttl);
+        .with_api_key_ttl(settings.api_key_ttl)
+        .with_health(HealthContext {
+            thresholds: settings.health_thresholds,
+            realtime: Some(PrometheusScrapeSource::new(prometheus_url, DEFAULT_BUDGET)),
+            ..HealthContext::default()
+        });
         let (stop, _) = watch::channel(false);
         Ok(Self {
             acceptor,
@@ -194,6 +213,7 @@ impl Application {
         let (workers_stop, workers_rx) = watch::channel(false);
         let rollup = tokio::spawn(rollup_loop(
             state.store.clone(),
+            state.collector.clone(),
             settings.rollup_interval,
             workers_rx,
         ));
@@ -234,6 +254,20 @@ impl Application {
     }
 }
 
+/// This server's own `/metrics` as reachable from itself (an unspecified bind address is
+/// reached on loopback).
+fn own_metrics_url(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "http://{}/metrics",
+        std::net::SocketAddr::new(ip, addr.port())
+    )
+}
+
 #[cfg(unix)]
 async fn os_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -258,7 +292,12 @@ async fn os_signal() {
 
 /// Ticks the rollup scheduler every `every` while holding the singleton lock (kept between
 /// ticks, given up after a failed tick and re-acquired on the next one).
-async fn rollup_loop(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
+async fn rollup_loop(
+    store: Arc<dyn Store>,
+    collector: Arc<AnalyticsEventCollector>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let scheduler = RollupScheduler::new(RollupSpecs::defaults(), SchedulerOptions::default());
     let mut lease: Option<JobLease> = None;
     let mut ticker = tokio::time::interval(every);
@@ -284,11 +323,15 @@ async fn rollup_loop(store: Arc<dyn Store>, every: Duration, mut stop: watch::Re
                 }
             }
         }
+        let started = std::time::Instant::now();
         let tick = scheduler.tick(&*store, SystemClock.now());
         let result = tokio::select! {
             r = tick => r,
             _ = stop.wait_for(|s| *s) => return,
         };
+        if result.is_ok() {
+            record_store_call(&collector, StoreOperation::RollupTick, started);
+        }
         match result {
             Ok(report) => tracing::info!(
                 hours_rolled = report.hours_rolled,

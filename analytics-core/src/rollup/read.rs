@@ -27,6 +27,9 @@ pub enum Piece {
     Raw(TimeRange),
 }
 
+/// How many dirty-hour markers a read looks at to find late changes behind the watermark.
+pub const DIRTY_SCAN_LIMIT: usize = 1000;
+
 /// Tiles `range` with the coarsest complete buckets (complete = ending at or before
 /// `rolled_until`, the hour watermark) and raw pieces for the rest. Adjacent pieces of the
 /// same source are joined.
@@ -39,6 +42,20 @@ pub fn plan(
     rolled_until: Option<DateTime<Utc>>,
     sealed_until: Option<DateTime<Utc>>,
 ) -> Vec<Piece> {
+    plan_around(range, rolled_until, sealed_until, &[])
+}
+
+/// [`plan`], reading the hours in `dirty` from raw events even behind the watermark: they
+/// received events after they were rolled up (late events), and their rollup rows are stale
+/// until the next tick.
+pub fn plan_around(
+    range: TimeRange,
+    rolled_until: Option<DateTime<Utc>>,
+    sealed_until: Option<DateTime<Utc>>,
+    dirty: &[DateTime<Utc>],
+) -> Vec<Piece> {
+    let clean =
+        |from: DateTime<Utc>, to: DateTime<Utc>| !dirty.iter().any(|h| from <= *h && *h < to);
     let wm = rolled_until.unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut pieces: Vec<Piece> = Vec::new();
     let mut cursor = range.start();
@@ -57,7 +74,11 @@ pub fn plan(
         let limit = end.min(wm);
         let bucket = [Granularity::Week, Granularity::Day, Granularity::Hour]
             .into_iter()
-            .find(|g| g.is_aligned(cursor) && g.bucket_end(cursor) <= limit);
+            .find(|g| {
+                g.is_aligned(cursor)
+                    && g.bucket_end(cursor) <= limit
+                    && clean(cursor, g.bucket_end(cursor))
+            });
         let piece_end = match bucket {
             Some(g) => g.bucket_end(cursor),
             None if cursor >= wm => end,
@@ -198,7 +219,8 @@ impl RollupReader {
             .store
             .watermark(&format!("{SEAL_WATERMARK_PREFIX}{project}"))
             .await?;
-        let rolled = plan(range, wm, sealed)
+        let dirty = self.late_hours(project, wm, sealed).await?;
+        let rolled = plan_around(range, wm, sealed, &dirty)
             .iter()
             .any(|p| matches!(p, Piece::Rollups(..)));
         Ok(if rolled { Source::Rollups } else { Source::Raw })
@@ -219,8 +241,15 @@ impl RollupReader {
             return self.raw_timeseries(q, range, granularity).await;
         }
         let wm = self.store.watermark(HOUR_WATERMARK).await?;
+        let sealed = self
+            .store
+            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{}", q.project))
+            .await?;
+        let dirty = self.late_hours(&q.project, wm, sealed).await?;
         let complete = |b: DateTime<Utc>| {
-            range.start() <= b
+            let b_end = granularity.bucket_end(b);
+            !dirty.iter().any(|h| b <= *h && *h < b_end)
+                && range.start() <= b
                 && granularity.bucket_end(b) <= range.end()
                 && wm.is_some_and(|w| granularity.bucket_end(b) <= w)
         };
@@ -249,6 +278,29 @@ impl RollupReader {
             }
         }
         Ok(points)
+    }
+
+    /// The project's hours behind the watermark (and not sealed) that changed since they
+    /// were rolled: their rollup rows are stale until the next tick, so they are read raw.
+    /// Looks at the oldest [`DIRTY_SCAN_LIMIT`] markers (a scheduler backlog beyond that
+    /// can hide newer late hours until it catches up).
+    async fn late_hours(
+        &self,
+        project: &ProjectId,
+        wm: Option<DateTime<Utc>>,
+        sealed: Option<DateTime<Utc>>,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        let Some(wm) = wm else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .store
+            .dirty_hours(DIRTY_SCAN_LIMIT)
+            .await?
+            .into_iter()
+            .filter(|d| &d.project == project && d.hour < wm && sealed.is_none_or(|s| d.hour >= s))
+            .map(|d| d.hour)
+            .collect())
     }
 
     async fn raw_timeseries(
@@ -312,8 +364,9 @@ impl RollupReader {
             .store
             .watermark(&format!("{SEAL_WATERMARK_PREFIX}{}", sel.project))
             .await?;
+        let dirty = self.late_hours(sel.project, wm, sealed).await?;
         let mut rows = Vec::new();
-        for piece in plan(range, wm, sealed) {
+        for piece in plan_around(range, wm, sealed, &dirty) {
             match piece {
                 Piece::Rollups(g, r) => rows.extend(self.query(sel, g, r).await?),
                 Piece::Raw(r) => rows.extend(self.raw_rows(sel, r).await?),

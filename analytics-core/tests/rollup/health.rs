@@ -377,7 +377,13 @@ async fn empty_future_and_single_event_windows_give_documented_zeros_and_nulls()
         .timeseries(&shop, &future, Granularity::Hour)
         .await
         .unwrap();
-    assert_eq!(points.len(), 24);
+    // Unaligned at 10:17: 25 hourly buckets, every one empty.
+    assert_eq!(points.len(), 25);
+    assert!(
+        points
+            .iter()
+            .all(|p| p.figures == RequestFigures::default())
+    );
     // Another project sees none of it.
     assert_eq!(
         h.requests(&project("other"), day.range()).await.unwrap(),
@@ -421,4 +427,44 @@ async fn store_call_timings_roll_up_apart_from_application_traffic() {
     }
     let day = Window::preset(RangePreset::Last24Hours, now()).range();
     assert_eq!(h.store_latency(day).await.unwrap().calls, 24);
+}
+
+#[tokio::test]
+async fn late_events_into_an_already_rolled_hour_count_before_the_next_tick() {
+    let store = Arc::new(MemoryStore::new());
+    let h = health(&store);
+    let shop = project("shop");
+    let events: Vec<Event> = generated()
+        .into_iter()
+        .filter(|e| e.occurred_at >= now() - Duration::days(2))
+        .collect();
+    let (early, late): (Vec<Event>, Vec<Event>) = events
+        .iter()
+        .cloned()
+        .partition(|e| e.occurred_at.timestamp() % 7 != 0);
+    ingest(store.as_ref(), &early).await;
+    tick(&store, 60).await;
+    // The late events land in hours the tick already rolled (behind the watermark).
+    ingest(store.as_ref(), &late).await;
+    for when in ["before the next tick", "after it"] {
+        for preset in [RangePreset::Last24Hours, RangePreset::Last7Days] {
+            let window = Window::preset(preset, now());
+            let what = format!("{when} {preset}");
+            let got = h.requests(&shop, window.range()).await.unwrap();
+            check(&what, &got, &truth(&events, window.range(), None));
+            let routes = h.routes(&shop, window.range(), 500).await.unwrap();
+            for r in &routes {
+                let want = truth(&events, window.range(), Some((&r.method, &r.route)));
+                check(&what, &r.figures, &want);
+            }
+            let points = h
+                .timeseries(&shop, &window, Granularity::Hour)
+                .await
+                .unwrap();
+            for (p, b) in points.iter().zip(window.buckets(Granularity::Hour)) {
+                check(&what, &p.figures, &truth(&events, b.covered, None));
+            }
+        }
+        tick(&store, 60).await;
+    }
 }

@@ -284,7 +284,8 @@ impl EventsApi {
         })))
     }
 
-    /// Lists raw events, newest first (role `admin`). `kind` takes a comma-separated list;
+    /// Lists raw events, newest first (role `admin`), of `project` (default `default`).
+    /// `kind` takes a comma-separated list;
     /// `from`/`to` are RFC 3339; `limit` is 1..=1000 (default 100); pass `next_cursor` of
     /// a page as `cursor` for the next one.
     #[allow(clippy::too_many_arguments)]
@@ -320,10 +321,15 @@ impl EventsApi {
                 .collect::<Result<_, _>>()
                 .map_err(|e| ApiError::invalid("kind", e.message))?,
         };
-        let project = non_empty(project.0)
-            .map(ProjectId::parse)
-            .transpose()
-            .map_err(|e| ApiError::invalid("project", e.message))?;
+        // API.md: `project` defaults to `default` (so the server's own telemetry in the
+        // internal project is listed only when asked for by name).
+        let project = Some(
+            non_empty(project.0)
+                .map(ProjectId::parse)
+                .transpose()
+                .map_err(|e| ApiError::invalid("project", e.message))?
+                .unwrap_or_else(ProjectId::default_project),
+        );
         let from = parse_time("from", non_empty(from.0))?;
         let to = parse_time("to", non_empty(to.0))?;
         let range = match (from, to) {
@@ -363,12 +369,11 @@ impl EventsApi {
             user_id: non_empty(user_id.0),
             session_id: non_empty(session_id.0),
         };
-        let page = self
-            .state
-            .store
-            .query_events(&filter, &page_req)
-            .await
-            .map_err(ApiError::from)?;
+        let started = std::time::Instant::now();
+        let page = self.state.store.query_events(&filter, &page_req).await;
+        self.state
+            .record_store_call(analytics_core::health::StoreOperation::Read, started);
+        let page = page.map_err(ApiError::from)?;
         let events = page
             .items
             .iter()

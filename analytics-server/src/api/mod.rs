@@ -2,6 +2,7 @@
 //! observing middleware (request id, body limit, authentication, metrics, error shape).
 
 mod events;
+mod health;
 mod ingest_body;
 mod ops;
 
@@ -16,6 +17,10 @@ use poem_openapi::{OpenApiService, Tags};
 pub use events::{
     EventResult, EventsPage, FieldProblem, IngestRequest, IngestResponseBody, ResultStatus,
 };
+pub use health::{
+    ApiHealth, DatabaseHealth, HealthOverview, HealthPointBody, HealthTimeseries, RealtimeBody,
+    RouteHealth,
+};
 pub use ops::{Readiness, ReadyResponse};
 
 use crate::auth::authenticate;
@@ -27,18 +32,34 @@ use crate::state::AppState;
 pub enum ApiTags {
     /// Event ingestion and listing.
     Events,
+    /// System health: request figures, endpoints, the store, timeseries (role admin).
+    Health,
     /// Health, readiness and metrics.
     Operations,
 }
 
 /// Every path the API serves (the spec test checks that each is documented).
-pub const PATHS: [&str; 4] = ["/api/v1/analytics/events", "/livez", "/readyz", "/metrics"];
+pub const PATHS: [&str; 8] = [
+    "/api/v1/analytics/events",
+    "/api/v1/analytics/health/overview",
+    "/api/v1/analytics/health/api",
+    "/api/v1/analytics/health/database",
+    "/api/v1/analytics/health/timeseries",
+    "/livez",
+    "/readyz",
+    "/metrics",
+];
 
 /// The OpenAPI service of the endpoints.
-pub fn openapi_service(state: AppState) -> OpenApiService<(events::EventsApi, ops::OpsApi), ()> {
+pub fn openapi_service(
+    state: AppState,
+) -> OpenApiService<(events::EventsApi, health::HealthApi, ops::OpsApi), ()> {
     OpenApiService::new(
         (
             events::EventsApi {
+                state: state.clone(),
+            },
+            health::HealthApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
@@ -76,6 +97,10 @@ pub fn build_app(state: AppState) -> BoxEndpoint<'static, Response> {
 pub fn route_template(path: &str) -> &'static str {
     match path {
         "/api/v1/analytics/events" => "/api/v1/analytics/events",
+        "/api/v1/analytics/health/overview" => "/api/v1/analytics/health/overview",
+        "/api/v1/analytics/health/api" => "/api/v1/analytics/health/api",
+        "/api/v1/analytics/health/database" => "/api/v1/analytics/health/database",
+        "/api/v1/analytics/health/timeseries" => "/api/v1/analytics/health/timeseries",
         "/livez" => "/livez",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",

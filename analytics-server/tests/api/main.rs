@@ -4,6 +4,7 @@
 mod auth;
 mod blackbox;
 mod durability;
+mod health;
 mod helpers;
 mod ingest;
 mod query;
