@@ -79,10 +79,16 @@ struct Totals {
 }
 
 /// A histogram bound that sorts (never NaN: NaN bounds are dropped).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct OrderedLe(f64);
 
 impl Eq for OrderedLe {}
+
+impl PartialOrd for OrderedLe {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Ord for OrderedLe {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {

@@ -453,6 +453,7 @@ impl HealthApi {
 
     /// Latency and errors by endpoint (role `admin`): one entry per (method, route), most
     /// requests first; `limit` 1..=500 (default 50).
+    #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/api/v1/analytics/health/api",
         method = "get",
