@@ -240,6 +240,20 @@ impl ProjectId {
     pub fn default_project() -> Self {
         Self("default".to_owned())
     }
+
+    /// The reserved project holding the server's own telemetry (store-call timings), so it
+    /// is never mixed into an application's figures.
+    pub fn internal() -> Self {
+        Self(Self::INTERNAL.to_owned())
+    }
+
+    /// The slug of [`ProjectId::internal`].
+    pub const INTERNAL: &'static str = "analytics-internal";
+
+    /// Whether this is [`ProjectId::internal`].
+    pub fn is_internal(&self) -> bool {
+        self.0 == Self::INTERNAL
+    }
 }
 
 impl CorrelationId {

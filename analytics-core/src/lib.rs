@@ -15,6 +15,7 @@ pub mod clock;
 pub mod collector;
 pub mod error;
 pub mod event;
+pub mod health;
 pub mod ids;
 pub mod memory;
 pub mod notification;
@@ -36,4 +37,4 @@ pub use ids::{
     UserId, WebhookUrl,
 };
 pub use page::{Cursor, Page, PageRequest};
-pub use time::{Comparison, Granularity, RangePreset, TimeRange};
+pub use time::{Bucket, Comparison, Granularity, RangePreset, TimeRange, Window};

@@ -173,11 +173,13 @@ impl RangePreset {
         }
     }
 
-    /// The natural bucket size for a timeseries over this range.
+    /// The natural bucket size for a timeseries over this range: minutes for `1h`, hours
+    /// for `24h` and `7d`, days for `30d` (API.md, system health timeseries).
     pub fn granularity(self) -> Granularity {
         match self {
-            Self::LastHour | Self::Last24Hours => Granularity::Hour,
-            Self::Last7Days | Self::Last30Days => Granularity::Day,
+            Self::LastHour => Granularity::Minute,
+            Self::Last24Hours | Self::Last7Days => Granularity::Hour,
+            Self::Last30Days => Granularity::Day,
         }
     }
 }
@@ -198,11 +200,17 @@ impl fmt::Display for RangePreset {
     }
 }
 
-/// Rollup bucket sizes. Buckets are aligned in UTC: hours on the hour, days at 00:00, weeks
-/// at Sunday 00:00 (the PRD's weekly job runs Sunday midnight UTC).
+/// Bucket sizes. Buckets are aligned in UTC: minutes and hours on the minute and hour,
+/// days at 00:00, weeks at Sunday 00:00 (the PRD's weekly job runs Sunday midnight UTC).
+///
+/// Hours, days and weeks are rolled up ([`Granularity::ROLLED`]); minutes are not: a
+/// minute timeseries is computed from raw events, so it is only offered for short windows
+/// (see [`Window::granularity`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Granularity {
+    /// One minute (timeseries only; never a rollup row).
+    Minute,
     /// One hour.
     Hour,
     /// One UTC day.
@@ -213,11 +221,20 @@ pub enum Granularity {
 
 impl Granularity {
     /// All granularities, finest first.
-    pub const ALL: [Granularity; 3] = [Self::Hour, Self::Day, Self::Week];
+    pub const ALL: [Granularity; 4] = [Self::Minute, Self::Hour, Self::Day, Self::Week];
+
+    /// The granularities rollup rows are kept at, finest first.
+    pub const ROLLED: [Granularity; 3] = [Self::Hour, Self::Day, Self::Week];
+
+    /// Whether rollup rows exist at this granularity.
+    pub fn is_rolled(self) -> bool {
+        self != Self::Minute
+    }
 
     /// The bucket length.
     pub fn duration(self) -> Duration {
         match self {
+            Self::Minute => Duration::minutes(1),
             Self::Hour => Duration::hours(1),
             Self::Day => Duration::days(1),
             Self::Week => Duration::weeks(1),
@@ -228,6 +245,10 @@ impl Granularity {
     pub fn bucket_start(self, t: DateTime<Utc>) -> DateTime<Utc> {
         let day = t.date_naive();
         match self {
+            Self::Minute => {
+                let secs = t.timestamp().div_euclid(60) * 60;
+                DateTime::from_timestamp(secs, 0).unwrap_or(t)
+            }
             Self::Hour => {
                 let secs = t.timestamp().div_euclid(3600) * 3600;
                 DateTime::from_timestamp(secs, 0).unwrap_or(t)
@@ -262,8 +283,10 @@ impl Granularity {
     }
 
     /// The next coarser granularity that is built from this one (hour -> day -> week).
+    /// Minutes are not rolled up, so they have no parent.
     pub fn parent(self) -> Option<Granularity> {
         match self {
+            Self::Minute => None,
             Self::Hour => Some(Self::Day),
             Self::Day => Some(Self::Week),
             Self::Week => None,
@@ -273,15 +296,16 @@ impl Granularity {
     /// The granularity this one is merged from.
     pub fn child(self) -> Option<Granularity> {
         match self {
-            Self::Hour => None,
+            Self::Minute | Self::Hour => None,
             Self::Day => Some(Self::Hour),
             Self::Week => Some(Self::Day),
         }
     }
 
-    /// The wire form (`hour`, `day`, `week`).
+    /// The wire form (`minute`, `hour`, `day`, `week`).
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Minute => "minute",
             Self::Hour => "hour",
             Self::Day => "day",
             Self::Week => "week",
@@ -295,7 +319,7 @@ impl FromStr for Granularity {
         Self::ALL
             .into_iter()
             .find(|g| g.as_str() == s)
-            .ok_or_else(|| FieldError::new("granularity", "must be one of hour, day, week"))
+            .ok_or_else(|| FieldError::new("granularity", "must be one of minute, hour, day, week"))
     }
 }
 
@@ -327,6 +351,169 @@ impl FromStr for Comparison {
             )),
         }
     }
+}
+
+/// The time window of an API request (API.md, "Common rules"): a `range` preset ending now
+/// (default `24h`), or an explicit `from`/`to` pair (RFC 3339, `to` exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    range: TimeRange,
+    preset: Option<RangePreset>,
+}
+
+impl Window {
+    /// The longest explicit window.
+    pub const MAX_SPAN: Duration = Duration::days(400);
+
+    /// Longest window a minute timeseries is offered for (minutes are read from raw events).
+    pub const MAX_MINUTE_SPAN: Duration = Duration::hours(24);
+
+    /// Parses the query parameters `range`, `from` and `to` (absent or empty = not given).
+    ///
+    /// Errors name the field: `range` for a bad preset or when both forms are given, `from`
+    /// or `to` for a bad timestamp or when only the other one is given, `from` when it is
+    /// not before `to` and `to` when the span exceeds [`Window::MAX_SPAN`].
+    pub fn parse(
+        range: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, FieldError> {
+        fn given(v: Option<&str>) -> Option<&str> {
+            v.filter(|s| !s.is_empty())
+        }
+        let (range, from, to) = (given(range), given(from), given(to));
+        if range.is_some() && (from.is_some() || to.is_some()) {
+            return Err(FieldError::new(
+                "range",
+                "give either range or from and to, not both",
+            ));
+        }
+        match (from, to) {
+            (None, None) => {
+                let preset = match range {
+                    Some(r) => r.parse()?,
+                    None => RangePreset::Last24Hours,
+                };
+                Ok(Self::preset(preset, now))
+            }
+            (Some(_), None) => Err(FieldError::new("to", "is required when from is given")),
+            (None, Some(_)) => Err(FieldError::new("from", "is required when to is given")),
+            (Some(f), Some(t)) => {
+                let start = parse_rfc3339("from", f)?;
+                let end = parse_rfc3339("to", t)?;
+                Self::between(start, end)
+            }
+        }
+    }
+
+    /// The preset window ending at `now`.
+    pub fn preset(preset: RangePreset, now: DateTime<Utc>) -> Self {
+        Self {
+            range: TimeRange::last(preset, now),
+            preset: Some(preset),
+        }
+    }
+
+    /// The explicit window `[start, end)`: `start < end`, at most [`Window::MAX_SPAN`].
+    pub fn between(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self, FieldError> {
+        let range =
+            TimeRange::new(start, end).map_err(|_| FieldError::new("from", "must be before to"))?;
+        if range.duration() > Self::MAX_SPAN {
+            return Err(FieldError::new(
+                "to",
+                "the window must span at most 400 days",
+            ));
+        }
+        Ok(Self {
+            range,
+            preset: None,
+        })
+    }
+
+    /// The instants covered.
+    pub fn range(&self) -> TimeRange {
+        self.range
+    }
+
+    /// The preset, when the window was given as one.
+    pub fn preset_used(&self) -> Option<RangePreset> {
+        self.preset
+    }
+
+    /// The default bucket size: the preset's ([`RangePreset::granularity`]); for an explicit
+    /// window, minutes up to 1 h, hours up to 7 days, days beyond.
+    pub fn default_granularity(&self) -> Granularity {
+        match self.preset {
+            Some(p) => p.granularity(),
+            None if self.range.duration() <= Duration::hours(1) => Granularity::Minute,
+            None if self.range.duration() <= Duration::days(7) => Granularity::Hour,
+            None => Granularity::Day,
+        }
+    }
+
+    /// The bucket size asked for (`None` or empty: the default), which must be one of
+    /// `allowed`; minutes only for windows of at most [`Window::MAX_MINUTE_SPAN`]. Errors
+    /// name the field `granularity`.
+    pub fn granularity(
+        &self,
+        requested: Option<&str>,
+        allowed: &[Granularity],
+    ) -> Result<Granularity, FieldError> {
+        let g = match requested.filter(|s| !s.is_empty()) {
+            None => self.default_granularity(),
+            Some(s) => {
+                let names: Vec<&str> = allowed.iter().map(|g| g.as_str()).collect();
+                let bad = || {
+                    FieldError::new(
+                        "granularity",
+                        format!("must be one of {}", names.join(", ")),
+                    )
+                };
+                let g: Granularity = s.parse().map_err(|_| bad())?;
+                if !allowed.contains(&g) {
+                    return Err(bad());
+                }
+                g
+            }
+        };
+        if g == Granularity::Minute && self.range.duration() > Self::MAX_MINUTE_SPAN {
+            return Err(FieldError::new(
+                "granularity",
+                "minute buckets need a window of at most 24 h",
+            ));
+        }
+        Ok(g)
+    }
+
+    /// The buckets of `granularity` overlapping the window, oldest first, each clipped to
+    /// the window (the first and last may be partial).
+    pub fn buckets(&self, granularity: Granularity) -> impl Iterator<Item = Bucket> + use<> {
+        let range = self.range;
+        let mut next = Some(granularity.bucket_start(range.start()));
+        std::iter::from_fn(move || {
+            let start = next?;
+            let end = granularity.bucket_end(start);
+            next = Some(end);
+            let covered = TimeRange::new(start.max(range.start()), end.min(range.end())).ok()?;
+            Some(Bucket { start, covered })
+        })
+    }
+}
+
+/// One bucket of a window's timeseries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    /// The aligned bucket start (the point's `ts`), possibly before the window's start.
+    pub start: DateTime<Utc>,
+    /// The part of the bucket inside the window.
+    pub covered: TimeRange,
+}
+
+fn parse_rfc3339(field: &str, s: &str) -> Result<DateTime<Utc>, FieldError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| FieldError::new(field, "must be an RFC 3339 timestamp"))
 }
 
 /// Truncates `t` to whole microseconds, the precision every store keeps.
@@ -559,6 +746,161 @@ mod tests {
         assert_eq!(y.start(), t("2023-02-28T12:00:00Z"));
         assert_eq!(y.duration(), collapsing.duration());
         assert_eq!("yoy".parse::<Comparison>().unwrap_err().field, "compare");
+    }
+
+    #[test]
+    fn minute_buckets() {
+        check_bucket(
+            Granularity::Minute,
+            "2024-03-10T13:59:59.999Z",
+            "2024-03-10T13:59:00Z",
+            "2024-03-10T14:00:00Z",
+        );
+        assert!(!Granularity::Minute.is_rolled());
+        assert_eq!(Granularity::Minute.parent(), None);
+        assert_eq!(
+            "minute".parse::<Granularity>().unwrap(),
+            Granularity::Minute
+        );
+    }
+
+    fn window(range: Option<&str>, from: Option<&str>, to: Option<&str>) -> Result<Window, String> {
+        Window::parse(range, from, to, t("2024-03-10T10:17:00Z")).map_err(|e| e.field)
+    }
+
+    #[test]
+    fn window_defaults_to_the_last_24_hours() {
+        let w = window(None, None, None).unwrap();
+        assert_eq!(w.range().start(), t("2024-03-09T10:17:00Z"));
+        assert_eq!(w.range().end(), t("2024-03-10T10:17:00Z"));
+        assert_eq!(w.preset_used(), Some(RangePreset::Last24Hours));
+        // Empty parameters count as absent.
+        assert_eq!(window(Some(""), Some(""), Some("")).unwrap(), w);
+    }
+
+    #[test]
+    fn window_errors_name_the_field() {
+        assert_eq!(window(Some("2d"), None, None).unwrap_err(), "range");
+        assert_eq!(
+            window(Some("1h"), Some("2024-03-01T00:00:00Z"), None).unwrap_err(),
+            "range"
+        );
+        assert_eq!(
+            window(Some("1h"), None, Some("2024-03-01T00:00:00Z")).unwrap_err(),
+            "range"
+        );
+        assert_eq!(
+            window(None, None, Some("2024-03-01T00:00:00Z")).unwrap_err(),
+            "from"
+        );
+        assert_eq!(
+            window(None, Some("2024-03-01T00:00:00Z"), None).unwrap_err(),
+            "to"
+        );
+        assert_eq!(
+            window(None, Some("yesterday"), Some("2024-03-01T00:00:00Z")).unwrap_err(),
+            "from"
+        );
+        assert_eq!(
+            window(None, Some("2024-03-01T00:00:00Z"), Some("2024-13-01")).unwrap_err(),
+            "to"
+        );
+        // from must be before to.
+        let same = Some("2024-03-01T00:00:00Z");
+        assert_eq!(window(None, same, same).unwrap_err(), "from");
+        // At most 400 days.
+        assert_eq!(
+            window(
+                None,
+                Some("2023-01-01T00:00:00Z"),
+                Some("2024-03-01T00:00:00Z")
+            )
+            .unwrap_err(),
+            "to"
+        );
+        let w = window(
+            None,
+            Some("2023-02-01T00:00:00Z"),
+            Some("2024-03-07T00:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(w.range().duration(), Duration::days(400));
+        assert_eq!(w.preset_used(), None);
+    }
+
+    #[test]
+    fn window_default_granularity_per_preset() {
+        for (preset, g) in [
+            ("1h", Granularity::Minute),
+            ("24h", Granularity::Hour),
+            ("7d", Granularity::Hour),
+            ("30d", Granularity::Day),
+        ] {
+            let w = window(Some(preset), None, None).unwrap();
+            assert_eq!(w.default_granularity(), g, "{preset}");
+            assert_eq!(w.granularity(None, &Granularity::ALL).unwrap(), g);
+        }
+        let allowed = [Granularity::Minute, Granularity::Hour, Granularity::Day];
+        let w = window(Some("7d"), None, None).unwrap();
+        assert_eq!(
+            w.granularity(Some("day"), &allowed).unwrap(),
+            Granularity::Day
+        );
+        assert_eq!(
+            w.granularity(Some("week"), &allowed).unwrap_err().field,
+            "granularity"
+        );
+        assert_eq!(
+            w.granularity(Some("fortnight"), &allowed)
+                .unwrap_err()
+                .field,
+            "granularity"
+        );
+        // Minutes are read from raw events: only for windows up to 24 h.
+        assert_eq!(
+            w.granularity(Some("minute"), &allowed).unwrap_err().field,
+            "granularity"
+        );
+        let w = window(Some("24h"), None, None).unwrap();
+        assert_eq!(
+            w.granularity(Some("minute"), &allowed).unwrap(),
+            Granularity::Minute
+        );
+    }
+
+    #[test]
+    fn a_24h_window_at_10_17_has_25_hourly_points_clipped_at_the_edges() {
+        let w = window(Some("24h"), None, None).unwrap();
+        let b: Vec<Bucket> = w.buckets(Granularity::Hour).collect();
+        assert_eq!(b.len(), 25);
+        assert_eq!(b[0].start, t("2024-03-09T10:00:00Z"));
+        assert_eq!(b[0].covered.start(), t("2024-03-09T10:17:00Z"));
+        assert_eq!(b[0].covered.end(), t("2024-03-09T11:00:00Z"));
+        assert_eq!(b[1].covered.duration(), Duration::hours(1));
+        assert_eq!(b[24].start, t("2024-03-10T10:00:00Z"));
+        assert_eq!(b[24].covered.end(), t("2024-03-10T10:17:00Z"));
+        let total: Duration = b.iter().map(|b| b.covered.duration()).sum();
+        assert_eq!(total, Duration::hours(24));
+        // One hour at minutes: 60 whole minutes when aligned on the minute.
+        assert_eq!(
+            window(Some("1h"), None, None)
+                .unwrap()
+                .buckets(Granularity::Minute)
+                .count(),
+            60
+        );
+        // Weeks start on Sunday: 2024-03-10 is one.
+        let w = window(
+            None,
+            Some("2024-03-06T00:00:00Z"),
+            Some("2024-03-12T00:00:00Z"),
+        )
+        .unwrap();
+        let weeks: Vec<_> = w.buckets(Granularity::Week).map(|b| b.start).collect();
+        assert_eq!(
+            weeks,
+            vec![t("2024-03-03T00:00:00Z"), t("2024-03-10T00:00:00Z")]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use analytics_core::health::HealthThresholds;
 use analytics_core::memory::MemoryStore;
 use analytics_core::ports::Store;
 use analytics_core::project::{ApiKeyRecord, ApiKeySecret, Project, ProjectSettings};
@@ -92,6 +93,18 @@ struct Common {
     #[arg(long, env = "ANALYTICS_IDLE_TIMEOUT_SECS", global = true,
           default_value_t = ConnectionLimits::default().idle_timeout.as_secs())]
     idle_timeout_secs: u64,
+    /// Prometheus text endpoint scraped for the live view of `health/overview` (default:
+    /// this server's own `/metrics`).
+    #[arg(long, env = "ANALYTICS_PROMETHEUS_URL", global = true)]
+    prometheus_url: Option<String>,
+    /// `health/overview` says `degraded` above this error rate (a fraction).
+    #[arg(long, env = "ANALYTICS_HEALTH_MAX_ERROR_RATE", global = true,
+          default_value_t = HealthThresholds::default().max_error_rate)]
+    health_max_error_rate: f64,
+    /// `health/overview` says `degraded` above this p95 latency in milliseconds.
+    #[arg(long, env = "ANALYTICS_HEALTH_MAX_P95_MS", global = true,
+          default_value_t = HealthThresholds::default().max_p95_ms)]
+    health_max_p95_ms: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +136,23 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Fill a project with a realistic, reproducible month of API traffic (a diurnal cycle,
+    /// ~20 routes, an error burst, a latency incident), written through the store's batch
+    /// path; re-running with the same seed adds nothing.
+    Demo {
+        /// Project slug.
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// Days of traffic ending now (rounded down to the hour).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Average requests per hour.
+        #[arg(long, default_value_t = 300)]
+        per_hour: u32,
+        /// Generator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +250,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = connect_store(&common.database_url).await?;
             api_key(&*store, command).await
         }
+        Command::Demo {
+            project,
+            days,
+            per_hour,
+            seed,
+        } => {
+            let project = ProjectId::parse(project).map_err(anyhow::Error::msg)?;
+            let store = connect_store(&common.database_url).await?;
+            let options = crate::demo::DemoOptions {
+                project: project.clone(),
+                end: analytics_core::Granularity::Hour.bucket_start(SystemClock.now()),
+                days,
+                per_hour,
+                seed,
+            };
+            let (generated, inserted) = crate::demo::fill(&*store, &options).await?;
+            out(format_args!(
+                "project {project}: {generated} api_request events generated, {inserted} new"
+            ))
+        }
         Command::Openapi => {
             let state = AppState::new(
                 Arc::new(MemoryStore::new()),
@@ -277,6 +327,11 @@ async fn serve(common: Common) -> anyhow::Result<()> {
         Duration::from_secs(common.header_read_timeout_secs.max(1));
     settings.connections.idle_timeout = Duration::from_secs(common.idle_timeout_secs.max(1));
     settings.connections.max_connections = connection_budget(common.max_connections);
+    settings.prometheus_url = common.prometheus_url.clone();
+    settings.health_thresholds = HealthThresholds {
+        max_error_rate: common.health_max_error_rate,
+        max_p95_ms: common.health_max_p95_ms,
+    };
     let app = Application::build(settings).await?;
     let backend = app.state().store.backend();
     let host = common.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);

@@ -8,8 +8,10 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod demo;
 pub mod error;
 pub mod metrics;
+pub mod realtime;
 mod serve;
 pub mod startup;
 pub mod state;

@@ -5,18 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use analytics_core::health::{HealthThresholds, StoreOperation};
 use analytics_core::memory::MemoryStore;
 use analytics_core::ports::{JobLease, Store};
 use analytics_core::rollup::scheduler::{LOCK_NAME, RollupScheduler, SchedulerOptions};
 use analytics_core::rollup::spec::RollupSpecs;
-use analytics_core::{Clock, CollectorOptions, SystemClock};
+use analytics_core::{AnalyticsEventCollector, Clock, CollectorOptions, SystemClock};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::build_app;
 use crate::auth::JwtSettings;
-use crate::state::{AppState, ConnectionLimits, HttpLimits};
+use crate::realtime::{DEFAULT_BUDGET, PrometheusScrapeSource};
+use crate::state::{AppState, ConnectionLimits, HealthContext, HttpLimits, record_store_call};
 
 /// Everything the server needs; built by the binary from flags and environment. Its
 /// `Debug` hides the database URL's password.
@@ -46,6 +48,11 @@ pub struct Settings {
     /// How long a verified API key is trusted without asking the store (a revoked key
     /// keeps working this long); zero asks every time.
     pub api_key_ttl: Duration,
+    /// The Prometheus text endpoint of the live health view; `None`: this server's own
+    /// `/metrics`.
+    pub prometheus_url: Option<String>,
+    /// When `health/overview` says `degraded`.
+    pub health_thresholds: HealthThresholds,
 }
 
 impl Settings {
@@ -63,6 +70,8 @@ impl Settings {
             drain_delay: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
             api_key_ttl: crate::state::DEFAULT_API_KEY_TTL,
+            prometheus_url: None,
+            health_thresholds: HealthThresholds::default(),
         }
     }
 }
@@ -81,6 +90,11 @@ impl std::fmt::Debug for Settings {
             .field("drain_delay", &self.drain_delay)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("api_key_ttl", &self.api_key_ttl)
+            .field(
+                "prometheus_url",
+                &self.prometheus_url.as_deref().map(redact_url),
+            )
+            .field("health_thresholds", &self.health_thresholds)
             .finish()
     }
 }
@@ -189,10 +203,14 @@ impl Application {
         let listener = TcpListener::bind(settings.bind.as_str())
             .await
             .with_context(|| format!("binding {}", settings.bind))?;
-        let port = listener
+        let addr = listener
             .local_addr()
-            .context("listener has no socket address")?
-            .port();
+            .context("listener has no socket address")?;
+        let port = addr.port();
+        let prometheus_url = settings
+            .prometheus_url
+            .clone()
+            .unwrap_or_else(|| own_metrics_url(addr));
         let writers = settings
             .ingest_writers
             .unwrap_or_else(|| store.write_concurrency());
@@ -205,7 +223,12 @@ impl Application {
             },
             settings.limits.clone(),
         )
-        .with_api_key_ttl(settings.api_key_ttl);
+        .with_api_key_ttl(settings.api_key_ttl)
+        .with_health(HealthContext {
+            thresholds: settings.health_thresholds,
+            realtime: Some(PrometheusScrapeSource::new(prometheus_url, DEFAULT_BUDGET)),
+            ..HealthContext::default()
+        });
         let (stop, _) = watch::channel(false);
         Ok(Self {
             listener,
@@ -245,6 +268,7 @@ impl Application {
         let (workers_stop, workers_rx) = watch::channel(false);
         let rollup = tokio::spawn(rollup_loop(
             state.store.clone(),
+            state.collector.clone(),
             settings.rollup_interval,
             workers_rx,
         ));
@@ -286,6 +310,20 @@ impl Application {
     }
 }
 
+/// This server's own `/metrics` as reachable from itself (an unspecified bind address is
+/// reached on loopback).
+fn own_metrics_url(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!(
+        "http://{}/metrics",
+        std::net::SocketAddr::new(ip, addr.port())
+    )
+}
+
 #[cfg(unix)]
 async fn os_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -310,7 +348,12 @@ async fn os_signal() {
 
 /// Ticks the rollup scheduler every `every` while holding the singleton lock (kept between
 /// ticks, given up after a failed tick and re-acquired on the next one).
-async fn rollup_loop(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
+async fn rollup_loop(
+    store: Arc<dyn Store>,
+    collector: Arc<AnalyticsEventCollector>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let scheduler = RollupScheduler::new(RollupSpecs::defaults(), SchedulerOptions::default());
     let mut lease: Option<JobLease> = None;
     let mut ticker = tokio::time::interval(every);
@@ -336,11 +379,15 @@ async fn rollup_loop(store: Arc<dyn Store>, every: Duration, mut stop: watch::Re
                 }
             }
         }
+        let started = std::time::Instant::now();
         let tick = scheduler.tick(&*store, SystemClock.now());
         let result = tokio::select! {
             r = tick => r,
             _ = stop.wait_for(|s| *s) => return,
         };
+        if result.is_ok() {
+            record_store_call(&collector, StoreOperation::RollupTick, started);
+        }
         match result {
             Ok(report) => tracing::info!(
                 hours_rolled = report.hours_rolled,

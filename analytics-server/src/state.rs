@@ -1,14 +1,17 @@
 //! The shared state of the HTTP layer: store, collector, auth settings, metrics, limits.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
+use analytics_core::health::{HealthThresholds, StoreOperation};
 use analytics_core::ports::Store;
-use analytics_core::{AnalyticsEventCollector, CollectorOptions, EventLimits};
+use analytics_core::rollup::spec::RollupSpecs;
+use analytics_core::{AnalyticsEventCollector, Clock, CollectorOptions, EventLimits, SystemClock};
 
 use crate::auth::{ApiKeyCache, JwtSettings};
 use crate::metrics::Metrics;
+use crate::realtime::PrometheusScrapeSource;
 
 /// How long a verified API key is trusted without asking the store again, by default.
 pub const DEFAULT_API_KEY_TTL: Duration = Duration::from_secs(30);
@@ -104,7 +107,33 @@ pub struct AppState {
     pub limits: Arc<HttpLimits>,
     /// Recently verified API keys.
     pub api_keys: ApiKeyCache,
+    /// What the health endpoints need beyond the store.
+    pub health: Arc<HealthContext>,
     draining: Arc<AtomicBool>,
+}
+
+/// The health endpoints' settings and the process start.
+#[derive(Debug)]
+pub struct HealthContext {
+    /// When this process started serving (for `uptime_seconds`).
+    pub started: Instant,
+    /// When `health/overview` says `degraded`.
+    pub thresholds: HealthThresholds,
+    /// The rollup specs the reader answers from.
+    pub specs: Arc<RollupSpecs>,
+    /// The live Prometheus view; `None`: `realtime.available = false`.
+    pub realtime: Option<PrometheusScrapeSource>,
+}
+
+impl Default for HealthContext {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            thresholds: HealthThresholds::default(),
+            specs: Arc::new(RollupSpecs::defaults()),
+            realtime: None,
+        }
+    }
 }
 
 impl AppState {
@@ -115,9 +144,16 @@ impl AppState {
         collector: CollectorOptions,
         limits: HttpLimits,
     ) -> Self {
-        let sink: Arc<dyn analytics_core::ports::EventSink> = Arc::new(SinkAdapter(store.clone()));
+        let timer = Arc::new(OnceLock::new());
+        let sink: Arc<dyn analytics_core::ports::EventSink> = Arc::new(SinkAdapter {
+            store: store.clone(),
+            timer: timer.clone(),
+        });
+        let collector = Arc::new(AnalyticsEventCollector::start(sink, collector));
+        let _ = timer.set(Arc::downgrade(&collector));
         Self {
-            collector: Arc::new(AnalyticsEventCollector::start(sink, collector)),
+            collector,
+            health: Arc::new(HealthContext::default()),
             store,
             jwt: Arc::new(jwt),
             metrics: Metrics::new(),
@@ -135,6 +171,19 @@ impl AppState {
         self
     }
 
+    /// Sets the health endpoints' context (thresholds, the Prometheus source).
+    #[must_use]
+    pub fn with_health(mut self, health: HealthContext) -> Self {
+        self.health = Arc::new(health);
+        self
+    }
+
+    /// Records a store call that started at `started` as a `store_call` event of the
+    /// internal project (fire and forget: dropped when the ingest queue is full).
+    pub fn record_store_call(&self, op: StoreOperation, started: Instant) {
+        record_store_call(&self.collector, op, started);
+    }
+
     /// Whether the server is shutting down (readiness answers 503).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
@@ -147,9 +196,26 @@ impl AppState {
     }
 }
 
-/// Lets an `Arc<dyn Store>` serve as the collector's `Arc<dyn EventSink>`.
+/// Records one timed store call through the collector's fire-and-forget path.
+pub fn record_store_call(
+    collector: &AnalyticsEventCollector,
+    op: StoreOperation,
+    started: Instant,
+) {
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    if let Err(e) = collector.record(op.event(ms, SystemClock.now())) {
+        tracing::debug!(error = %e, operation = op.as_str(), "store-call timing dropped");
+    }
+}
+
+/// Lets an `Arc<dyn Store>` serve as the collector's `Arc<dyn EventSink>`, timing each
+/// write. Batches holding only the internal project's events (the timings themselves) are
+/// not timed, so recording a timing never causes another one.
 #[derive(Debug)]
-struct SinkAdapter(Arc<dyn Store>);
+struct SinkAdapter {
+    store: Arc<dyn Store>,
+    timer: Arc<OnceLock<Weak<AnalyticsEventCollector>>>,
+}
 
 #[async_trait::async_trait]
 impl analytics_core::ports::EventSink for SinkAdapter {
@@ -157,6 +223,15 @@ impl analytics_core::ports::EventSink for SinkAdapter {
         &self,
         events: &[analytics_core::Event],
     ) -> analytics_core::Result<analytics_core::ports::WriteReport> {
-        self.0.write_batch(events).await
+        let started = Instant::now();
+        let result = self.store.write_batch(events).await;
+        let application = events.iter().any(|e| !e.project.is_internal());
+        if application
+            && result.is_ok()
+            && let Some(collector) = self.timer.get().and_then(Weak::upgrade)
+        {
+            record_store_call(&collector, StoreOperation::IngestWrite, started);
+        }
+        result
     }
 }

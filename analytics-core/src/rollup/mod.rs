@@ -2,6 +2,7 @@
 //! with the digest, specs, pure aggregation, scheduler and reader that produce and read them.
 
 pub mod aggregate;
+pub mod catalog;
 pub mod digest;
 pub mod read;
 pub mod scheduler;

@@ -2,6 +2,7 @@
 //! coarsest complete buckets that tile it (weeks, days, hours), plus raw events for what no
 //! rollup covers yet (the open hour, unaligned edges). Never by averaging percentiles.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,6 +27,9 @@ pub enum Piece {
     Raw(TimeRange),
 }
 
+/// How many dirty-hour markers a read looks at to find late changes behind the watermark.
+pub const DIRTY_SCAN_LIMIT: usize = 1000;
+
 /// Tiles `range` with the coarsest complete buckets (complete = ending at or before
 /// `rolled_until`, the hour watermark) and raw pieces for the rest. Adjacent pieces of the
 /// same source are joined.
@@ -38,6 +42,20 @@ pub fn plan(
     rolled_until: Option<DateTime<Utc>>,
     sealed_until: Option<DateTime<Utc>>,
 ) -> Vec<Piece> {
+    plan_around(range, rolled_until, sealed_until, &[])
+}
+
+/// [`plan`], reading the hours in `dirty` from raw events even behind the watermark: they
+/// received events after they were rolled up (late events), and their rollup rows are stale
+/// until the next tick.
+pub fn plan_around(
+    range: TimeRange,
+    rolled_until: Option<DateTime<Utc>>,
+    sealed_until: Option<DateTime<Utc>>,
+    dirty: &[DateTime<Utc>],
+) -> Vec<Piece> {
+    let clean =
+        |from: DateTime<Utc>, to: DateTime<Utc>| !dirty.iter().any(|h| from <= *h && *h < to);
     let wm = rolled_until.unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut pieces: Vec<Piece> = Vec::new();
     let mut cursor = range.start();
@@ -56,7 +74,11 @@ pub fn plan(
         let limit = end.min(wm);
         let bucket = [Granularity::Week, Granularity::Day, Granularity::Hour]
             .into_iter()
-            .find(|g| g.is_aligned(cursor) && g.bucket_end(cursor) <= limit);
+            .find(|g| {
+                g.is_aligned(cursor)
+                    && g.bucket_end(cursor) <= limit
+                    && clean(cursor, g.bucket_end(cursor))
+            });
         let piece_end = match bucket {
             Some(g) => g.bucket_end(cursor),
             None if cursor >= wm => end,
@@ -114,11 +136,15 @@ impl RollupReader {
     }
 
     fn check(&self, q: &SeriesQuery) -> Result<()> {
+        self.check_names(&q.metric, q.dimensions.names().collect())
+    }
+
+    fn check_names(&self, metric: &MetricName, mut wanted: Vec<&str>) -> Result<()> {
+        wanted.sort_unstable();
         let spec = self
             .specs
-            .get(&q.metric)
-            .ok_or_else(|| Error::invalid("metric", format!("unknown metric {}", q.metric)))?;
-        let wanted: Vec<&str> = q.dimensions.names().collect();
+            .get(metric)
+            .ok_or_else(|| Error::invalid("metric", format!("unknown metric {metric}")))?;
         let grouped = spec.groupings.iter().any(|g| {
             let mut names: Vec<String> = g.iter().map(|d| stored_dimension_name(d)).collect();
             names.sort();
@@ -129,7 +155,7 @@ impl RollupReader {
         } else {
             Err(Error::invalid(
                 "dimensions",
-                format!("metric {} is not grouped by {:?}", q.metric, wanted),
+                format!("metric {metric} is not grouped by {wanted:?}"),
             ))
         }
     }
@@ -137,7 +163,7 @@ impl RollupReader {
     /// The statistics of the series over `range`; `None` when there is no data.
     pub async fn stats(&self, q: &SeriesQuery, range: TimeRange) -> Result<Option<RollupStats>> {
         self.check(q)?;
-        let rows = self.rows_for(q, range).await?;
+        let rows = self.rows_for(&Selector::series(q), range).await?;
         let (merged, bad) = merge_stats(rows.iter());
         if bad > 0 {
             return Err(Error::Internal(format!(
@@ -147,8 +173,63 @@ impl RollupReader {
         Ok(merged.map(|(_, stats)| stats))
     }
 
+    /// The statistics of every series of `metric` grouped by exactly the dimension names
+    /// `names` over `range` (one entry per distinct combination of values seen), in no
+    /// particular order. `names` must be one of the metric's groupings.
+    pub async fn breakdown(
+        &self,
+        project: &ProjectId,
+        metric: &MetricName,
+        names: &[&str],
+        range: TimeRange,
+    ) -> Result<Vec<(Dimensions, RollupStats)>> {
+        self.check_names(metric, names.to_vec())?;
+        let selector = Selector {
+            project,
+            metric,
+            filter: &Dimensions::none(),
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+        };
+        let rows = self.rows_for(&selector, range).await?;
+        let mut groups: BTreeMap<&Dimensions, Vec<&Rollup>> = BTreeMap::new();
+        for r in &rows {
+            groups.entry(&r.key.dimensions).or_default().push(r);
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (dims, rows) in groups {
+            let (merged, bad) = merge_stats(rows);
+            if bad > 0 {
+                return Err(Error::Internal(format!(
+                    "{bad} rollup rows have corrupt digests"
+                )));
+            }
+            if let Some((_, stats)) = merged {
+                out.push((dims.clone(), stats));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where an answer over `range` comes from: [`Source::Rollups`] when rollup rows cover
+    /// part of it (raw events then fill only the unaligned edges and the open hour),
+    /// [`Source::Raw`] when it is read from raw events alone.
+    pub async fn source(&self, project: &ProjectId, range: TimeRange) -> Result<Source> {
+        let wm = self.store.watermark(HOUR_WATERMARK).await?;
+        let sealed = self
+            .store
+            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{project}"))
+            .await?;
+        let dirty = self.late_hours(project, wm, sealed).await?;
+        let rolled = plan_around(range, wm, sealed, &dirty)
+            .iter()
+            .any(|p| matches!(p, Piece::Rollups(..)));
+        Ok(if rolled { Source::Rollups } else { Source::Raw })
+    }
+
     /// One point per bucket of `granularity` overlapping `range` (partial buckets at the
     /// edges cover only their part of the range); buckets without data are left out.
+    /// Minute buckets (not rolled up) are computed from raw events in one scan, so they
+    /// are empty where retention has deleted the raw events.
     pub async fn timeseries(
         &self,
         q: &SeriesQuery,
@@ -156,16 +237,26 @@ impl RollupReader {
         granularity: Granularity,
     ) -> Result<Vec<(DateTime<Utc>, RollupStats)>> {
         self.check(q)?;
+        if !granularity.is_rolled() {
+            return self.raw_timeseries(q, range, granularity).await;
+        }
         let wm = self.store.watermark(HOUR_WATERMARK).await?;
+        let sealed = self
+            .store
+            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{}", q.project))
+            .await?;
+        let dirty = self.late_hours(&q.project, wm, sealed).await?;
         let complete = |b: DateTime<Utc>| {
-            range.start() <= b
+            let b_end = granularity.bucket_end(b);
+            !dirty.iter().any(|h| b <= *h && *h < b_end)
+                && range.start() <= b
                 && granularity.bucket_end(b) <= range.end()
                 && wm.is_some_and(|w| granularity.bucket_end(b) <= w)
         };
         // Complete buckets in one query; the rest bucket by bucket.
         let bulk: Vec<Rollup> =
             match TimeRange::new(granularity.bucket_start(range.start()), range.end()) {
-                Ok(r) => self.query(q, granularity, r).await?,
+                Ok(r) => self.query(&Selector::series(q), granularity, r).await?,
                 Err(_) => Vec::new(),
             };
         let mut points = Vec::new();
@@ -179,7 +270,7 @@ impl RollupReader {
                     b.max(range.start()),
                     granularity.bucket_end(b).min(range.end()),
                 )?;
-                let rows = self.rows_for(q, part).await?;
+                let rows = self.rows_for(&Selector::series(q), part).await?;
                 merge_stats(rows.iter()).0.map(|(_, s)| s)
             };
             if let Some(s) = stats {
@@ -189,61 +280,166 @@ impl RollupReader {
         Ok(points)
     }
 
-    async fn query(
+    /// The project's hours behind the watermark (and not sealed) that changed since they
+    /// were rolled: their rollup rows are stale until the next tick, so they are read raw.
+    /// Looks at the oldest [`DIRTY_SCAN_LIMIT`] markers (a scheduler backlog beyond that
+    /// can hide newer late hours until it catches up).
+    async fn late_hours(
+        &self,
+        project: &ProjectId,
+        wm: Option<DateTime<Utc>>,
+        sealed: Option<DateTime<Utc>>,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        let Some(wm) = wm else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .store
+            .dirty_hours(DIRTY_SCAN_LIMIT)
+            .await?
+            .into_iter()
+            .filter(|d| &d.project == project && d.hour < wm && sealed.is_none_or(|s| d.hour >= s))
+            .map(|d| d.hour)
+            .collect())
+    }
+
+    async fn raw_timeseries(
         &self,
         q: &SeriesQuery,
-        g: Granularity,
         range: TimeRange,
-    ) -> Result<Vec<Rollup>> {
-        self.store
-            .query_rollups(&RollupQuery {
-                project: q.project.clone(),
-                granularity: g,
-                range,
-                metrics: vec![q.metric.clone()],
-                dimensions: q.dimensions.clone(),
-                dimension_names: Some(q.dimensions.names().map(str::to_owned).collect()),
-            })
-            .await
-    }
-
-    /// The rows (rolled up, or computed from raw events) covering `range`.
-    async fn rows_for(&self, q: &SeriesQuery, range: TimeRange) -> Result<Vec<Rollup>> {
-        let wm = self.store.watermark(HOUR_WATERMARK).await?;
-        let sealed = self
-            .store
-            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{}", q.project))
-            .await?;
-        let mut rows = Vec::new();
-        for piece in plan(range, wm, sealed) {
-            match piece {
-                Piece::Rollups(g, r) => rows.extend(self.query(q, g, r).await?),
-                Piece::Raw(r) => rows.extend(self.raw_rows(q, r).await?),
-            }
-        }
-        Ok(rows)
-    }
-
-    async fn raw_rows(&self, q: &SeriesQuery, range: TimeRange) -> Result<Vec<Rollup>> {
+        granularity: Granularity,
+    ) -> Result<Vec<(DateTime<Utc>, RollupStats)>> {
         let Some(spec) = self.specs.get(&q.metric) else {
             return Ok(Vec::new());
         };
         let only = RollupSpecs(vec![spec.clone()]);
-        let mut agg = Aggregator::new(&only);
+        let mut buckets: BTreeMap<DateTime<Utc>, Aggregator<'_>> = BTreeMap::new();
         scan_range(
             self.store.as_ref(),
             &q.project,
             range,
             vec![spec.kind.clone()],
             self.page_size,
+            |e| {
+                buckets
+                    .entry(granularity.bucket_start(e.occurred_at))
+                    .or_insert_with(|| Aggregator::new(&only))
+                    .add(e);
+            },
+        )
+        .await?;
+        Ok(buckets
+            .into_iter()
+            .filter_map(|(b, agg)| {
+                agg.finish(&q.project, granularity, b, b)
+                    .into_iter()
+                    .find(|r| r.key.dimensions == q.dimensions)
+                    .map(|r| (b, r.stats))
+            })
+            .collect())
+    }
+
+    async fn query(
+        &self,
+        sel: &Selector<'_>,
+        g: Granularity,
+        range: TimeRange,
+    ) -> Result<Vec<Rollup>> {
+        self.store
+            .query_rollups(&RollupQuery {
+                project: sel.project.clone(),
+                granularity: g,
+                range,
+                metrics: vec![sel.metric.clone()],
+                dimensions: sel.filter.clone(),
+                dimension_names: Some(sel.names.clone()),
+            })
+            .await
+    }
+
+    /// The rows (rolled up, or computed from raw events) covering `range`.
+    async fn rows_for(&self, sel: &Selector<'_>, range: TimeRange) -> Result<Vec<Rollup>> {
+        let wm = self.store.watermark(HOUR_WATERMARK).await?;
+        let sealed = self
+            .store
+            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{}", sel.project))
+            .await?;
+        let dirty = self.late_hours(sel.project, wm, sealed).await?;
+        let mut rows = Vec::new();
+        for piece in plan_around(range, wm, sealed, &dirty) {
+            match piece {
+                Piece::Rollups(g, r) => rows.extend(self.query(sel, g, r).await?),
+                Piece::Raw(r) => rows.extend(self.raw_rows(sel, r).await?),
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn raw_rows(&self, sel: &Selector<'_>, range: TimeRange) -> Result<Vec<Rollup>> {
+        let Some(spec) = self.specs.get(sel.metric) else {
+            return Ok(Vec::new());
+        };
+        let only = RollupSpecs(vec![spec.clone()]);
+        let mut agg = Aggregator::new(&only);
+        scan_range(
+            self.store.as_ref(),
+            sel.project,
+            range,
+            vec![spec.kind.clone()],
+            self.page_size,
             |e| agg.add(e),
         )
         .await?;
-        let rows = agg.finish(&q.project, Granularity::Hour, range.start(), range.start());
+        let rows = agg.finish(sel.project, Granularity::Hour, range.start(), range.start());
         Ok(rows
             .into_iter()
-            .filter(|r| r.key.dimensions == q.dimensions)
+            .filter(|r| sel.selects(&r.key.dimensions))
             .collect())
+    }
+}
+
+/// Which series of a metric to read: rows whose dimensions have exactly `names` and include
+/// every pair of `filter`.
+struct Selector<'a> {
+    project: &'a ProjectId,
+    metric: &'a MetricName,
+    filter: &'a Dimensions,
+    names: Vec<String>,
+}
+
+impl<'a> Selector<'a> {
+    fn series(q: &'a SeriesQuery) -> Self {
+        Self {
+            project: &q.project,
+            metric: &q.metric,
+            filter: &q.dimensions,
+            names: q.dimensions.names().map(str::to_owned).collect(),
+        }
+    }
+
+    fn selects(&self, d: &Dimensions) -> bool {
+        let mut names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        d.matches(self.filter) && d.names().eq(names)
+    }
+}
+
+/// Where an answer was read from (API.md, FR-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Rollup rows, with raw events only for the unaligned edges and the open hour.
+    Rollups,
+    /// Raw events only.
+    Raw,
+}
+
+impl Source {
+    /// The wire form (`rollups`, `raw`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rollups => "rollups",
+            Self::Raw => "raw",
+        }
     }
 }
 

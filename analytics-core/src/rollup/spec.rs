@@ -81,6 +81,9 @@ pub struct RollupSpec {
     /// dimensions' values (an empty grouping is the overall row). An event lacking one of a
     /// grouping's dimensions is left out of that grouping only.
     pub groupings: Vec<Vec<String>>,
+    /// What the metric measures, for the metric catalog (one sentence).
+    #[serde(default)]
+    pub description: String,
 }
 
 impl RollupSpec {
@@ -243,8 +246,15 @@ pub fn stored_dimension_name(dim: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RollupSpecs(pub Vec<RollupSpec>);
 
-fn spec(metric: &str, kind: EventKind, value: ValueSource, groupings: &[&[&str]]) -> RollupSpec {
+fn spec(
+    metric: &str,
+    kind: EventKind,
+    value: ValueSource,
+    groupings: &[&[&str]],
+    description: &str,
+) -> RollupSpec {
     RollupSpec {
+        description: description.to_owned(),
         // The default names are valid by construction (checked by a test).
         metric: MetricName::parse(metric).unwrap_or_else(|e| panic!("default metric: {e}")),
         kind,
@@ -287,13 +297,21 @@ pub mod metrics {
     pub const FUNNEL_CART_ADD: &str = "funnel.cart_add";
     /// Funnel: checkout starts.
     pub const FUNNEL_CHECKOUT_START: &str = "funnel.checkout_start";
+    /// The server's own store-call timings (project `analytics-internal`, kind
+    /// `store_call`), by `operation`.
+    pub const STORE_LATENCY_MS: &str = "store.latency_ms";
 }
 
+/// The event kind of the server's own store-call timings (a custom kind: payload
+/// `{"operation", "latency_ms"}`), kept under [`crate::ids::ProjectId::internal`].
+pub const STORE_CALL_KIND: &str = "store_call";
+
 impl RollupSpecs {
-    /// What the PRD endpoints need: API latency and request/error counts by route and status
-    /// class and overall; ML duration, cost, success and failure by pipeline and provider;
+    /// What the PRD endpoints need: API latency and request/error counts by route, method and
+    /// route, and status class and overall; ML duration, cost, success and failure by pipeline and provider;
     /// order revenue, orders and units, by collection and product per line; funnel stage
-    /// counts by collection (and product for product views and cart adds).
+    /// counts by collection (and product for product views and cart adds); the server's own
+    /// store-call latency by operation.
     pub fn defaults() -> Self {
         use EventKind as K;
         use ValueSource as V;
@@ -307,6 +325,7 @@ impl RollupSpecs {
             K::MlJob,
             V::Field("duration_ms".into()),
             &[&[], &["pipeline"], &["provider"], &["pipeline", "provider"]],
+            "Duration in milliseconds of finished (succeeded or failed) ML jobs",
         );
         ml_duration.filters.push(finished.clone());
         let mut ml_failed = spec(
@@ -314,6 +333,7 @@ impl RollupSpecs {
             K::MlJob,
             V::FailureFlag,
             &[&[], &["pipeline"], &["provider"], &["pipeline", "provider"]],
+            "1 per failed finished ML job, else 0: sum is the failures, avg the failure rate",
         );
         ml_failed.filters.push(finished);
         Self(vec![
@@ -324,21 +344,26 @@ impl RollupSpecs {
                 &[
                     &[],
                     &["route"],
+                    &["method", "route"],
                     &["status_class"],
                     &["route", "status_class"],
                 ],
+                "Latency of served API requests in milliseconds; count is the number of requests",
             ),
             spec(
                 m::API_ERRORS,
                 K::ApiRequest,
                 V::FailureFlag,
-                &[&[], &["route"]],
+                &[&[], &["route"], &["method", "route"]],
+                "1 per API request answered with a status >= 500, else 0: sum is the server \
+                 errors, avg the error rate, count the requests",
             ),
             spec(
                 m::ERRORS,
                 K::Error,
                 V::One,
                 &[&[], &["error_type"], &["route"]],
+                "Application error events",
             ),
             ml_duration,
             ml_failed,
@@ -347,49 +372,71 @@ impl RollupSpecs {
                 K::MlJob,
                 V::Field("cost_usd".into()),
                 &[&[], &["pipeline"], &["provider"], &["pipeline", "provider"]],
+                "Provider cost in USD of ML jobs that report one",
             ),
             spec(
                 m::ORDER_REVENUE,
                 K::Order,
                 V::Field("amount".into()),
                 &[&[], &["currency"]],
+                "Order totals: sum is the revenue, count the orders, avg the average order value",
             ),
-            spec(m::ORDER_UNITS, K::Order, V::OrderUnits, &[&[]]),
+            spec(
+                m::ORDER_UNITS,
+                K::Order,
+                V::OrderUnits,
+                &[&[]],
+                "Units per order",
+            ),
             spec(
                 m::LINE_REVENUE,
                 K::Order,
                 V::LineRevenue,
                 &[&["line.collection"], &["line.product_id"]],
+                "Revenue per order line (quantity x unit price), by collection and product",
             ),
             spec(
                 m::LINE_UNITS,
                 K::Order,
                 V::LineQuantity,
                 &[&["line.collection"], &["line.product_id"]],
+                "Units per order line, by collection and product",
             ),
             spec(
                 m::FUNNEL_PAGE_VIEW,
                 K::PageView,
                 V::One,
                 &[&[], &["collection"]],
+                "Funnel: page views",
             ),
             spec(
                 m::FUNNEL_PRODUCT_VIEW,
                 K::ProductView,
                 V::One,
                 &[&[], &["collection"], &["product_id"]],
+                "Funnel: product views",
             ),
             spec(
                 m::FUNNEL_CART_ADD,
                 K::CartAdd,
                 V::One,
                 &[&[], &["collection"], &["product_id"]],
+                "Funnel: cart additions",
             ),
             spec(
                 m::FUNNEL_CHECKOUT_START,
                 K::CheckoutStart,
                 V::One,
                 &[&[], &["collection"]],
+                "Funnel: checkout starts",
+            ),
+            spec(
+                m::STORE_LATENCY_MS,
+                K::Custom(STORE_CALL_KIND.to_owned()),
+                V::Field("latency_ms".into()),
+                &[&[], &["operation"]],
+                "The server's own store-call latency in milliseconds (ingest writes, reads, \
+                 rollup ticks, pings), by operation",
             ),
         ])
     }

@@ -1,6 +1,7 @@
 //! The rollup engine end to end on the in-memory store, driven by a fake clock: the
 //! scheduler's catch-up, late data, retention and idempotence, and the reader.
 
+mod health;
 mod read;
 mod scheduler;
 

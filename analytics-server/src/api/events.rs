@@ -307,8 +307,8 @@ impl EventsApi {
         })))
     }
 
-    /// Lists raw events, newest first (role `admin`). Pass `next_cursor` of a page as
-    /// `cursor` for the next one.
+    /// Lists raw events, newest first (role `admin`), of `project` (default `default`).
+    /// Pass `next_cursor` of a page as `cursor` for the next one.
     #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/api/v1/analytics/events",
@@ -363,11 +363,16 @@ impl EventsApi {
                 .collect::<Result<_, _>>()
                 .map_err(|e| ApiError::invalid("kind", e.message))?,
         };
-        let project = project
-            .0
-            .map(ProjectId::parse)
-            .transpose()
-            .map_err(|e| ApiError::invalid("project", e.message))?;
+        // API.md: `project` defaults to `default` (so the server's own telemetry in the
+        // internal project is listed only when asked for by name).
+        let project = Some(
+            project
+                .0
+                .map(ProjectId::parse)
+                .transpose()
+                .map_err(|e| ApiError::invalid("project", e.message))?
+                .unwrap_or_else(ProjectId::default_project),
+        );
         let range = match (from.0, to.0) {
             (None, None) => None,
             (f, t) => {
@@ -398,7 +403,11 @@ impl EventsApi {
             user_id: non_empty(user_id.0),
             session_id: non_empty(session_id.0),
         };
-        let page = self.state.store.query_events(&filter, &page_req).await?;
+        let started = std::time::Instant::now();
+        let page = self.state.store.query_events(&filter, &page_req).await;
+        self.state
+            .record_store_call(analytics_core::health::StoreOperation::Read, started);
+        let page = page?;
         let events = page
             .items
             .iter()

@@ -3,6 +3,7 @@
 
 mod allow;
 mod events;
+mod health;
 mod ingest_body;
 mod ops;
 pub mod responses;
@@ -18,6 +19,10 @@ use poem_openapi::{OpenApiService, Tags};
 pub use events::{
     EventResult, EventsPage, FieldProblem, IngestRequest, IngestResponseBody, ResultStatus,
 };
+pub use health::{
+    ApiHealth, DatabaseHealth, GranularityParam, HealthOverview, HealthPointBody, HealthTimeseries,
+    RangePreset, RealtimeBody, RouteHealth,
+};
 pub use ops::{Readiness, ReadyResponse};
 pub use responses::ApiResult;
 
@@ -30,21 +35,35 @@ use crate::state::AppState;
 pub enum ApiTags {
     /// Event ingestion and listing.
     Events,
+    /// System health: request figures, endpoints, the store, timeseries (role admin).
+    Health,
     /// Health, readiness and metrics.
     Operations,
 }
 
 /// Every path the API serves (the spec test checks that each is documented).
-pub const PATHS: [&str; 4] = ["/api/v1/analytics/events", "/livez", "/readyz", "/metrics"];
+pub const PATHS: [&str; 8] = [
+    "/api/v1/analytics/events",
+    "/api/v1/analytics/health/overview",
+    "/api/v1/analytics/health/api",
+    "/api/v1/analytics/health/database",
+    "/api/v1/analytics/health/timeseries",
+    "/livez",
+    "/readyz",
+    "/metrics",
+];
 
 /// Every operation of the API.
-type Operations = (events::EventsApi, ops::OpsApi);
+type Operations = (events::EventsApi, health::HealthApi, ops::OpsApi);
 
 /// The OpenAPI service of the endpoints.
 pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
     OpenApiService::new(
         (
             events::EventsApi {
+                state: state.clone(),
+            },
+            health::HealthApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
@@ -84,6 +103,10 @@ pub fn build_app(state: AppState) -> BoxEndpoint<'static, Response> {
 pub fn route_template(path: &str) -> &'static str {
     match path {
         "/api/v1/analytics/events" => "/api/v1/analytics/events",
+        "/api/v1/analytics/health/overview" => "/api/v1/analytics/health/overview",
+        "/api/v1/analytics/health/api" => "/api/v1/analytics/health/api",
+        "/api/v1/analytics/health/database" => "/api/v1/analytics/health/database",
+        "/api/v1/analytics/health/timeseries" => "/api/v1/analytics/health/timeseries",
         "/livez" => "/livez",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",

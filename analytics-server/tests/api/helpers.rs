@@ -31,7 +31,7 @@ impl Resp {
         Self::from(r).await
     }
 
-    async fn from(r: poem::test::TestResponse) -> Self {
+    pub(crate) async fn from(r: poem::test::TestResponse) -> Self {
         let status = r.0.status();
         let headers = r.0.headers().clone();
         let text = r.0.into_body().into_string().await.unwrap();

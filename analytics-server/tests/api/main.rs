@@ -5,6 +5,7 @@ mod auth;
 mod blackbox;
 mod durability;
 mod hardening;
+mod health;
 mod helpers;
 mod ingest;
 mod query;

@@ -1,0 +1,251 @@
+//! `analytics-server demo`: a realistic, reproducible month of `api_request` traffic for one
+//! project — a diurnal cycle, ~20 routes with their own weights and latencies, a weekend
+//! dip, one burst of server errors and one latency incident — written through the store's
+//! batch path, so the health routes have something to show.
+
+use analytics_core::event::ApiRequest;
+use analytics_core::ports::Store;
+use analytics_core::{CorrelationId, Event, EventId, EventKind, Payload, ProjectId};
+use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
+use serde_json::Map;
+
+/// `(method, route, weight, typical latency in ms)`.
+const ROUTES: [(&str, &str, u32, f64); 20] = [
+    ("GET", "/api/v1/products", 30, 35.0),
+    ("GET", "/api/v1/products/:id", 25, 28.0),
+    ("GET", "/api/v1/collections", 10, 40.0),
+    ("GET", "/api/v1/collections/:slug", 8, 45.0),
+    ("GET", "/api/v1/search", 12, 120.0),
+    ("GET", "/api/v1/cart", 9, 22.0),
+    ("POST", "/api/v1/cart/items", 6, 48.0),
+    ("DELETE", "/api/v1/cart/items/:id", 2, 30.0),
+    ("POST", "/api/v1/checkout", 3, 260.0),
+    ("POST", "/api/v1/payments", 2, 420.0),
+    ("GET", "/api/v1/orders", 3, 55.0),
+    ("GET", "/api/v1/orders/:id", 3, 38.0),
+    ("POST", "/api/v1/auth/login", 3, 90.0),
+    ("POST", "/api/v1/auth/refresh", 4, 15.0),
+    ("GET", "/api/v1/me", 7, 18.0),
+    ("PATCH", "/api/v1/me", 1, 60.0),
+    ("POST", "/api/v1/assets/upload", 1, 900.0),
+    ("GET", "/api/v1/assets/:id", 4, 65.0),
+    ("POST", "/api/v1/ml/describe", 1, 1500.0),
+    ("GET", "/healthz", 6, 2.0),
+];
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The project.
+    pub project: ProjectId,
+    /// The traffic ends here (exclusive).
+    pub end: DateTime<Utc>,
+    /// Days of traffic before `end`.
+    pub days: u32,
+    /// Average requests per hour (the diurnal cycle swings around it).
+    pub per_hour: u32,
+    /// Seed of the generator (the same seed gives the same traffic, ids included).
+    pub seed: u64,
+}
+
+/// A small deterministic generator (SplitMix64): demo data needs no cryptographic quality.
+#[derive(Debug, Clone)]
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A log-normal factor with median 1.
+    fn spread(&mut self, sigma: f64) -> f64 {
+        // Box-Muller.
+        let (u1, u2) = (self.unit().max(1e-12), self.unit());
+        let n = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        (sigma * n).exp()
+    }
+}
+
+/// The traffic, oldest first: per hour, `per_hour` scaled by a diurnal curve (low at 04:00
+/// UTC, high at 16:00) and a weekend dip; a 90-minute 5xx burst on `/api/v1/payments` and
+/// `/api/v1/checkout` four days before the end, and a 3-hour latency incident on search
+/// and products nine days before the end.
+pub fn traffic(o: &DemoOptions) -> Vec<Event> {
+    let mut rng = SplitMix(o.seed);
+    let total_weight: u32 = ROUTES.iter().map(|r| r.2).sum();
+    let start = o.end - Duration::days(i64::from(o.days));
+    let burst_start = o.end - Duration::days(4) + Duration::hours(2);
+    let burst_end = burst_start + Duration::minutes(90);
+    let slow_start = o.end - Duration::days(9) + Duration::hours(5);
+    let slow_end = slow_start + Duration::hours(3);
+    let mut out = Vec::new();
+    let mut hour = start;
+    while hour < o.end {
+        let h = f64::from(hour.hour());
+        let diurnal = 1.0 + 0.7 * ((h - 10.0) / 24.0 * std::f64::consts::TAU).sin();
+        let weekend = if hour.weekday().num_days_from_monday() >= 5 {
+            0.6
+        } else {
+            1.0
+        };
+        let n = (f64::from(o.per_hour) * diurnal * weekend * rng.spread(0.1)).round() as i64;
+        for _ in 0..n.max(0) {
+            let at = hour + Duration::milliseconds((rng.unit() * 3_600_000.0) as i64);
+            if at >= o.end {
+                continue;
+            }
+            let mut pick = (rng.unit() * f64::from(total_weight)) as u32;
+            let &(method, route, _, typical) = ROUTES
+                .iter()
+                .find(|r| {
+                    if pick < r.2 {
+                        true
+                    } else {
+                        pick -= r.2;
+                        false
+                    }
+                })
+                .unwrap_or(&ROUTES[0]);
+            let mut latency = typical * rng.spread(0.45);
+            if (slow_start..slow_end).contains(&at) && route.contains("/products")
+                || (slow_start..slow_end).contains(&at) && route.contains("/search")
+            {
+                latency *= 8.0;
+            }
+            let burst = (burst_start..burst_end).contains(&at)
+                && (route.ends_with("/payments") || route.ends_with("/checkout"));
+            let roll = rng.unit();
+            let status = if burst && roll < 0.6 {
+                503
+            } else if roll < 0.004 {
+                500
+            } else if roll < 0.03 {
+                404
+            } else if method == "POST" && roll < 0.05 {
+                201
+            } else {
+                200
+            };
+            out.push(event(o, &mut rng, at, method, route, status, latency));
+        }
+        hour += Duration::hours(1);
+    }
+    out.sort_by_key(|e| e.occurred_at);
+    out
+}
+
+fn event(
+    o: &DemoOptions,
+    rng: &mut SplitMix,
+    at: DateTime<Utc>,
+    method: &str,
+    route: &str,
+    status: u16,
+    latency: f64,
+) -> Event {
+    let at = analytics_core::time::truncate_to_micros(at);
+    let id = uuid::Builder::from_random_bytes(
+        [rng.next_u64().to_le_bytes(), rng.next_u64().to_le_bytes()]
+            .concat()
+            .try_into()
+            .unwrap_or([0; 16]),
+    )
+    .into_uuid();
+    Event {
+        id: EventId(id),
+        project: o.project.clone(),
+        kind: EventKind::ApiRequest,
+        occurred_at: at,
+        received_at: at,
+        correlation_id: CorrelationId::parse(id.simple().to_string())
+            .unwrap_or_else(|_| CorrelationId::parse("demo").expect("valid id")),
+        user_id: None,
+        session_id: None,
+        source: Some("demo".to_owned()),
+        sample_rate: 1.0,
+        payload: Payload::ApiRequest(ApiRequest {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status,
+            latency_ms: (latency * 1000.0).round() / 1000.0,
+        }),
+        properties: Map::new(),
+    }
+}
+
+/// Writes the demo traffic through `write_batch` in batches of 1000; returns how many
+/// events were new (a re-run with the same seed and end writes none).
+pub async fn fill(store: &dyn Store, o: &DemoOptions) -> analytics_core::Result<(u64, u64)> {
+    let events = traffic(o);
+    let mut accepted = 0;
+    for chunk in events.chunks(1000) {
+        accepted += store.write_batch(chunk).await?.inserted() as u64;
+    }
+    Ok((events.len() as u64, accepted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> DemoOptions {
+        DemoOptions {
+            project: ProjectId::parse("demo").unwrap(),
+            end: DateTime::parse_from_rfc3339("2024-03-10T12:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            days: 30,
+            per_hour: 300,
+            seed: 1,
+        }
+    }
+
+    fn api(e: &Event) -> &ApiRequest {
+        match &e.payload {
+            Payload::ApiRequest(r) => r,
+            _ => unreachable!("demo events are api requests"),
+        }
+    }
+
+    #[test]
+    fn demo_month_is_reproducible_and_has_its_incidents() {
+        let o = options();
+        let a = traffic(&o);
+        assert_eq!(a, traffic(&o), "same seed, same traffic");
+        let n = a.len() as f64;
+        assert!((n / (30.0 * 24.0 * 300.0) - 0.9).abs() < 0.1, "{n} events");
+        let routes: std::collections::HashSet<_> =
+            a.iter().map(|e| (&api(e).method, &api(e).route)).collect();
+        assert_eq!(routes.len(), 20);
+        let start = o.end - Duration::days(30);
+        assert!(
+            a.iter()
+                .all(|e| start <= e.occurred_at && e.occurred_at < o.end)
+        );
+        // The error burst: 5xx of payments and checkout concentrate in 90 minutes.
+        let burst = o.end - Duration::days(4) + Duration::hours(2);
+        let in_burst = |e: &&Event| (burst..burst + Duration::minutes(90)).contains(&e.occurred_at);
+        let burst_errors = a
+            .iter()
+            .filter(in_burst)
+            .filter(|e| api(e).status == 503)
+            .count();
+        assert!(burst_errors >= 4, "{burst_errors}");
+        assert_eq!(
+            a.iter().filter(|e| api(e).status == 503).count(),
+            burst_errors
+        );
+        // The diurnal cycle: 16:00 is busier than 04:00.
+        let at_hour = |h: u32| a.iter().filter(|e| e.occurred_at.hour() == h).count();
+        assert!(at_hour(16) > 2 * at_hour(4));
+    }
+}
