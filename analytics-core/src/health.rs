@@ -120,6 +120,15 @@ pub struct StoreLatency {
     pub latency_ms: Percentiles,
 }
 
+impl StoreLatency {
+    fn of(stats: Option<&RollupStats>) -> Self {
+        Self {
+            calls: stats.map_or(0, |s| to_count(s.count)),
+            latency_ms: Percentiles::of(stats),
+        }
+    }
+}
+
 /// When `health/overview` says `degraded` (configurable; `down` is when the store does not
 /// answer).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -213,7 +222,8 @@ impl StoreOperation {
 
     /// The event recording one call that took `latency_ms` and ended at `at`: kind
     /// [`STORE_CALL_KIND`] in [`ProjectId::internal`], so it never counts as application
-    /// traffic; it rolls up into [`metrics::STORE_LATENCY_MS`] like any event.
+    /// traffic; it rolls up into [`metrics::STORE_LATENCY_MS`] (or
+    /// [`metrics::ROLLUP_TICK_MS`] for ticks) like any event.
     pub fn event(self, latency_ms: f64, at: DateTime<Utc>) -> Event {
         let at = crate::time::truncate_to_micros(at);
         let mut payload = Map::new();
@@ -364,7 +374,7 @@ impl SystemHealth {
             .collect())
     }
 
-    /// The server's store-call latency over `range` (all operations).
+    /// The server's store-call latency over `range` (ingest writes, reads and pings).
     pub async fn store_latency(&self, range: TimeRange) -> Result<StoreLatency> {
         let stats = self
             .reader
@@ -373,10 +383,43 @@ impl SystemHealth {
                 range,
             )
             .await?;
-        Ok(StoreLatency {
-            calls: stats.as_ref().map_or(0, |s| to_count(s.count)),
-            latency_ms: Percentiles::of(stats.as_ref()),
-        })
+        Ok(StoreLatency::of(stats.as_ref()))
+    }
+
+    /// The same per operation (`ingest_write`, `read`, `ping`), by name.
+    pub async fn store_latency_by_operation(
+        &self,
+        range: TimeRange,
+    ) -> Result<Vec<(String, StoreLatency)>> {
+        let mut out: Vec<(String, StoreLatency)> = self
+            .reader
+            .breakdown(
+                &ProjectId::internal(),
+                &metric(metrics::STORE_LATENCY_MS),
+                &["operation"],
+                range,
+            )
+            .await?
+            .into_iter()
+            .map(|(d, s)| {
+                let op = d.get("operation").unwrap_or_default().to_owned();
+                (op, StoreLatency::of(Some(&s)))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The rollup scheduler's tick durations over `range`.
+    pub async fn rollup_ticks(&self, range: TimeRange) -> Result<StoreLatency> {
+        let stats = self
+            .reader
+            .stats(
+                &Self::series(&ProjectId::internal(), metrics::ROLLUP_TICK_MS),
+                range,
+            )
+            .await?;
+        Ok(StoreLatency::of(stats.as_ref()))
     }
 
     /// Where an answer over `range` at `granularity` comes from (minute buckets are always

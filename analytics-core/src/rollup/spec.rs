@@ -298,8 +298,12 @@ pub mod metrics {
     /// Funnel: checkout starts.
     pub const FUNNEL_CHECKOUT_START: &str = "funnel.checkout_start";
     /// The server's own store-call timings (project `analytics-internal`, kind
-    /// `store_call`), by `operation`.
+    /// `store_call`): ingest writes, reads and pings, by `operation`.
     pub const STORE_LATENCY_MS: &str = "store.latency_ms";
+    /// Duration of the server's rollup scheduler ticks (kind `store_call`, operation
+    /// `rollup_tick`), apart from the queries so a long catch-up does not read as slow
+    /// queries.
+    pub const ROLLUP_TICK_MS: &str = "store.rollup_tick_ms";
 }
 
 /// The event kind of the server's own store-call timings (a custom kind: payload
@@ -336,6 +340,29 @@ impl RollupSpecs {
             "1 per failed finished ML job, else 0: sum is the failures, avg the failure rate",
         );
         ml_failed.filters.push(finished);
+        let operations = |ops: &[&str]| Filter::In {
+            field: "operation".into(),
+            values: ops.iter().map(|o| (*o).to_owned()).collect(),
+        };
+        let mut store_latency = spec(
+            m::STORE_LATENCY_MS,
+            K::Custom(STORE_CALL_KIND.to_owned()),
+            V::Field("latency_ms".into()),
+            &[&[], &["operation"]],
+            "The server's own store-call latency in milliseconds (ingest writes, reads, \
+             pings), by operation",
+        );
+        store_latency
+            .filters
+            .push(operations(&["ingest_write", "read", "ping"]));
+        let mut rollup_ticks = spec(
+            m::ROLLUP_TICK_MS,
+            K::Custom(STORE_CALL_KIND.to_owned()),
+            V::Field("latency_ms".into()),
+            &[&[]],
+            "Duration in milliseconds of the server's rollup scheduler ticks",
+        );
+        rollup_ticks.filters.push(operations(&["rollup_tick"]));
         Self(vec![
             spec(
                 m::API_LATENCY_MS,
@@ -430,14 +457,8 @@ impl RollupSpecs {
                 &[&[], &["collection"]],
                 "Funnel: checkout starts",
             ),
-            spec(
-                m::STORE_LATENCY_MS,
-                K::Custom(STORE_CALL_KIND.to_owned()),
-                V::Field("latency_ms".into()),
-                &[&[], &["operation"]],
-                "The server's own store-call latency in milliseconds (ingest writes, reads, \
-                 rollup ticks, pings), by operation",
-            ),
+            store_latency,
+            rollup_ticks,
         ])
     }
 

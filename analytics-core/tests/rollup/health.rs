@@ -409,6 +409,9 @@ async fn store_call_timings_roll_up_apart_from_application_traffic() {
         })
         .collect();
     ingest(store.as_ref(), &calls).await;
+    // A long rollup catch-up is kept apart from the query latency.
+    let ticks = [StoreOperation::RollupTick.event(30_000.0, now() - Duration::minutes(5))];
+    ingest(store.as_ref(), &ticks).await;
     let month = Window::preset(RangePreset::Last30Days, now()).range();
     for when in ["before tick", "after tick"] {
         let s = h.store_latency(month).await.unwrap();
@@ -418,6 +421,13 @@ async fn store_call_timings_roll_up_apart_from_application_traffic() {
         // 40 values: the digest is exact.
         assert_eq!(s.latency_ms.p50, Some(20.0));
         assert_eq!(s.latency_ms.p95, Some(38.0));
+        let ops = h.store_latency_by_operation(month).await.unwrap();
+        let names: Vec<&str> = ops.iter().map(|(o, _)| o.as_str()).collect();
+        assert_eq!(names, ["ingest_write", "read"], "{when}");
+        assert_eq!(ops[0].1.calls, 20);
+        assert_eq!(ops[0].1.latency_ms.max, Some(39.0));
+        let t = h.rollup_ticks(month).await.unwrap();
+        assert_eq!((t.calls, t.latency_ms.max), (1, Some(30_000.0)), "{when}");
         // Never counted as application requests.
         let shop = h.requests(&project("shop"), month).await.unwrap();
         assert_eq!(shop.requests, 0);

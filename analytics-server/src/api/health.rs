@@ -304,8 +304,25 @@ pub struct DatabaseHealth {
     pub query_latency_ms: LatencyBlock,
     /// Store calls timed in the window.
     pub queries: u64,
+    /// The same per operation (`ingest_write`, `read`, `ping`).
+    pub operations: Vec<OperationLatency>,
+    /// The rollup scheduler's ticks in the window (kept apart from the queries).
+    pub rollup_ticks: u64,
+    /// Their duration.
+    pub rollup_tick_ms: LatencyBlock,
     /// Where the figures come from.
     pub source: SourceBody,
+}
+
+/// Store-call latency of one operation.
+#[derive(Debug, Clone, Object)]
+pub struct OperationLatency {
+    /// `ingest_write`, `read` or `ping`.
+    pub operation: String,
+    /// Timed calls.
+    pub calls: u64,
+    /// Their latency in milliseconds.
+    pub latency_ms: LatencyBlock,
 }
 
 /// One bucket of `health/timeseries`.
@@ -623,18 +640,23 @@ impl HealthApi {
         };
         let (size, idle, max) = (sum(|p| p.open), sum(|p| p.idle), sum(|p| p.max));
         let health = self.health();
-        let (latency, source) = if available {
-            let latency = self
-                .timed(health.store_latency(range))
-                .await
-                .map_err(ApiError::from)?;
-            let source = self
-                .timed(health.source(&ProjectId::internal(), range, None))
-                .await
-                .map_err(ApiError::from)?;
-            (latency, source)
+        let (latency, operations, ticks, source) = if available {
+            let read = async {
+                Ok::<_, analytics_core::Error>((
+                    health.store_latency(range).await?,
+                    health.store_latency_by_operation(range).await?,
+                    health.rollup_ticks(range).await?,
+                    health.source(&ProjectId::internal(), range, None).await?,
+                ))
+            };
+            self.timed(read).await.map_err(ApiError::from)?
         } else {
-            (Default::default(), Source::Raw)
+            (
+                Default::default(),
+                Vec::new(),
+                Default::default(),
+                Source::Raw,
+            )
         };
         Ok(Json(DatabaseHealth {
             range: range.into(),
@@ -649,6 +671,16 @@ impl HealthApi {
             },
             query_latency_ms: latency.latency_ms.into(),
             queries: latency.calls,
+            operations: operations
+                .into_iter()
+                .map(|(operation, l)| OperationLatency {
+                    operation,
+                    calls: l.calls,
+                    latency_ms: l.latency_ms.into(),
+                })
+                .collect(),
+            rollup_ticks: ticks.calls,
+            rollup_tick_ms: ticks.latency_ms.into(),
             source: source.into(),
         }))
     }

@@ -283,6 +283,18 @@ async fn health_figures_match_the_ingested_requests() {
     );
     assert!(d.body["queries"].as_u64().unwrap() >= 5, "{:#}", d.body);
     assert!(d.body["query_latency_ms"]["p95"].is_number());
+    let ops: Vec<&str> = d.body["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["operation"].as_str().unwrap())
+        .collect();
+    assert!(
+        ops.contains(&"ingest_write") && ops.contains(&"read"),
+        "{ops:?}"
+    );
+    // No rollup scheduler runs in this in-process app.
+    assert_eq!(d.body["rollup_ticks"], 0);
     // ... and never show up as application traffic or in the default event listing.
     let o = get(&app, "/api/v1/analytics/health/overview", Some(&admin)).await;
     assert_eq!(
