@@ -7,6 +7,7 @@ use std::time::Duration;
 use analytics_core::ports::Store;
 use analytics_core::{AnalyticsEventCollector, CollectorOptions, EventLimits};
 
+use crate::age_limits::{AgeLimitCache, DEFAULT_AGE_LIMIT_TTL};
 use crate::auth::{ApiKeyCache, JwtSettings};
 use crate::metrics::Metrics;
 
@@ -49,6 +50,8 @@ pub struct AppState {
     pub limits: Arc<HttpLimits>,
     /// Recently verified API keys.
     pub api_keys: ApiKeyCache,
+    /// Recently read age limits of projects (how old an ingested event may be).
+    pub age_limits: AgeLimitCache,
     draining: Arc<AtomicBool>,
 }
 
@@ -68,6 +71,7 @@ impl AppState {
             metrics: Metrics::new(),
             limits: Arc::new(limits),
             api_keys: ApiKeyCache::new(DEFAULT_API_KEY_TTL),
+            age_limits: AgeLimitCache::new(DEFAULT_AGE_LIMIT_TTL),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -77,6 +81,14 @@ impl AppState {
     #[must_use]
     pub fn with_api_key_ttl(mut self, ttl: Duration) -> Self {
         self.api_keys = ApiKeyCache::new(ttl);
+        self
+    }
+
+    /// Sets how long a project's age limit (its retention and seal) is trusted without
+    /// asking the store again (zero: ask every time).
+    #[must_use]
+    pub fn with_age_limit_ttl(mut self, ttl: Duration) -> Self {
+        self.age_limits = AgeLimitCache::new(ttl);
         self
     }
 

@@ -18,6 +18,8 @@ pub use events::{
 };
 pub use ops::{Readiness, ReadyResponse};
 
+pub(crate) use ingest_body::EventEntry;
+
 use crate::auth::authenticate;
 use crate::error::{ApiError, REQUEST_ID};
 use crate::state::AppState;

@@ -6,5 +6,6 @@ mod blackbox;
 mod durability;
 mod helpers;
 mod ingest;
+mod postgres_server;
 mod query;
 mod spec;
