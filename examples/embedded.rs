@@ -6,8 +6,8 @@
 use analytics_core::memory::MemoryStore;
 use analytics_core::ports::{EventFilter, EventSink, EventStore};
 use analytics_core::{
-    Clock, Event, EventInput, EventKind, EventLimits, IngestContext, PageRequest, ProjectId,
-    SystemClock,
+    AgeLimits, Clock, Event, EventInput, EventKind, EventLimits, IngestContext, PageRequest,
+    ProjectId, SystemClock,
 };
 use serde_json::json;
 
@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         fixed_project: false,
         request_correlation_id: None,
         limits: &limits,
+        age_limits: &AgeLimits::default(),
     };
 
     let raw = vec![

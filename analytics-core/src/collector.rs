@@ -9,6 +9,13 @@
 //! is free (or after [`CollectorOptions::linger`]), when a batch is full, and on
 //! [`AnalyticsEventCollector::shutdown`].
 //!
+//! One caller's event can never fail another caller's submission: a batch that fails with
+//! an error other than [`Error::Unavailable`] (a row the sink refuses) is split in two
+//! (between submissions while it holds several) and each half written again, until the
+//! events that can be stored are committed and each refused event is alone; only those get
+//! a per-event error in their [`SubmitReport`]. `Unavailable` concerns the whole store: it
+//! is retried, then fails the submissions whose events it left unwritten.
+//!
 //! The collector never reads the wall clock: it only uses tokio's timers.
 
 use std::sync::Arc;
@@ -21,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::Error;
 use crate::event::Event;
-use crate::ports::{EventSink, WriteReport};
+use crate::ports::{EventSink, WriteOutcome};
 
 /// Collector settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,8 +81,10 @@ pub enum CollectorError {
     /// The collector is shutting down or stopped; nothing was queued.
     #[error("collector is shut down")]
     Closed,
-    /// The batch holding the events failed; nothing of it was committed. An
-    /// [`Error::Unavailable`] here means the retries were exhausted.
+    /// The store was unavailable (after the retries) for some events of the submission;
+    /// none of those was committed (others may have been: a re-send reports them as
+    /// duplicates). Errors that concern single events are reported per event in the
+    /// [`SubmitReport`] instead.
     #[error("write failed: {0}")]
     Write(Error),
     /// More events than the queue can ever hold in one submission.
@@ -94,6 +103,36 @@ impl CollectorError {
     }
 }
 
+/// What happened to each event of one submission, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubmitReport {
+    /// The sink's outcome for each stored event, or why the sink refused that event alone
+    /// (never [`Error::Unavailable`]: that fails the submission). A refused event was not
+    /// stored; the other events are not affected by it.
+    pub outcomes: Vec<Result<WriteOutcome, Error>>,
+}
+
+impl SubmitReport {
+    /// Events stored now.
+    pub fn inserted(&self) -> usize {
+        self.count(|o| o == Ok(&WriteOutcome::Inserted))
+    }
+
+    /// Events that were already stored.
+    pub fn duplicates(&self) -> usize {
+        self.count(|o| o == Ok(&WriteOutcome::Duplicate))
+    }
+
+    /// Events the sink refused.
+    pub fn failed(&self) -> usize {
+        self.count(|o| o.is_err())
+    }
+
+    fn count(&self, f: impl Fn(Result<&WriteOutcome, &Error>) -> bool) -> usize {
+        self.outcomes.iter().filter(|o| f(o.as_ref())).count()
+    }
+}
+
 /// A snapshot of the collector's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CollectorStats {
@@ -109,8 +148,11 @@ pub struct CollectorStats {
     pub last_batch_size: u64,
     /// Average size of successful batches.
     pub avg_batch_size: f64,
-    /// Events whose batch failed (after retries).
+    /// Events not stored because the sink failed (unavailable after retries, or refused
+    /// the event itself).
     pub failed: u64,
+    /// Failed batches split in two to isolate the events the sink refuses.
+    pub splits: u64,
     /// Failed `write_batch` attempts (including retried ones).
     pub write_errors: u64,
     /// Events refused because the queue was full.
@@ -128,12 +170,13 @@ struct Counters {
     batched_events: AtomicU64,
     last_batch_size: AtomicU64,
     failed: AtomicU64,
+    splits: AtomicU64,
     write_errors: AtomicU64,
     rejected_backpressure: AtomicU64,
     sink_down: AtomicBool,
 }
 
-type Reply = oneshot::Sender<Result<WriteReport, CollectorError>>;
+type Reply = oneshot::Sender<Result<SubmitReport, CollectorError>>;
 
 /// One submission in the queue.
 struct Item {
@@ -218,11 +261,13 @@ impl AnalyticsEventCollector {
     }
 
     /// Queues `events` and waits until they are committed. The report has one outcome per
-    /// event, in order. Fails at once with [`CollectorError::Backpressure`] when the queue
-    /// cannot take them all.
-    pub async fn submit(&self, events: Vec<Event>) -> Result<WriteReport, CollectorError> {
+    /// event, in order: stored (inserted or duplicate), or refused by the sink for that
+    /// event alone. Fails at once with [`CollectorError::Backpressure`] when the queue
+    /// cannot take them all, and with [`CollectorError::Write`] when the store stayed
+    /// unavailable.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<SubmitReport, CollectorError> {
         if events.is_empty() {
-            return Ok(WriteReport::default());
+            return Ok(SubmitReport::default());
         }
         let (reply, rx) = oneshot::channel();
         self.enqueue(events, Some(reply))?;
@@ -276,6 +321,7 @@ impl AnalyticsEventCollector {
                 batched as f64 / batches as f64
             },
             failed: c.failed.load(Ordering::Relaxed),
+            splits: c.splits.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
             rejected_backpressure: c.rejected_backpressure.load(Ordering::Relaxed),
             sink_down: c.sink_down.load(Ordering::Relaxed),
@@ -429,41 +475,104 @@ async fn write_group(
         counts.push(item.events.len());
         batch.append(&mut item.events);
     }
-    let result = write_with_retry(sink, options, counters, &batch).await;
-    match result {
-        Ok(report) => {
-            counters.batches.fetch_add(1, Ordering::Relaxed);
-            counters
-                .batched_events
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            counters
-                .last_batch_size
-                .store(batch.len() as u64, Ordering::Relaxed);
-            counters
-                .committed
-                .fetch_add(report.inserted() as u64, Ordering::Relaxed);
-            counters
-                .duplicates
-                .fetch_add(report.duplicates() as u64, Ordering::Relaxed);
-            let mut outcomes = report.outcomes.into_iter();
-            for (item, n) in group.into_iter().zip(counts) {
-                let own: Vec<_> = outcomes.by_ref().take(n).collect();
-                if let Some(reply) = item.reply {
-                    let _ = reply.send(Ok(WriteReport { outcomes: own }));
+    let mut outcomes = write_split(sink, options, counters, &batch, &counts)
+        .await
+        .into_iter();
+    for (item, n) in group.into_iter().zip(counts) {
+        let own: Vec<_> = outcomes.by_ref().take(n).collect();
+        // The store was down for some of this submission's events: it fails as a whole
+        // (the caller retries; what was stored comes back as duplicates).
+        let reply = match own
+            .iter()
+            .find_map(|o| o.as_ref().err().filter(|e| e.is_retryable()))
+        {
+            Some(e) => Err(CollectorError::Write(e.clone())),
+            None => Ok(SubmitReport { outcomes: own }),
+        };
+        if let Some(tx) = item.reply {
+            let _ = tx.send(reply);
+        }
+    }
+}
+
+/// Writes `batch`; when the sink refuses it with an error that is not `Unavailable`, writes
+/// its two halves instead, and so on, so that every event that can be stored is, and a
+/// refused event ends up alone with its own error. A batch holding several submissions
+/// (of `counts` events each) is split between submissions first, so one submission's bad
+/// event costs the others at most a few extra writes. Returns one result per event.
+async fn write_split(
+    sink: &dyn EventSink,
+    options: &CollectorOptions,
+    counters: &Counters,
+    batch: &[Event],
+    counts: &[usize],
+) -> Vec<Result<WriteOutcome, Error>> {
+    // Where each submission starts.
+    let starts: Vec<usize> = counts
+        .iter()
+        .scan(0, |at, n| {
+            let start = *at;
+            *at += n;
+            Some(start)
+        })
+        .collect();
+    let mut results: Vec<Option<Result<WriteOutcome, Error>>> = vec![None; batch.len()];
+    // Depth first, first half first: events are written in their order.
+    let mut todo = Vec::new();
+    todo.push(0..batch.len());
+    while let Some(range) = todo.pop() {
+        let part = &batch[range.clone()];
+        match write_with_retry(sink, options, counters, part).await {
+            Ok(report) => {
+                counters.batches.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .batched_events
+                    .fetch_add(part.len() as u64, Ordering::Relaxed);
+                counters
+                    .last_batch_size
+                    .store(part.len() as u64, Ordering::Relaxed);
+                counters
+                    .committed
+                    .fetch_add(report.inserted() as u64, Ordering::Relaxed);
+                counters
+                    .duplicates
+                    .fetch_add(report.duplicates() as u64, Ordering::Relaxed);
+                for (slot, outcome) in results[range].iter_mut().zip(report.outcomes) {
+                    *slot = Some(Ok(outcome));
                 }
             }
-        }
-        Err(e) => {
-            counters
-                .failed
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            for item in group {
-                if let Some(reply) = item.reply {
-                    let _ = reply.send(Err(CollectorError::Write(e.clone())));
+            Err(e) if e.is_retryable() || part.len() == 1 => {
+                counters
+                    .failed
+                    .fetch_add(part.len() as u64, Ordering::Relaxed);
+                for slot in &mut results[range] {
+                    *slot = Some(Err(e.clone()));
                 }
+            }
+            Err(_) => {
+                counters.splits.fetch_add(1, Ordering::Relaxed);
+                let mid = split_point(&range, &starts);
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
             }
         }
     }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(Error::Internal("event left unwritten".into()))))
+        .collect()
+}
+
+/// Where to split `range` (at least two events long): at the submission boundary nearest
+/// its middle when it spans several submissions, else in the middle.
+fn split_point(range: &std::ops::Range<usize>, starts: &[usize]) -> usize {
+    let mid = range.start + range.len() / 2;
+    starts
+        .iter()
+        .copied()
+        .filter(|&s| s > range.start && s < range.end)
+        .min_by_key(|&s| s.abs_diff(mid))
+        .unwrap_or(mid)
 }
 
 async fn write_with_retry(
@@ -471,7 +580,7 @@ async fn write_with_retry(
     options: &CollectorOptions,
     counters: &Counters,
     batch: &[Event],
-) -> Result<WriteReport, Error> {
+) -> Result<crate::ports::WriteReport, Error> {
     let mut delay = options.initial_backoff;
     let mut attempt = 1;
     // With several writers this is a hint, not a lock: a batch may still get its full
@@ -515,10 +624,11 @@ async fn write_with_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventInput, EventLimits, IngestContext};
+    use crate::event::{AgeLimits, EventInput, EventLimits, IngestContext};
+    use crate::ids::EventId;
     use crate::ids::ProjectId;
     use crate::memory::MemoryStore;
-    use crate::ports::{EventStore, WriteOutcome};
+    use crate::ports::{EventStore, WriteReport};
     use async_trait::async_trait;
     use chrono::DateTime;
     use std::sync::atomic::AtomicUsize;
@@ -532,6 +642,7 @@ mod tests {
             fixed_project: false,
             request_correlation_id: None,
             limits: &limits,
+            age_limits: &AgeLimits::default(),
         };
         let input = EventInput {
             id: Some(serde_json::json!(uuid::Uuid::from_u128(i + 1).to_string())),
@@ -552,6 +663,13 @@ mod tests {
         max_in_flight: AtomicUsize,
         fail: AtomicUsize,
         delay_ms: u64,
+        /// Any batch holding an event with one of these ids is refused as a whole (like
+        /// PostgreSQL rolling back a batch with one row it cannot store).
+        poison: Vec<EventId>,
+        /// Refuse with `Internal` instead of `Invalid`.
+        poison_internal: bool,
+        /// While set, any batch with more than one event is `Unavailable`.
+        down_for_many: AtomicBool,
     }
 
     #[async_trait]
@@ -569,6 +687,16 @@ mod tests {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| f.checked_sub(1))
                 .is_ok()
             {
+                return Err(Error::Unavailable("down".into()));
+            }
+            if let Some(at) = events.iter().position(|e| self.poison.contains(&e.id)) {
+                return Err(if self.poison_internal {
+                    Error::Internal("no partition of relation found for row".into())
+                } else {
+                    Error::invalid(format!("events[{at}].occurred_at"), "cannot be stored")
+                });
+            }
+            if events.len() > 1 && self.down_for_many.load(Ordering::SeqCst) {
                 return Err(Error::Unavailable("down".into()));
             }
             self.inner.write_batch(events).await
@@ -597,7 +725,7 @@ mod tests {
         }
         for t in tasks {
             let r = t.await.unwrap().unwrap();
-            assert_eq!(r.outcomes, vec![WriteOutcome::Inserted; 4]);
+            assert_eq!(r.outcomes, vec![Ok(WriteOutcome::Inserted); 4]);
         }
         let calls = sink.calls.load(Ordering::SeqCst);
         assert!(calls < 50, "{calls} batches for 50 submitters");
@@ -683,7 +811,7 @@ mod tests {
         let again = c.submit(vec![event(2), event(3)]).await.unwrap();
         assert_eq!(
             again.outcomes,
-            [WriteOutcome::Duplicate, WriteOutcome::Inserted]
+            [Ok(WriteOutcome::Duplicate), Ok(WriteOutcome::Inserted)]
         );
         assert_eq!(c.stats().duplicates, 1);
         c.shutdown().await;
@@ -750,6 +878,154 @@ mod tests {
         assert_eq!(c.submit(vec![event(4)]).await.unwrap().inserted(), 1);
         assert_eq!(sink.calls.load(Ordering::SeqCst), 3 + 4 + 1 + 1 + 2);
         c.shutdown().await;
+    }
+
+    fn id(i: u128) -> EventId {
+        event(i).id
+    }
+
+    /// 24 concurrent submissions of 10 events share batches; one of them carries an event
+    /// the sink refuses. Every other submission is stored in full, and the poisoned one
+    /// gets its nine good events stored and one per-event error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_bad_event_never_fails_another_submission() {
+        for internal in [false, true] {
+            let sink = Arc::new(MockSink {
+                poison: vec![id(77)],
+                poison_internal: internal,
+                delay_ms: 5,
+                ..Default::default()
+            });
+            let c = Arc::new(AnalyticsEventCollector::start(
+                sink.clone(),
+                CollectorOptions {
+                    writers: 1,
+                    ..fast()
+                },
+            ));
+            let tasks: Vec<_> = (0..24u128)
+                .map(|s| {
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        c.submit((0..10).map(|i| event(s * 10 + i)).collect()).await
+                    })
+                })
+                .collect();
+            for (s, t) in tasks.into_iter().enumerate() {
+                let r = t.await.unwrap().expect("no submission fails as a whole");
+                if s == 7 {
+                    assert_eq!((r.inserted(), r.failed()), (9, 1));
+                    let bad = r.outcomes[7].clone().unwrap_err();
+                    assert!(!bad.is_retryable());
+                    if !internal {
+                        assert_eq!(
+                            bad,
+                            Error::invalid("events[0].occurred_at", "cannot be stored"),
+                            "the event's own error, found with the event alone"
+                        );
+                    }
+                } else {
+                    assert_eq!(r.outcomes, vec![Ok(WriteOutcome::Inserted); 10], "{s}");
+                }
+            }
+            let st = c.stats();
+            assert_eq!((st.committed, st.failed), (239, 1));
+            // Isolating one event of a lone 10-event submission takes at most 4 splits;
+            // more means the poisoned submission shared its batch with others.
+            assert!(st.splits > 4, "{st:?}");
+            assert!(
+                sink.calls.load(Ordering::SeqCst) < 60,
+                "a split costs a few writes, not one per event"
+            );
+            let stored = sink
+                .inner
+                .query_events(&Default::default(), &crate::PageRequest::first(1000))
+                .await
+                .unwrap();
+            assert_eq!(stored.items.len(), 239);
+            assert!(stored.items.iter().all(|e| e.id != id(77)));
+            c.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_only_bad_events_reports_each_and_stores_the_rest() {
+        let sink = Arc::new(MockSink {
+            poison: vec![id(0), id(3), id(4), id(9)],
+            ..Default::default()
+        });
+        let c = AnalyticsEventCollector::start(sink.clone(), fast());
+        let r = c.submit((0..10).map(event).collect()).await.unwrap();
+        let failed: Vec<usize> = (0..10).filter(|&i| r.outcomes[i].is_err()).collect();
+        assert_eq!(failed, [0, 3, 4, 9]);
+        assert_eq!(r.inserted(), 6);
+        // Re-sending: the good ones are duplicates, the bad ones still fail alone.
+        let again = c.submit((0..10).map(event).collect()).await.unwrap();
+        assert_eq!((again.duplicates(), again.failed()), (6, 4));
+        let all_bad = c.submit(vec![event(0), event(3)]).await.unwrap();
+        assert_eq!(all_bad.failed(), 2);
+        c.shutdown().await;
+    }
+
+    /// `Unavailable` is about the store, not an event: it is never split, and when it hits
+    /// part of a split batch, exactly the submissions with unwritten events fail (as a
+    /// whole, so their callers retry); it is never reported per event.
+    #[tokio::test]
+    async fn unavailable_halves_fail_their_submissions_and_are_never_reported_per_event() {
+        let sink = Arc::new(MockSink {
+            poison: vec![id(5)],
+            ..Default::default()
+        });
+        sink.down_for_many.store(true, Ordering::SeqCst);
+        let c = Arc::new(AnalyticsEventCollector::start(
+            sink.clone(),
+            CollectorOptions {
+                linger: Duration::from_secs(3600),
+                max_attempts: 2,
+                ..fast()
+            },
+        ));
+        // Unavailable as a whole: retried, never split.
+        let c1 = c.clone();
+        let whole = tokio::spawn(async move { c1.submit(vec![event(1), event(2)]).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.flush().await.unwrap();
+        let err = whole.await.unwrap().unwrap_err();
+        assert!(matches!(err, CollectorError::Write(Error::Unavailable(_))));
+        assert_eq!(
+            (c.stats().splits, sink.calls.load(Ordering::SeqCst)),
+            (0, 2)
+        );
+
+        // [10, 11] + [4, 5 (poisoned)]: refused, split between the submissions; the first
+        // half is unavailable, the second is split again and its good event stored.
+        let c2 = c.clone();
+        let a = tokio::spawn(async move { c2.submit(vec![event(10), event(11)]).await });
+        let c3 = c.clone();
+        let b = tokio::spawn(async move { c3.submit(vec![event(4), event(5)]).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.flush().await.unwrap();
+        let a = a.await.unwrap().unwrap_err();
+        assert!(
+            matches!(a, CollectorError::Write(Error::Unavailable(_))),
+            "{a:?}"
+        );
+        let b = b.await.unwrap().unwrap();
+        assert_eq!(b.outcomes[0], Ok(WriteOutcome::Inserted));
+        assert!(b.outcomes[1].as_ref().is_err_and(|e| !e.is_retryable()));
+        assert_eq!(c.stats().splits, 2);
+        c.shutdown().await;
+    }
+
+    #[test]
+    fn splits_fall_on_submission_boundaries_first() {
+        // Submissions of 3, 1 and 4 events.
+        let starts = [0, 3, 4];
+        assert_eq!(split_point(&(0..8), &starts), 4);
+        assert_eq!(split_point(&(0..4), &starts), 3);
+        assert_eq!(split_point(&(4..8), &starts), 6);
+        assert_eq!(split_point(&(0..3), &starts), 1);
+        assert_eq!(split_point(&(0..2), &starts), 1);
     }
 
     #[tokio::test]

@@ -31,7 +31,9 @@ pub mod testkit;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use collector::{AnalyticsEventCollector, CollectorError, CollectorOptions, CollectorStats};
 pub use error::{Error, FieldError, Result, ValidationErrors};
-pub use event::{Event, EventInput, EventKind, EventLimits, IngestContext, Payload};
+pub use event::{
+    AgeLimit, AgeLimits, Event, EventInput, EventKind, EventLimits, IngestContext, Payload,
+};
 pub use ids::{
     CorrelationId, EmailAddress, EventId, MetricName, PhoneNumber, ProjectId, Quantile, Threshold,
     UserId, WebhookUrl,

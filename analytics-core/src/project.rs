@@ -10,10 +10,16 @@ use uuid::Uuid;
 use crate::error::FieldError;
 use crate::ids::ProjectId;
 
+/// The longest raw retention a project may have, in days. It bounds how old an accepted
+/// event can be (see [`crate::event::AgeLimit`]), hence how many days of raw events (day
+/// partitions, in PostgreSQL) a store ever holds.
+pub const MAX_RETENTION_DAYS: u32 = 400;
+
 /// Per-project settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectSettings {
-    /// Days raw events are kept before retention deletes them (rollups are kept).
+    /// Days raw events are kept before retention deletes them (rollups are kept); 1 to
+    /// [`MAX_RETENTION_DAYS`]. Events older than this are not accepted.
     pub retention_days: u32,
     /// Default sampling probability for ingested events, in `(0, 1]`.
     pub sample_rate: f64,
@@ -29,11 +35,21 @@ impl Default for ProjectSettings {
 }
 
 impl ProjectSettings {
+    /// The raw retention as a duration. A stored value outside `1..=MAX_RETENTION_DAYS`
+    /// (written before the bound existed, or without [`Self::validate`]) is clamped, so
+    /// retention and the ingest age limit never go past the bound.
+    pub fn retention(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.retention_days.clamp(1, MAX_RETENTION_DAYS)))
+    }
+
     /// Checks ranges; one error per problem.
     pub fn validate(&self) -> Result<(), crate::ValidationErrors> {
         let mut errors = Vec::new();
-        if !(1..=3650).contains(&self.retention_days) {
-            errors.push(FieldError::new("retention_days", "must be from 1 to 3650"));
+        if !(1..=MAX_RETENTION_DAYS).contains(&self.retention_days) {
+            errors.push(FieldError::new(
+                "retention_days",
+                format!("must be from 1 to {MAX_RETENTION_DAYS}"),
+            ));
         }
         if !(self.sample_rate.is_finite() && self.sample_rate > 0.0 && self.sample_rate <= 1.0) {
             errors.push(FieldError::new(
@@ -166,5 +182,21 @@ mod tests {
         };
         let e = bad.validate().unwrap_err();
         assert!(e.has_field("retention_days") && e.has_field("sample_rate"));
+    }
+
+    #[test]
+    fn retention_is_bounded_by_configuration() {
+        let at = |days| ProjectSettings {
+            retention_days: days,
+            ..ProjectSettings::default()
+        };
+        assert!(at(MAX_RETENTION_DAYS).validate().is_ok());
+        let e = at(MAX_RETENTION_DAYS + 1).validate().unwrap_err();
+        assert_eq!(e.first().unwrap().field, "retention_days");
+        assert_eq!(e.first().unwrap().message, "must be from 1 to 400");
+        // A stored value past the bound is clamped wherever it is used.
+        assert_eq!(at(3650).retention(), chrono::Duration::days(400));
+        assert_eq!(at(0).retention(), chrono::Duration::days(1));
+        assert_eq!(at(7).retention(), chrono::Duration::days(7));
     }
 }

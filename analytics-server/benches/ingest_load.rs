@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use analytics_core::event::{EventInput, EventLimits, IngestContext};
+use analytics_core::event::{AgeLimits, EventInput, EventLimits, IngestContext};
 use analytics_core::testkit::fixtures::Lcg;
 use analytics_core::testkit::services::with_database;
 use analytics_core::{Event, ProjectId};
@@ -112,6 +112,7 @@ fn parse_events(values: &[Value], now: DateTime<Utc>) -> Vec<Event> {
         fixed_project: true,
         request_correlation_id: None,
         limits: &limits,
+        age_limits: &AgeLimits::default(),
     };
     values
         .iter()

@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate`, `token`, `api-key`, `openapi`. Flags fall
+//! The command line: `serve` (default), `migrate`, `token`, `api-key`, `project`, `openapi`. Flags fall
 //! back to environment variables; this is the only place configuration is read.
 
 use std::io::Write as _;
@@ -133,6 +133,16 @@ enum Command {
     ApiKey {
         #[command(subcommand)]
         command: ApiKeyCommand,
+    },
+    /// Set a project's raw retention in days (1 to 400; creates the project if needed).
+    /// Ingest accepts events up to this age: raise it before backfilling history.
+    Retention {
+        /// Project slug.
+        #[arg(long)]
+        project: String,
+        /// Days raw events are kept (and how old an ingested event may be).
+        #[arg(long)]
+        days: u32,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -270,6 +280,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "project {project}: {generated} api_request events generated, {inserted} new"
             ))
         }
+        Command::Retention { project, days } => {
+            let store = connect_store(&common.database_url).await?;
+            let p = set_retention(&*store, ProjectId::parse(project)?, days).await?;
+            out(format_args!(
+                "project {} keeps raw events {} days (a running server applies it to \
+                 ingest within {} s)",
+                p.id,
+                p.settings.retention_days,
+                crate::age_limits::DEFAULT_AGE_LIMIT_TTL.as_secs()
+            ))
+        }
         Command::Openapi => {
             let state = AppState::new(
                 Arc::new(MemoryStore::new()),
@@ -371,6 +392,40 @@ fn connection_budget(wanted: usize) -> usize {
     }
 }
 
+/// Sets a project's raw retention (validated: 1 to `MAX_RETENTION_DAYS`), creating the
+/// project with default settings first if it has no record.
+pub async fn set_retention(
+    store: &dyn Store,
+    project: ProjectId,
+    days: u32,
+) -> anyhow::Result<Project> {
+    let current = match store.get_project(&project).await {
+        Ok(p) => p.settings,
+        Err(Error::NotFound { .. }) => ProjectSettings::default(),
+        Err(e) => return Err(e.into()),
+    };
+    let settings = ProjectSettings {
+        retention_days: days,
+        ..current
+    };
+    settings.validate()?;
+    if let Err(Error::NotFound { .. }) = store.get_project(&project).await {
+        let created = store
+            .create_project(&Project {
+                id: project.clone(),
+                name: project.to_string(),
+                settings: settings.clone(),
+                created_at: SystemClock.now(),
+            })
+            .await;
+        match created {
+            Ok(()) | Err(Error::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(store.update_project_settings(&project, &settings).await?)
+}
+
 async fn api_key(store: &dyn Store, command: ApiKeyCommand) -> anyhow::Result<()> {
     let now = SystemClock.now();
     match command {
@@ -440,6 +495,19 @@ async fn api_key(store: &dyn Store, command: ApiKeyCommand) -> anyhow::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn retention_is_set_within_its_bound() {
+        let store = MemoryStore::new();
+        let shop = ProjectId::parse("shop").unwrap();
+        let p = set_retention(&store, shop.clone(), 90).await.unwrap();
+        assert_eq!(p.settings.retention_days, 90);
+        assert_eq!(p.settings.sample_rate, 1.0);
+        let e = set_retention(&store, shop.clone(), 401).await.unwrap_err();
+        assert!(e.to_string().contains("retention_days"), "{e}");
+        let p = set_retention(&store, shop, 30).await.unwrap();
+        assert_eq!(p.settings.retention_days, 30);
+    }
 
     #[test]
     fn loopback_binds_are_recognised() {

@@ -59,7 +59,7 @@ impl Metrics {
         let ingest = IntGaugeVec::new(
             Opts::new(
                 "analytics_ingest_events",
-                "Collector counters (queued, committed, duplicates, batches, failed, \
+                "Collector counters (queued, committed, duplicates, batches, failed, splits, \
                  rejected_backpressure, last_batch_size, write_errors; sink_down is 1 while \
                  the store looks down)",
             ),
@@ -131,6 +131,7 @@ impl Metrics {
             ("duplicates", s.duplicates),
             ("batches", s.batches),
             ("failed", s.failed),
+            ("splits", s.splits),
             ("write_errors", s.write_errors),
             ("rejected_backpressure", s.rejected_backpressure),
             ("last_batch_size", s.last_batch_size),

@@ -9,6 +9,7 @@ use analytics_core::ports::Store;
 use analytics_core::rollup::spec::RollupSpecs;
 use analytics_core::{AnalyticsEventCollector, Clock, CollectorOptions, EventLimits, SystemClock};
 
+use crate::age_limits::{AgeLimitCache, DEFAULT_AGE_LIMIT_TTL};
 use crate::auth::{ApiKeyCache, JwtSettings};
 use crate::metrics::Metrics;
 use crate::realtime::PrometheusScrapeSource;
@@ -109,6 +110,8 @@ pub struct AppState {
     pub api_keys: ApiKeyCache,
     /// What the health endpoints need beyond the store.
     pub health: Arc<HealthContext>,
+    /// Recently read age limits of projects (how old an ingested event may be).
+    pub age_limits: AgeLimitCache,
     draining: Arc<AtomicBool>,
 }
 
@@ -159,6 +162,7 @@ impl AppState {
             metrics: Metrics::new(),
             limits: Arc::new(limits),
             api_keys: ApiKeyCache::new(DEFAULT_API_KEY_TTL),
+            age_limits: AgeLimitCache::new(DEFAULT_AGE_LIMIT_TTL),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -182,6 +186,14 @@ impl AppState {
     /// internal project (fire and forget: dropped when the ingest queue is full).
     pub fn record_store_call(&self, op: StoreOperation, started: Instant) {
         record_store_call(&self.collector, op, started);
+    }
+
+    /// Sets how long a project's age limit (its retention and seal) is trusted without
+    /// asking the store again (zero: ask every time).
+    #[must_use]
+    pub fn with_age_limit_ttl(mut self, ttl: Duration) -> Self {
+        self.age_limits = AgeLimitCache::new(ttl);
+        self
     }
 
     /// Whether the server is shutting down (readiness answers 503).

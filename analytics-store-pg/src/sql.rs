@@ -1,9 +1,9 @@
 //! Small helpers shared by the port implementations: advisory-lock keys, reading columns
 //! with errors mapped, and the text forms of enums stored in columns.
 
-use analytics_core::PageRequest;
 use analytics_core::alert::Severity;
 use analytics_core::error::Result;
+use analytics_core::{Cursor, PageRequest};
 use sqlx::postgres::PgRow;
 use sqlx::{Decode, Postgres, QueryBuilder, Row, Type};
 
@@ -58,7 +58,22 @@ pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64> {
 /// plain bound on `time_column` lets the planner prune partitions; the row comparison is the
 /// exact keyset condition.
 pub(crate) fn push_page(q: &mut QueryBuilder<Postgres>, time_column: &str, page: &PageRequest) {
-    if let Some(c) = &page.cursor {
+    push_keyset(
+        q,
+        time_column,
+        page.cursor.as_ref(),
+        i64::from(page.limit()) + 1,
+    );
+}
+
+/// [`push_page`] with an explicit row limit.
+pub(crate) fn push_keyset(
+    q: &mut QueryBuilder<Postgres>,
+    time_column: &str,
+    cursor: Option<&Cursor>,
+    limit: i64,
+) {
+    if let Some(c) = cursor {
         q.push(format_args!(" AND {time_column} <= "))
             .push_bind(c.at);
         q.push(format_args!(" AND ({time_column}, id) < ("))
@@ -68,5 +83,5 @@ pub(crate) fn push_page(q: &mut QueryBuilder<Postgres>, time_column: &str, page:
             .push(")");
     }
     q.push(format_args!(" ORDER BY {time_column} DESC, id DESC LIMIT "))
-        .push_bind(i64::from(page.limit()) + 1);
+        .push_bind(limit);
 }

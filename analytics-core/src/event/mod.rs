@@ -2,10 +2,11 @@
 
 mod payload;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -17,6 +18,7 @@ pub use payload::{
 
 use crate::error::{FieldError, ValidationErrors};
 use crate::ids::{CorrelationId, EventId, ProjectId};
+use crate::project::{MAX_RETENTION_DAYS, ProjectSettings};
 use crate::time::truncate_to_micros;
 
 /// What an event reports. Known kinds have a typed payload; any other well-formed name is a
@@ -306,10 +308,9 @@ pub struct EventLimits {
     pub max_properties_bytes: usize,
     /// Largest serialized payload of a custom kind (64 KiB).
     pub max_custom_payload_bytes: usize,
-    /// How far in the future `occurred_at` may be (24 h), to tolerate clock skew.
+    /// How far in the future `occurred_at` may be (24 h), to tolerate clock skew. (How
+    /// far in the past is per project: [`IngestContext::age_limits`].)
     pub max_future: Duration,
-    /// How far in the past `occurred_at` may be; `None` accepts any age.
-    pub max_age: Option<Duration>,
     /// Longest id-like string (`user_id`, `session_id`, `source`).
     pub max_id_len: usize,
 }
@@ -320,7 +321,6 @@ impl Default for EventLimits {
             max_properties_bytes: 64 * 1024,
             max_custom_payload_bytes: 64 * 1024,
             max_future: Duration::hours(24),
-            max_age: None,
             max_id_len: MAX_ID_LEN,
         }
     }
@@ -339,6 +339,104 @@ pub struct IngestContext<'a> {
     pub request_correlation_id: Option<&'a CorrelationId>,
     /// Limits to apply.
     pub limits: &'a EventLimits,
+    /// How old an event of each project may be.
+    pub age_limits: &'a AgeLimits,
+}
+
+/// How old an event of one project may be.
+///
+/// The rule: `occurred_at` must not be older than the project's raw retention
+/// ([`ProjectSettings::retention`], at most [`MAX_RETENTION_DAYS`]) nor fall before the
+/// project's seal (the rollup scheduler's `rollup.sealed.<project>` watermark: hours before
+/// it have final rollups and are never recomputed). An older event is rejected with field
+/// `occurred_at`: retention would delete it at its next run and no rollup would ever count
+/// it. So every accepted event is counted, and the days a store holds are bounded by the
+/// configured retention (plus `max_future`), never by input.
+///
+/// Backfill goes through the project's settings: raise `retention_days` (at most
+/// [`MAX_RETENTION_DAYS`]) before sending older events. Hours already sealed stay closed:
+/// history older than what the project kept cannot be added later.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AgeLimit {
+    /// The project's raw retention in days (clamped to `1..=MAX_RETENTION_DAYS`).
+    pub retention_days: u32,
+    /// The project's seal watermark, if it has one.
+    pub sealed_before: Option<DateTime<Utc>>,
+}
+
+impl Default for AgeLimit {
+    /// The limit of a project without a record: the default retention, which the rollup
+    /// scheduler gives a project it registers on first sight, and no seal.
+    fn default() -> Self {
+        Self::new(&ProjectSettings::default(), None)
+    }
+}
+
+impl AgeLimit {
+    /// The limit of a project with these settings and seal watermark.
+    pub fn new(settings: &ProjectSettings, sealed_before: Option<DateTime<Utc>>) -> Self {
+        Self {
+            retention_days: settings.retention_days.clamp(1, MAX_RETENTION_DAYS),
+            sealed_before,
+        }
+    }
+
+    /// The oldest `occurred_at` accepted at `now`.
+    pub fn oldest(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let by_retention = now - Duration::days(i64::from(self.retention_days));
+        self.sealed_before
+            .map_or(by_retention, |seal| seal.max(by_retention))
+    }
+
+    /// Checks `occurred_at` of an event received at `now` for `project` (named in the
+    /// message when known).
+    pub fn check(
+        &self,
+        project: Option<&ProjectId>,
+        occurred_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), FieldError> {
+        let oldest = self.oldest(now);
+        if occurred_at >= oldest {
+            return Ok(());
+        }
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let days = self.retention_days;
+        let project = project.map_or_else(|| "the project".to_owned(), |p| format!("project {p}"));
+        let message = if self.sealed_before == Some(oldest) {
+            format!(
+                "is before {}, where the rollups of {project} are final (raw \
+                 retention {days} days): it could never be counted, and history before that \
+                 cannot be backfilled",
+                at(oldest)
+            )
+        } else {
+            format!(
+                "is older than the raw retention of {project} ({days} days, so not \
+                 before {}): retention would delete it and no rollup would count it; to \
+                 backfill, raise the project's retention_days (at most {MAX_RETENTION_DAYS}) \
+                 before sending older events",
+                at(oldest)
+            )
+        };
+        Err(FieldError::new("occurred_at", message))
+    }
+}
+
+/// The [`AgeLimit`] of each project an ingest request may write to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgeLimits {
+    /// Projects with a record.
+    pub projects: HashMap<ProjectId, AgeLimit>,
+    /// Every other project.
+    pub unknown: AgeLimit,
+}
+
+impl AgeLimits {
+    /// The limit for `project`.
+    pub fn of(&self, project: &ProjectId) -> &AgeLimit {
+        self.projects.get(project).unwrap_or(&self.unknown)
+    }
 }
 
 fn opt_string(
@@ -444,14 +542,20 @@ fn parse_event(input: EventInput, ctx: &IngestContext<'_>) -> Result<Event, Vali
                         ),
                     ));
                     None
-                } else if ctx.limits.max_age.is_some_and(|age| t < ctx.now - age) {
-                    errors.push(FieldError::new(
-                        "occurred_at",
-                        "is older than the accepted age",
-                    ));
-                    None
                 } else {
-                    Some(t)
+                    // An invalid project is reported on its own; the age is then checked
+                    // against the limit of unknown projects.
+                    let limit = match &project {
+                        Some(p) => ctx.age_limits.of(p),
+                        None => &ctx.age_limits.unknown,
+                    };
+                    match limit.check(project.as_ref(), t, ctx.now) {
+                        Ok(()) => Some(t),
+                        Err(e) => {
+                            errors.push(e);
+                            None
+                        }
+                    }
                 }
             }
             Err(_) => {

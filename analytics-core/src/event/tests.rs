@@ -16,6 +16,15 @@ fn parse_with(
     fixed_project: bool,
     request_cid: Option<&str>,
 ) -> Result<Event, ValidationErrors> {
+    parse_aged(v, fixed_project, request_cid, &AgeLimits::default())
+}
+
+fn parse_aged(
+    v: Value,
+    fixed_project: bool,
+    request_cid: Option<&str>,
+    age_limits: &AgeLimits,
+) -> Result<Event, ValidationErrors> {
     let input: EventInput = serde_json::from_value(v).expect("input shape");
     let project = ProjectId::parse("shop").unwrap();
     let cid = request_cid.map(|c| CorrelationId::parse(c).unwrap());
@@ -26,6 +35,7 @@ fn parse_with(
         fixed_project,
         request_correlation_id: cid.as_ref(),
         limits: &limits,
+        age_limits,
     };
     Event::parse(input, &ctx)
 }
@@ -217,11 +227,108 @@ fn timestamps_more_than_a_day_ahead_are_rejected() {
         "clock skew within a day is fine"
     );
     check_rejected(ahead(Duration::days(3)), &["occurred_at"]);
-    // Old events are accepted unless a maximum age is configured.
-    assert!(parse(ahead(-Duration::days(400))).is_ok());
     // Offsets are normalised to UTC.
     let e = parse(json!({"kind": "custom_x", "occurred_at": "2024-03-10T14:00:00+02:00"})).unwrap();
     assert_eq!(e.occurred_at.to_rfc3339(), "2024-03-10T12:00:00+00:00");
+}
+
+fn at(t: &str) -> Value {
+    json!({"kind": "custom_x", "occurred_at": t})
+}
+
+fn occurred_at_message(r: Result<Event, ValidationErrors>) -> String {
+    let err = r.expect_err("must be rejected");
+    assert_eq!(err.errors().len(), 1, "{err}");
+    assert_eq!(err.errors()[0].field, "occurred_at");
+    err.errors()[0].message.clone()
+}
+
+#[test]
+fn events_older_than_their_projects_retention_are_rejected_with_how_to_backfill() {
+    let ago = |d: Duration| json!({"kind": "custom_x", "occurred_at": (now() - d).to_rfc3339()});
+    // Without a project record: the default retention, 7 days.
+    assert!(parse(ago(Duration::days(7) - Duration::seconds(1))).is_ok());
+    let msg = occurred_at_message(parse(ago(Duration::days(7) + Duration::seconds(1))));
+    assert!(msg.contains("project shop (7 days"), "{msg}");
+    assert!(msg.contains("not before 2024-03-03T12:00:00Z"), "{msg}");
+    assert!(
+        msg.contains("raise the project's retention_days (at most 400)"),
+        "{msg}"
+    );
+    assert!(!msg.ends_with('.'), "{msg}");
+
+    // A project's own retention, also for events naming another project.
+    let mut limits = AgeLimits::default();
+    let archive = ProjectId::parse("archive").unwrap();
+    limits.projects.insert(
+        archive.clone(),
+        AgeLimit::new(
+            &crate::project::ProjectSettings {
+                retention_days: 30,
+                ..Default::default()
+            },
+            None,
+        ),
+    );
+    let mut old = ago(Duration::days(20));
+    assert!(parse_aged(old.clone(), false, None, &limits).is_err());
+    old["project"] = json!("archive");
+    let e = parse_aged(old, false, None, &limits).unwrap();
+    assert_eq!(e.project, archive);
+
+    // However long a stored retention is, the bound holds.
+    let huge = AgeLimit::new(
+        &crate::project::ProjectSettings {
+            retention_days: 100_000,
+            ..Default::default()
+        },
+        None,
+    );
+    assert_eq!(huge.retention_days, crate::project::MAX_RETENTION_DAYS);
+    assert_eq!(huge.oldest(now()), now() - Duration::days(400));
+}
+
+#[test]
+fn years_zero_and_below_and_other_far_past_timestamps_are_rejected_at_parse_time() {
+    for t in [
+        "0000-01-01T00:00:00+01:00",
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "1900-01-01T00:00:00Z",
+        "1970-01-01T00:00:00Z",
+    ] {
+        let msg = occurred_at_message(parse(at(t)));
+        assert!(msg.contains("older than the raw retention"), "{t}: {msg}");
+    }
+}
+
+#[test]
+fn events_in_sealed_hours_are_rejected_even_within_a_raised_retention() {
+    // The project kept 7 days, so hours before 2024-03-03T12:00Z are sealed; its
+    // retention was then raised to 30 days.
+    let seal = now() - Duration::days(7);
+    let limits = AgeLimits {
+        unknown: AgeLimit {
+            retention_days: 30,
+            sealed_before: Some(seal),
+        },
+        ..Default::default()
+    };
+    assert_eq!(limits.unknown.oldest(now()), seal);
+    assert!(parse_aged(at("2024-03-04T00:00:00Z"), false, None, &limits).is_ok());
+    let msg = occurred_at_message(parse_aged(at("2024-03-01T00:00:00Z"), false, None, &limits));
+    assert!(msg.contains("is before 2024-03-03T12:00:00Z"), "{msg}");
+    assert!(msg.contains("cannot be backfilled"), "{msg}");
+    // Once the retention passes the seal, the retention is the limit again.
+    let limits = AgeLimits {
+        unknown: AgeLimit {
+            retention_days: 3,
+            sealed_before: Some(seal),
+        },
+        ..Default::default()
+    };
+    let msg = occurred_at_message(parse_aged(at("2024-03-05T00:00:00Z"), false, None, &limits));
+    assert!(msg.contains("3 days"), "{msg}");
 }
 
 #[test]

@@ -277,7 +277,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::event::{EventInput, EventLimits, IngestContext};
+    use crate::event::{AgeLimits, EventInput, EventLimits, IngestContext};
     use crate::rollup::spec::metrics;
 
     fn hour() -> DateTime<Utc> {
@@ -293,6 +293,7 @@ mod tests {
             fixed_project: false,
             request_correlation_id: None,
             limits: &limits,
+            age_limits: &AgeLimits::default(),
         };
         let mut v = v;
         v["occurred_at"] = json!("2024-03-10T12:10:00Z");

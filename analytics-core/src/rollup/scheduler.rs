@@ -28,6 +28,9 @@ pub const WEEK_WATERMARK: &str = "rollup.week";
 /// Per-project watermark prefix: raw events before it may be deleted, so hours before it
 /// are sealed and never recomputed.
 pub const SEAL_WATERMARK_PREFIX: &str = "rollup.sealed.";
+/// Watermark: the raw events of every project before it are deleted (the cutoff of the
+/// last all-projects retention call, which lets a store drop whole days).
+pub const RETENTION_WATERMARK: &str = "rollup.retention";
 /// The singleton-lock name the scheduler's loop should hold while ticking.
 pub const LOCK_NAME: &str = "rollup-scheduler";
 
@@ -213,34 +216,63 @@ impl RollupScheduler {
 
     /// Deletes raw events past each project's retention, never past the hour watermark, and
     /// seals the hours before the new cutoff first.
+    ///
+    /// The events of every project before the earliest cutoff (of all registered projects
+    /// and of the default retention, which unregistered projects get) go in one
+    /// all-projects call, where a store can drop whole days (PostgreSQL drops day
+    /// partitions; per-project calls can only delete rows). Only projects with a later
+    /// cutoff then need their own, row-wise, call.
     async fn apply_retention(
         &self,
         store: &dyn Store,
         now: DateTime<Utc>,
         rolled_until: DateTime<Utc>,
     ) -> Result<u64> {
-        let mut deleted = 0;
-        for project in store.list_projects().await? {
-            let retention = Duration::days(i64::from(project.settings.retention_days));
-            let cutoff = Granularity::Hour
+        let cutoff_for = |retention: Duration| {
+            Granularity::Hour
                 .bucket_start(now - retention)
-                .min(rolled_until);
+                .min(rolled_until)
+        };
+        let default_retention = ProjectSettings {
+            retention_days: self.options.default_retention_days,
+            ..ProjectSettings::default()
+        }
+        .retention();
+        let mut everyone = cutoff_for(default_retention);
+        let mut due = Vec::new();
+        for project in store.list_projects().await? {
+            let cutoff = cutoff_for(project.settings.retention());
+            everyone = everyone.min(cutoff);
             let key = seal_key(&project.id);
             let seal = store.watermark(&key).await?;
             if seal.is_none_or(|s| cutoff > s) {
                 // Seal first: if the delete is interrupted, nothing recomputes a half-deleted
                 // hour; the leftovers go with the next cutoff.
                 store.set_watermark(&key, cutoff).await?;
-                deleted += store
-                    .delete_events_before(Some(&project.id), cutoff)
-                    .await?;
+                due.push((project.id, cutoff));
+            }
+        }
+        let mut deleted = 0;
+        // Every registered project is sealed at or after `everyone` by now.
+        if store
+            .watermark(RETENTION_WATERMARK)
+            .await?
+            .is_none_or(|w| everyone > w)
+        {
+            deleted += store.delete_events_before(None, everyone).await?;
+            store.set_watermark(RETENTION_WATERMARK, everyone).await?;
+        }
+        for (project, cutoff) in due {
+            if cutoff > everyone {
+                deleted += store.delete_events_before(Some(&project), cutoff).await?;
             }
         }
         Ok(deleted)
     }
 }
 
-fn seal_key(project: &ProjectId) -> String {
+/// The job name of a project's seal watermark: hours before it are never recomputed.
+pub fn seal_key(project: &ProjectId) -> String {
     format!("{SEAL_WATERMARK_PREFIX}{project}")
 }
 

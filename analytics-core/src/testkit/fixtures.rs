@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::alert::{AlertConfigSpec, Condition, NewAlert, NoDataPolicy, Severity, Stat};
-use crate::event::{Event, EventInput, EventLimits, IngestContext};
+use crate::event::{AgeLimits, Event, EventInput, EventLimits, IngestContext};
 use crate::ids::{MetricName, ProjectId, Threshold, UserId};
 use crate::notification::{Channel, InAppNotification, Notification, Recipient};
 use crate::project::{ApiKeyRecord, ApiKeySecret, Project, ProjectSettings};
@@ -42,6 +42,7 @@ pub fn event_at(v: Value, received_at: DateTime<Utc>) -> Event {
         fixed_project: false,
         request_correlation_id: None,
         limits: &limits,
+        age_limits: &AgeLimits::default(),
     };
     Event::parse(input, &ctx).unwrap_or_else(|e| panic!("bad fixture {v}: {e}"))
 }

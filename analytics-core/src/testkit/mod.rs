@@ -25,6 +25,7 @@ macro_rules! store_conformance_tests {
             event_filters_select_exactly_the_matching_events,
             pages_never_skip_or_repeat_an_event,
             pages_stay_stable_while_newer_events_arrive,
+            listings_span_many_days_newest_first,
             retention_deletes_only_older_events_of_the_project,
             inserts_mark_their_hour_dirty_until_cleared_at_that_version,
             rollup_upserts_replace_by_key,

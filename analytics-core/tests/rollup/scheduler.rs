@@ -347,3 +347,87 @@ async fn a_tick_limit_leaves_a_backlog_and_holds_the_watermark() {
     assert_eq!((r.hours_rolled, r.backlog), (2, false));
     assert_eq!(r.hour_watermark, Some(t("2024-03-03T23:00:00Z")));
 }
+
+/// Retention deletes what every project has expired in one all-projects call (where a
+/// store can drop whole days), recorded by the `rollup.retention` watermark, and the rest
+/// per project: a project with a longer retention keeps its events.
+#[tokio::test]
+async fn retention_deletes_what_every_project_expired_at_once_and_spares_longer_retentions() {
+    use analytics_core::project::{Project, ProjectSettings};
+    use analytics_core::rollup::scheduler::{RETENTION_WATERMARK, seal_key};
+    let (store, _) = setup();
+    let archive = project("archive");
+    store
+        .create_project(&Project {
+            id: archive.clone(),
+            name: "archive".into(),
+            settings: ProjectSettings {
+                retention_days: 30,
+                ..Default::default()
+            },
+            created_at: t("2024-01-01T00:00:00Z"),
+        })
+        .await
+        .expect("project");
+    let now = t("2024-03-20T12:00:00Z");
+    let mut events = Vec::new();
+    for days in [10, 5] {
+        let at = now - Duration::days(days);
+        events.push(fixtures::api_request(at, "/a", 200, 1.0));
+        let mut a = fixtures::api_request(at, "/a", 200, 1.0);
+        a.project = archive.clone();
+        events.push(a);
+    }
+    ingest(store.as_ref(), &events).await;
+    let s = scheduler();
+    let report = s.tick(store.as_ref(), now).await.expect("tick");
+    assert_eq!(report.events_deleted, 1, "only shop's 10-day-old event");
+    let kept = |i: usize| {
+        let store = store.clone();
+        let e = events[i].clone();
+        async move {
+            store
+                .get_event(&e.project, e.id)
+                .await
+                .expect("get")
+                .is_some()
+        }
+    };
+    assert_eq!(
+        [kept(0).await, kept(1).await, kept(2).await, kept(3).await],
+        [false, true, true, true]
+    );
+    assert_eq!(
+        store.watermark(RETENTION_WATERMARK).await.expect("wm"),
+        Some(now - Duration::days(30)),
+        "the earliest cutoff of all projects"
+    );
+    assert_eq!(
+        store.watermark(&seal_key(&archive)).await.expect("seal"),
+        Some(now - Duration::days(30))
+    );
+
+    // With a shorter retention, archive's cutoff passes shop's: the all-projects call
+    // takes everything before shop's (7 days), archive's own call the rest.
+    store
+        .update_project_settings(
+            &archive,
+            &ProjectSettings {
+                retention_days: 3,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("settings");
+    let later = now + Duration::hours(1);
+    let report = s.tick(store.as_ref(), later).await.expect("tick");
+    assert_eq!(report.events_deleted, 2);
+    assert_eq!(
+        [kept(0).await, kept(1).await, kept(2).await, kept(3).await],
+        [false, false, true, false]
+    );
+    assert_eq!(
+        store.watermark(RETENTION_WATERMARK).await.expect("wm"),
+        Some(later - Duration::days(7))
+    );
+}

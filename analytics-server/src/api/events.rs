@@ -175,6 +175,30 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty())
 }
 
+/// The per-event problem of event `i` that the store refused on its own. An `Invalid`
+/// names the field (without the store's `events[N].` batch position: the result is already
+/// this event's); anything else is logged and answered generically.
+fn store_refusal(e: &analytics_core::Error, i: usize) -> FieldProblem {
+    match e {
+        analytics_core::Error::Invalid { field, reason } => FieldProblem {
+            field: match field.split_once("].") {
+                Some((position, rest)) if position.starts_with("events[") => rest.to_owned(),
+                _ => field.clone(),
+            },
+            message: reason.clone(),
+        },
+        other => {
+            tracing::error!(error = %other, event = i, "the store refused an event");
+            FieldProblem {
+                field: format!("events[{i}]"),
+                message: "could not be stored (the other events are not affected; the \
+                          details are logged under the request id)"
+                    .to_owned(),
+            }
+        }
+    }
+}
+
 #[OpenApi]
 impl EventsApi {
     /// Ingests a batch of events (API key, or JWT with role `admin` or `ingest`).
@@ -225,12 +249,19 @@ impl EventsApi {
         let correlation = header(req, "x-correlation-id")
             .or_else(|| header(req, "x-request-id"))
             .and_then(|v| CorrelationId::parse(v).ok());
+        let age_limits = self
+            .state
+            .age_limits
+            .for_request(&*self.state.store, &project, fixed_project, &inputs)
+            .await
+            .map_err(ApiError::from)?;
         let ctx = IngestContext {
             now: SystemClock.now(),
             default_project: &project,
             fixed_project,
             request_correlation_id: correlation.as_ref(),
             limits: &self.state.limits.events,
+            age_limits: &age_limits,
         };
 
         let mut results = Vec::with_capacity(inputs.len());
@@ -287,14 +318,23 @@ impl EventsApi {
                 }),
             }
         }
-        let rejected = (results.len() - valid.len()) as u64;
+        let mut rejected = (results.len() - valid.len()) as u64;
         let mut duplicates = 0;
         if !valid.is_empty() {
             let report = self.state.collector.submit(valid).await?;
-            for (outcome, i) in report.outcomes.iter().zip(valid_at) {
-                if *outcome == WriteOutcome::Duplicate {
-                    results[i].status = ResultStatus::Duplicate;
-                    duplicates += 1;
+            for (outcome, i) in report.outcomes.into_iter().zip(valid_at) {
+                match outcome {
+                    Ok(WriteOutcome::Inserted) => {}
+                    Ok(WriteOutcome::Duplicate) => {
+                        results[i].status = ResultStatus::Duplicate;
+                        duplicates += 1;
+                    }
+                    // The store refused this event alone; the rest is stored.
+                    Err(e) => {
+                        results[i].status = ResultStatus::Rejected;
+                        results[i].error = Some(store_refusal(&e, i));
+                        rejected += 1;
+                    }
                 }
             }
         }

@@ -26,6 +26,8 @@ pub use health::{
 pub use ops::{Readiness, ReadyResponse};
 pub use responses::ApiResult;
 
+pub(crate) use ingest_body::EventEntry;
+
 use crate::auth::authenticate;
 use crate::error::{ApiError, REQUEST_ID};
 use crate::state::AppState;

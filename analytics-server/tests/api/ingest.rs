@@ -257,3 +257,103 @@ async fn full_queue_is_503_with_retry_after() {
     r.assert_error(StatusCode::SERVICE_UNAVAILABLE, None);
     assert!(r.headers.contains_key("retry-after"));
 }
+
+/// A post of 1,000 events dated 1900-01-01 + i days used to create 1,000 day partitions
+/// (and with them, listing failures). Events older than their project's raw retention are
+/// now rejected one by one, naming `occurred_at`, the limit and how to backfill; the rest
+/// of the request is stored.
+#[tokio::test]
+async fn events_older_than_the_projects_retention_are_rejected_per_event() {
+    let app = TestApp::new();
+    let start = chrono::NaiveDate::from_ymd_opt(1900, 1, 1).unwrap();
+    let mut events: Vec<_> = (0..999u32)
+        .map(|i| {
+            let day = start + chrono::Days::new(u64::from(i));
+            let mut e = page_view(u128::from(i));
+            e["occurred_at"] = json!(format!("{day}T00:00:00Z"));
+            e
+        })
+        .collect();
+    events.push(page_view(5000));
+    let r = app.post_events(&batch(events), Some(&app.admin())).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:#}", r.body);
+    assert_eq!(
+        (r.body["accepted"].as_u64(), r.body["rejected"].as_u64()),
+        (Some(1), Some(999))
+    );
+    let first = &r.body["results"][0];
+    assert_eq!(first["status"], "rejected");
+    assert_eq!(first["error"]["field"], "occurred_at");
+    let msg = first["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("raw retention of project default (7 days"),
+        "{msg}"
+    );
+    assert!(msg.contains("retention_days (at most 400)"), "{msg}");
+    assert_eq!(r.body["results"][999]["status"], "accepted");
+
+    // Year 0 with an offset (-0001-12-31T23:00Z), which poisoned group-committed batches.
+    let mut year_zero = page_view(6000);
+    year_zero["occurred_at"] = json!("0000-01-01T00:00:00+01:00");
+    let r = app
+        .post_events(&batch(vec![year_zero, page_view(6001)]), Some(&app.admin()))
+        .await;
+    assert_eq!(
+        r.body["results"][0]["error"]["field"], "occurred_at",
+        "{:#}",
+        r.body
+    );
+    assert_eq!(r.body["accepted"], 1);
+    let stored = app
+        .store
+        .query_events(&Default::default(), &PageRequest::first(100))
+        .await
+        .unwrap();
+    assert_eq!(stored.items.len(), 2);
+}
+
+/// The explicit path for older events: a project whose retention covers them (at most
+/// 400 days) accepts them, through its API key and for JWT callers naming it.
+#[tokio::test]
+async fn a_projects_longer_retention_admits_its_backfill() {
+    use analytics_core::ports::ProjectStore;
+    use analytics_core::project::{Project, ProjectSettings};
+    let app = TestApp::new();
+    app.store
+        .create_project(&Project {
+            id: ProjectId::parse("archive").unwrap(),
+            name: "archive".into(),
+            settings: ProjectSettings {
+                retention_days: 90,
+                ..Default::default()
+            },
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let (key, _) = app.api_key("archive").await;
+    let aged = |n: u128, days: i64| {
+        let mut e = page_view(n);
+        e["occurred_at"] = json!((chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339());
+        e
+    };
+    let r = app
+        .post_with_header(&batch(vec![aged(1, 60), aged(2, 100)]), "x-api-key", &key)
+        .await;
+    assert_eq!(r.body["results"][0]["status"], "accepted", "{:#}", r.body);
+    assert_eq!(r.body["results"][1]["error"]["field"], "occurred_at");
+    assert!(
+        r.body["results"][1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("project archive (90 days")
+    );
+    // A JWT caller: each event is held to its own project's retention.
+    let mut named = aged(3, 60);
+    named["project"] = json!("archive");
+    let r = app
+        .post_events(&batch(vec![named, aged(4, 60)]), Some(&app.admin()))
+        .await;
+    assert_eq!(r.body["results"][0]["status"], "accepted", "{:#}", r.body);
+    assert_eq!(r.body["results"][1]["error"]["field"], "occurred_at");
+}

@@ -8,5 +8,6 @@ mod hardening;
 mod health;
 mod helpers;
 mod ingest;
+mod postgres_server;
 mod query;
 mod spec;

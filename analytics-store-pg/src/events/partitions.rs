@@ -33,23 +33,48 @@ pub(crate) fn day_of(t: DateTime<Utc>) -> NaiveDate {
     t.date_naive()
 }
 
-/// The partition holding `day`: `analytics_events_pYYYYMMDD`.
+/// Most partitions created in one DDL transaction (each holds locks on its new tables and
+/// indexes until commit).
+const CREATE_CHUNK: usize = 32;
+
+/// The partition holding `day`: `analytics_events_pYYYYMMDD` for the years 1 to 9999, and
+/// `analytics_events_py<year>_MMDD` outside them (the astronomical year: 0 is 1 BC, -1 is
+/// 2 BC; 10000 and later), so that every day has a name of its own. (Ingest never accepts
+/// such days, but a store must not send a row to another day's partition.)
 pub(crate) fn partition_name(day: NaiveDate) -> String {
-    format!(
-        "{PREFIX}{:04}{:02}{:02}",
-        day.year().max(0),
-        day.month(),
-        day.day()
-    )
+    if (1..=9999).contains(&day.year()) {
+        format!(
+            "{PREFIX}{:04}{:02}{:02}",
+            day.year(),
+            day.month(),
+            day.day()
+        )
+    } else {
+        format!("{PREFIX}y{}_{:02}{:02}", day.year(), day.month(), day.day())
+    }
 }
 
 /// The day of a partition name made by [`partition_name`].
 pub(crate) fn parse_partition_name(name: &str) -> Option<NaiveDate> {
-    let digits = name.strip_prefix(PREFIX)?;
-    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    let rest = name.strip_prefix(PREFIX)?;
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    match rest.strip_prefix('y') {
+        None if digits(rest, 8) => NaiveDate::parse_from_str(rest, "%Y%m%d").ok(),
+        None => None,
+        Some(rest) => {
+            let (year, month_day) = rest.split_once('_')?;
+            let y: i32 = year.parse().ok()?;
+            // Only the one spelling `partition_name` makes.
+            if !digits(month_day, 4) || y.to_string() != year || (1..=9999).contains(&y) {
+                return None;
+            }
+            NaiveDate::from_ymd_opt(
+                y,
+                month_day[..2].parse().ok()?,
+                month_day[2..].parse().ok()?,
+            )
+        }
     }
-    NaiveDate::parse_from_str(digits, "%Y%m%d").ok()
 }
 
 /// Start of `day` as a PostgreSQL timestamptz literal (years before 1 AD in PostgreSQL's
@@ -67,11 +92,11 @@ pub(crate) fn bound_literal(day: NaiveDate) -> String {
     )
 }
 
-fn day_start(day: NaiveDate) -> DateTime<Utc> {
+pub(crate) fn day_start(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(NaiveTime::MIN).and_utc()
 }
 
-fn day_end(day: NaiveDate) -> DateTime<Utc> {
+pub(crate) fn day_end(day: NaiveDate) -> DateTime<Utc> {
     day_start(day) + Duration::days(1)
 }
 
@@ -103,9 +128,9 @@ impl PgStore {
             .filter(|(_, n)| !attached.contains(n))
             .map(|(d, _)| *d)
             .collect();
-        if !missing.is_empty() {
+        for days in missing.chunks(CREATE_CHUNK) {
             let mut tx = self.ddl_transaction().await?;
-            for day in &missing {
+            for day in days {
                 let sql = format!(
                     "CREATE TABLE IF NOT EXISTS \"{}\" PARTITION OF analytics_events \
                      FOR VALUES FROM ({}) TO ({})",
@@ -119,7 +144,7 @@ impl PgStore {
                     .map_err(pg_error)?;
             }
             tx.commit().await.map_err(pg_error)?;
-            tracing::info!(days = ?missing, "created event partitions");
+            tracing::info!(days = ?days, "created event partitions");
         }
         self.partition_cache().extend(wanted);
         Ok(())
@@ -160,7 +185,7 @@ impl PgStore {
     }
 
     /// The attached partitions and their days, oldest first.
-    async fn attached_partitions(&self) -> Result<Vec<(String, NaiveDate)>> {
+    pub(crate) async fn attached_partitions(&self) -> Result<Vec<(String, NaiveDate)>> {
         let names: Vec<String> = sqlx::query_scalar(
             "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
              WHERE i.inhparent = 'analytics_events'::regclass",
@@ -402,6 +427,49 @@ mod tests {
             "other",
         ] {
             assert_eq!(parse_partition_name(bad), None, "{bad}");
+        }
+    }
+
+    /// Years <= 0 all used to be named `..._p0000MMDD`: an event of 2 BC created the name,
+    /// one of 1 BC found it taken (by the wrong day) and failed, poisoning its whole batch.
+    #[test]
+    fn every_day_of_every_year_has_its_own_partition_name() {
+        let days = [
+            d(-262_000, 1, 1),
+            d(-1, 12, 31),
+            d(-1, 1, 1),
+            d(0, 12, 31),
+            d(0, 1, 1),
+            d(1, 1, 1),
+            d(1, 12, 31),
+            d(999, 1, 1),
+            d(9999, 12, 31),
+            d(10_000, 1, 1),
+            d(262_000, 1, 1),
+        ];
+        let mut names = std::collections::HashSet::new();
+        for day in days {
+            let name = partition_name(day);
+            assert!(names.insert(name.clone()), "{name} named twice");
+            assert_eq!(parse_partition_name(&name), Some(day), "{name}");
+            assert!(name.len() <= 63, "a PostgreSQL identifier: {name}");
+        }
+        assert_eq!(partition_name(d(0, 1, 1)), "analytics_events_py0_0101");
+        assert_eq!(partition_name(d(-1, 12, 31)), "analytics_events_py-1_1231");
+        assert_eq!(
+            partition_name(d(10_000, 1, 1)),
+            "analytics_events_py10000_0101"
+        );
+        // Every name parses to the day whose partition it is, and only its own spelling.
+        for other in [
+            "analytics_events_py2024_0310",
+            "analytics_events_py-01_0101",
+            "analytics_events_py+5_0101",
+            "analytics_events_py0_101",
+            "analytics_events_py0_1301",
+            "analytics_events_py0",
+        ] {
+            assert_eq!(parse_partition_name(other), None, "{other}");
         }
     }
 

@@ -3,6 +3,7 @@
 //! `TEST_DATABASE_URL` they skip (the conformance cases run on the in-memory store).
 
 mod conformance;
+mod listing;
 mod lock;
 mod retention;
 mod support;

@@ -3,7 +3,10 @@
 //! returned count is exact.
 
 use analytics_core::Event;
-use analytics_core::ports::{EventSink, EventStore, WriteOutcome};
+use analytics_core::ports::{EventSink, EventStore, ProjectStore, WriteOutcome};
+use analytics_core::project::{Project, ProjectSettings};
+use analytics_core::rollup::scheduler::{RollupScheduler, SchedulerOptions};
+use analytics_core::rollup::spec::RollupSpecs;
 use analytics_core::testkit::fixtures::{self, project, t};
 use analytics_store_pg::PgStore;
 use chrono::{DateTime, Duration, Utc};
@@ -161,6 +164,99 @@ async fn a_partition_retired_by_a_crashed_run_is_dropped_and_counted_next_time()
     assert_eq!(
         n, 8,
         "the retired day's rows are counted once they are dropped"
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'analytics_events_retired%'"
+        )
+        .await,
+        0
+    );
+}
+
+/// Four events a day (00:00, 06:00, 12:00, 18:00) for the 12 days up to 2024-03-10, in
+/// project `shop`, and the same in `archive`.
+fn twelve_days() -> Vec<Event> {
+    let mut out = Vec::new();
+    for d in 0..12 {
+        for h in [0, 6, 12, 18] {
+            let at = t("2024-02-28T00:00:00Z") + Duration::days(d) + Duration::hours(h);
+            let mut a = fixtures::api_request(at, "/r", 200, 1.0);
+            a.project = project("archive");
+            out.push(fixtures::api_request(at, "/r", 200, 1.0));
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// What the running server does every minute is a scheduler tick: its retention path used to
+/// delete rows project by project, which never drops a partition, so expired days stayed
+/// attached (empty) forever. Now the days every project has expired are dropped whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollup_schedulers_retention_drops_expired_day_partitions() {
+    let Some(store) = fresh_pg().await else {
+        return;
+    };
+    // `archive` keeps 9 days; `shop` is registered by the scheduler with the default 7.
+    store
+        .create_project(&Project {
+            id: project("archive"),
+            name: "archive".into(),
+            settings: ProjectSettings {
+                retention_days: 9,
+                ..Default::default()
+            },
+            created_at: t("2024-01-01T00:00:00Z"),
+        })
+        .await
+        .expect("project");
+    let events = twelve_days();
+    store.write_batch(&events).await.expect("write");
+    assert_eq!(partitions(&store).await.len(), 12);
+
+    let scheduler = RollupScheduler::new(RollupSpecs::defaults(), SchedulerOptions::default());
+    let now = t("2024-03-10T12:00:00Z");
+    let report = scheduler.tick(&store, now).await.expect("tick");
+    // Cutoffs: shop 2024-03-03T12:00, archive 2024-03-01T12:00. Days before 03-01 are gone
+    // for everyone: dropped whole.
+    let shop_cut = t("2024-03-03T12:00:00Z");
+    let archive_cut = t("2024-03-01T12:00:00Z");
+    let expected =
+        older(&events, Some("shop"), shop_cut) + older(&events, Some("archive"), archive_cut);
+    assert_eq!(report.events_deleted, expected as u64);
+    let left = partitions(&store).await;
+    assert_eq!(
+        left.first().map(String::as_str),
+        Some("analytics_events_p20240301")
+    );
+    assert_eq!(left.len(), 10);
+    for e in &events {
+        let cut = if e.project.as_str() == "shop" {
+            shop_cut
+        } else {
+            archive_cut
+        };
+        let got = store.get_event(&e.project, e.id).await.expect("get");
+        assert_eq!(
+            got.is_some(),
+            e.occurred_at >= cut,
+            "{} {}",
+            e.project,
+            e.occurred_at
+        );
+    }
+
+    // Two days later both cutoffs moved past 03-02: 03-01 and 03-02 go whole.
+    let report = scheduler
+        .tick(&store, now + Duration::days(2))
+        .await
+        .expect("later tick");
+    assert!(report.events_deleted > 0);
+    assert_eq!(
+        partitions(&store).await.first().map(String::as_str),
+        Some("analytics_events_p20240303")
     );
     assert_eq!(
         count(

@@ -353,3 +353,69 @@ async fn write_concurrency_follows_the_pool_and_keeps_half_for_readers() {
         );
     }
 }
+
+/// Every year <= 0 used to be named `analytics_events_p0000MMDD`: the first such day
+/// created the name, another year's same date found it taken by a partition of the wrong
+/// day, and its insert failed (and, group-committed, failed everyone else's events too).
+/// Ingest no longer accepts such timestamps, but the store must not mis-route them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_years_zero_and_below_land_in_partitions_of_their_own() {
+    let Some(store) = fresh_pg().await else {
+        return;
+    };
+    let at = |y: i32, m: u32, d: u32, h: u32| {
+        chrono::NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_hms_opt(h, 0, 0)
+            .unwrap()
+            .and_utc()
+    };
+    // `0000-01-01T00:00:00+01:00` is -0001-12-31T23:00Z; then the same date in other years.
+    let times = [
+        at(-1, 12, 31, 23),
+        at(0, 12, 31, 12),
+        at(-2, 12, 31, 0),
+        at(0, 1, 1, 0),
+    ];
+    let events: Vec<Event> = times
+        .iter()
+        .map(|&t| {
+            let mut e = fixtures::api_request(fixtures::now(), "/a", 200, 1.0);
+            e.occurred_at = t;
+            e
+        })
+        .collect();
+    for e in &events {
+        let report = store
+            .write_batch(std::slice::from_ref(e))
+            .await
+            .expect("each day gets its own partition");
+        assert_eq!(report.outcomes, [WriteOutcome::Inserted]);
+    }
+    for e in &events {
+        let got = store.get_event(&e.project, e.id).await.expect("get");
+        assert_eq!(got.map(|g| g.occurred_at), Some(e.occurred_at));
+    }
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'analytics_events'::regclass ORDER BY 1",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("partitions");
+    assert_eq!(
+        names,
+        [
+            "analytics_events_py-1_1231",
+            "analytics_events_py-2_1231",
+            "analytics_events_py0_0101",
+            "analytics_events_py0_1231",
+        ]
+    );
+    // Retention finds and drops them like any other day.
+    let deleted = store
+        .delete_events_before(None, fixtures::now())
+        .await
+        .expect("retention");
+    assert_eq!(deleted, 4);
+}

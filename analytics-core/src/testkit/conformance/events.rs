@@ -399,6 +399,109 @@ pub async fn pages_stay_stable_while_newer_events_arrive(store: &dyn Store) {
     }
 }
 
+async fn walk(store: &dyn Store, filter: &EventFilter, limit: u32) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query_events(filter, &PageRequest::new(limit, cursor).expect("page"))
+            .await
+            .expect("query_events");
+        assert!(page.items.len() <= limit as usize);
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// Listings over events spread across many days (and long gaps without any) are complete
+/// and newest first, with and without a time range, through every page and when only the
+/// oldest event matches. (A store that partitions by day must stay answerable however
+/// many days it holds.)
+pub async fn listings_span_many_days_newest_first(store: &dyn Store) {
+    let newest_day = t("2024-03-10T00:00:00Z");
+    let days: Vec<i64> = (0..40).chain([60, 200, 399]).collect();
+    let mut events = Vec::new();
+    for &d in &days {
+        let day = newest_day - Duration::days(d);
+        let route = if d == 399 { "/oldest" } else { "/r" };
+        events.push(fixtures::api_request(
+            day + Duration::hours(1),
+            route,
+            200,
+            1.0,
+        ));
+        events.push(fixtures::api_request(
+            day + Duration::hours(23),
+            "/r",
+            200,
+            1.0,
+        ));
+        if d % 3 == 0 {
+            let mut other = fixtures::api_request(day + Duration::hours(12), "/r", 200, 1.0);
+            other.project = project("other");
+            events.push(other);
+        }
+    }
+    for chunk in events.chunks(50) {
+        store.write_batch(chunk).await.expect("write");
+    }
+    let newest_first = |filter: &EventFilter| {
+        let mut want: Vec<&Event> = events.iter().filter(|e| filter.matches(e)).collect();
+        want.sort_by_key(|e| std::cmp::Reverse((e.occurred_at, e.id.0)));
+        want.into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+
+    let all = EventFilter::default();
+    for limit in [1000, 7] {
+        assert_eq!(
+            ids(&walk(store, &all, limit).await),
+            newest_first(&all),
+            "unbounded listing in pages of {limit}"
+        );
+    }
+    let first = store
+        .query_events(&all, &PageRequest::new(1, None).expect("page"))
+        .await
+        .expect("first page");
+    assert_eq!(ids(&first.items), newest_first(&all)[..1]);
+    assert!(first.next_cursor.is_some());
+
+    let other = EventFilter {
+        project: Some(project("other")),
+        ..Default::default()
+    };
+    assert_eq!(ids(&walk(store, &other, 5).await), newest_first(&other));
+
+    let ranged = EventFilter {
+        range: Some(
+            TimeRange::new(
+                newest_day - Duration::days(200),
+                newest_day - Duration::days(30),
+            )
+            .expect("range"),
+        ),
+        ..Default::default()
+    };
+    let want = newest_first(&ranged);
+    assert_eq!(want.len(), 26, "days 31-39, 60 and 200 of both projects");
+    assert_eq!(ids(&walk(store, &ranged, 9).await), want);
+
+    let oldest = EventFilter {
+        route: Some("/oldest".into()),
+        ..Default::default()
+    };
+    let page = store
+        .query_events(&oldest, &PageRequest::new(10, None).expect("page"))
+        .await
+        .expect("oldest");
+    assert_eq!(ids(&page.items), newest_first(&oldest));
+    assert_eq!(page.items.len(), 1);
+    assert!(page.next_cursor.is_none());
+}
+
 /// Retention deletes events older than the cutoff, only in the given project.
 pub async fn retention_deletes_only_older_events_of_the_project(store: &dyn Store) {
     let cutoff = t("2024-03-03T00:00:00Z");
