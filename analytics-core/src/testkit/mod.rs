@@ -30,6 +30,7 @@ macro_rules! store_conformance_tests {
             rollup_upserts_replace_by_key,
             rollup_queries_filter_and_order,
             alert_configs_are_versioned_and_audited,
+            alert_config_engine_settings_round_trip,
             alert_config_names_are_unique_per_project,
             alert_configs_list_by_project_and_enabled,
             one_unresolved_alert_per_config,
