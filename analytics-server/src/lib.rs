@@ -5,6 +5,7 @@
 //! It owns no domain logic: validation, the collector, rollups and storage come from
 //! `analytics-core` and the store crates. It is the only crate that reads configuration.
 
+pub mod alerting;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -524,6 +524,9 @@ impl AlertHistoryStore for SqliteStore {
         if let Some(s) = filter.severity {
             w.and("severity = ?", [Arg::Text(s.as_str().to_owned())]);
         }
+        if let Some(m) = &filter.metric {
+            w.and("metric = ?", [Arg::Text(m.as_str().to_owned())]);
+        }
         if let Some(r) = &filter.range {
             w.and(
                 "triggered_at >= ? AND triggered_at < ?",

@@ -38,6 +38,7 @@ macro_rules! store_conformance_tests {
             alert_listings_filter_and_page,
             last_fired_and_notification_records,
             outbox_enqueue_is_idempotent,
+            outbox_entries_are_listed_per_alert,
             outbox_claims_lease_entries_and_critical_go_first,
             outbox_attempts_move_entries_to_sent_pending_or_failed,
             in_app_notifications_list_and_mark_read_per_user,

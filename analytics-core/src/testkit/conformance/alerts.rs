@@ -386,6 +386,9 @@ pub async fn alert_listings_filter_and_page(store: &dyn Store) {
         if i == 11 {
             a.project = project("other");
         }
+        if i == 10 {
+            a.metric = crate::ids::MetricName::parse("api.errors").expect("metric");
+        }
         store.open_alert(&a).await.expect("open");
         all.push(a);
     }
@@ -459,6 +462,14 @@ pub async fn alert_listings_filter_and_page(store: &dyn Store) {
         })
         .await,
         2
+    );
+    assert_eq!(
+        count(AlertFilter {
+            metric: Some(crate::ids::MetricName::parse("api.errors").expect("metric")),
+            ..Default::default()
+        })
+        .await,
+        1
     );
     let range =
         crate::time::TimeRange::new(now() + Duration::minutes(1), now() + Duration::minutes(3))
