@@ -17,9 +17,7 @@ use analytics_core::alert::engine::{
     self, ConfigInput, EngineOptions, EngineState, MAX_CATCH_UP_STEPS, StoredAlert, Transition,
 };
 use analytics_core::alert::routing;
-use analytics_core::alert::{
-    ANOMALY_MIN_HISTORY, AlertConfig, AlertStatus, Condition, NewAlert,
-};
+use analytics_core::alert::{ANOMALY_MIN_HISTORY, AlertConfig, AlertStatus, Condition, NewAlert};
 use analytics_core::notification::{PreferenceSubject, Recipient};
 use analytics_core::ports::alert_rule::Observation;
 use analytics_core::ports::metrics_source::MetricQuery;
@@ -101,7 +99,8 @@ impl AlertRunner {
                 ..EngineState::default()
             },
         };
-        let due = engine::due_instants(state.last_evaluated, now, self.interval, MAX_CATCH_UP_STEPS);
+        let due =
+            engine::due_instants(state.last_evaluated, now, self.interval, MAX_CATCH_UP_STEPS);
         let mut report = RunReport {
             skipped: due.skipped,
             ..RunReport::default()
@@ -156,7 +155,12 @@ impl AlertRunner {
         Ok(step.state)
     }
 
-    async fn value(&self, c: &AlertConfig, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Option<f64>> {
+    async fn value(
+        &self,
+        c: &AlertConfig,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Option<f64>> {
         let Ok(window) = TimeRange::new(start, end) else {
             return Ok(None);
         };
@@ -317,8 +321,13 @@ pub async fn alert_loop(
         };
         match result {
             Ok(r) => tracing::debug!(
-                steps = r.steps, skipped = r.skipped, opened = r.opened, resolved = r.resolved,
-                enqueued = r.enqueued, suppressed = r.suppressed, "alert engine run"
+                steps = r.steps,
+                skipped = r.skipped,
+                opened = r.opened,
+                resolved = r.resolved,
+                enqueued = r.enqueued,
+                suppressed = r.suppressed,
+                "alert engine run"
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "alert engine run failed; re-taking the lock next time");

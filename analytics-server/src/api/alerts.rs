@@ -28,10 +28,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use uuid::Uuid;
 
+use super::ApiTags;
 use super::events::BearerAuth;
 use super::health::{RangeBody, RangePreset, parse_window};
 use super::responses::{ApiResult, Body, Conflict, NotFound, PreconditionFailed};
-use super::ApiTags;
 use crate::auth::{Identity, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -545,10 +545,7 @@ fn audit_body(e: &AuditEntry) -> Result<AuditBody, ApiError> {
     };
     let before = parse(&e.before)?;
     let after = parse(&e.after)?;
-    let version = after
-        .as_ref()
-        .or(before.as_ref())
-        .map_or(0, |c| c.version);
+    let version = after.as_ref().or(before.as_ref()).map_or(0, |c| c.version);
     Ok(AuditBody {
         version,
         at: e.at,
@@ -840,7 +837,9 @@ impl AlertsApi {
                 project: a.fired.project.to_string(),
                 metric: a.fired.metric.to_string(),
                 stat: config.map(|c| c.spec.stat.into()),
-                dimensions: config.map(|c| dims_map(&c.spec.dimensions)).unwrap_or_default(),
+                dimensions: config
+                    .map(|c| dims_map(&c.spec.dimensions))
+                    .unwrap_or_default(),
                 condition: config.map(|c| c.spec.condition.into()),
                 severity: a.fired.severity.into(),
                 status: a.status.into(),
@@ -869,8 +868,8 @@ impl AlertsApi {
             .map(|c| c.parse::<Cursor>())
             .transpose()
             .map_err(|e| ApiError::invalid("cursor", e.message))?;
-        let page = PageRequest::new(limit, cursor)
-            .map_err(|e| ApiError::invalid(e.field, e.message))?;
+        let page =
+            PageRequest::new(limit, cursor).map_err(|e| ApiError::invalid(e.field, e.message))?;
         let listed = self.state.store.list_alerts(&filter, &page).await?;
         Ok(AlertPage {
             items: self.bodies(listed.items).await?,
@@ -933,7 +932,11 @@ impl AlertsApi {
         let items = configs
             .iter()
             .filter(|c| enabled.0.is_none_or(|e| c.spec.enabled == e))
-            .filter(|c| severity.0.is_none_or(|s| c.spec.severity == Severity::from(s)))
+            .filter(|c| {
+                severity
+                    .0
+                    .is_none_or(|s| c.spec.severity == Severity::from(s))
+            })
             .map(AlertConfigBody::from)
             .collect();
         Ok(Json(AlertConfigList { items }))
@@ -1302,8 +1305,9 @@ impl AlertsApi {
                     AlertStatus::Resolved => BulkStatus::Resolved,
                     AlertStatus::Acknowledged => BulkStatus::AlreadyAcknowledged,
                     AlertStatus::Active => match store.acknowledge_alert(id, &sub, now).await {
-                        Ok(after) if after.acknowledged_by.as_deref() == Some(sub.as_str())
-                            && after.acknowledged_at == Some(now) =>
+                        Ok(after)
+                            if after.acknowledged_by.as_deref() == Some(sub.as_str())
+                                && after.acknowledged_at == Some(now) =>
                         {
                             acknowledged += 1;
                             BulkStatus::Acknowledged

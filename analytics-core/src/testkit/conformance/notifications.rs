@@ -81,8 +81,14 @@ pub async fn outbox_entries_are_listed_per_alert(store: &dyn Store) {
     let listed = store.alert_outbox_entries(alert).await.expect("list");
     let ids: Vec<Uuid> = listed.iter().map(|e| e.notification.id).collect();
     assert_eq!(ids, [first.id, second.id]);
-    assert_eq!((listed[0].status, listed[0].attempts), (OutboxStatus::Sent, 1));
-    assert_eq!((listed[1].status, listed[1].attempts), (OutboxStatus::Pending, 0));
+    assert_eq!(
+        (listed[0].status, listed[0].attempts),
+        (OutboxStatus::Sent, 1)
+    );
+    assert_eq!(
+        (listed[1].status, listed[1].attempts),
+        (OutboxStatus::Pending, 0)
+    );
     assert!(
         store
             .alert_outbox_entries(Uuid::new_v4())
