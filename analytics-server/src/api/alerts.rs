@@ -145,6 +145,7 @@ wire_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)] // the enum comes from `wire_enum!`
 impl Default for NoDataBody {
     fn default() -> Self {
         Self::Keep
@@ -811,7 +812,7 @@ impl AlertsApi {
         let mut out = Vec::with_capacity(alerts.len());
         for a in alerts {
             let cid = a.fired.config_id;
-            if !configs.contains_key(&cid) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = configs.entry(cid) {
                 let c = match store.get_config(cid).await {
                     Ok(c) => Some(c),
                     Err(analytics_core::Error::NotFound { .. }) => {
@@ -826,7 +827,7 @@ impl AlertsApi {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                configs.insert(cid, c);
+                slot.insert(c);
             }
             let config = configs.get(&cid).and_then(Option::as_ref);
             let entries = store.alert_outbox_entries(a.id()).await?;
