@@ -21,11 +21,13 @@ use analytics_core::{
     Threshold,
 };
 use chrono::{DateTime, Utc};
-use poem::Request;
 use poem::http::StatusCode;
+use poem::{Request, RequestBody};
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::payload::{Json, ParsePayload, Payload};
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::{ParseFromJSON, Type};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Union};
 use uuid::Uuid;
 
 use super::ApiTags;
@@ -45,8 +47,9 @@ pub struct AlertsApi {
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident => $core:ty { $($(#[$vdoc:meta])* $v:ident),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Deserialize)]
         #[oai(rename_all = "snake_case")]
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($(#[$vdoc])* $v,)+
         }
@@ -152,7 +155,7 @@ impl Default for NoDataBody {
     }
 }
 
-/// One recipient: exactly one of the fields.
+/// One recipient as stored: exactly one of the fields is present.
 #[derive(Debug, Clone, Default, Object)]
 pub struct RecipientBody {
     /// An email address.
@@ -172,53 +175,97 @@ pub struct RecipientBody {
     pub slack_webhook: Option<String>,
 }
 
-impl RecipientBody {
+/// An email recipient.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRecipient {
+    /// The address.
+    pub email: String,
+}
+
+/// An SMS recipient.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneRecipient {
+    /// The number in E.164 form (`+15551234567`).
+    pub phone: String,
+}
+
+/// A user of the admin UI (in-app, and their preferences).
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct UserRecipient {
+    /// The user's JWT `sub`.
+    pub user: String,
+}
+
+/// A team (its preferences).
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct TeamRecipient {
+    /// The team's name.
+    pub team: String,
+}
+
+/// A Slack incoming webhook other than the default one.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct SlackWebhookRecipient {
+    /// The webhook URL (`https://...`).
+    pub slack_webhook: String,
+}
+
+/// One recipient as submitted: an object with exactly one of `email`, `phone`, `user`,
+/// `team`, `slack_webhook`.
+#[derive(Debug, Clone, Union, serde::Deserialize)]
+#[oai(one_of)]
+#[serde(untagged)]
+pub enum RecipientInput {
+    /// Email.
+    Email(EmailRecipient),
+    /// SMS.
+    Phone(PhoneRecipient),
+    /// A user.
+    User(UserRecipient),
+    /// A team.
+    Team(TeamRecipient),
+    /// A Slack webhook.
+    SlackWebhook(SlackWebhookRecipient),
+}
+
+impl RecipientInput {
     fn to_core(&self, i: usize) -> Result<Recipient, ApiError> {
         let at = |name: &str| format!("recipients[{i}].{name}");
-        let set = [
-            self.email.is_some(),
-            self.phone.is_some(),
-            self.user.is_some(),
-            self.team.is_some(),
-            self.slack_webhook.is_some(),
-        ]
-        .into_iter()
-        .filter(|b| *b)
-        .count();
-        if set != 1 {
-            return Err(ApiError::invalid(
-                format!("recipients[{i}]"),
-                "must have exactly one of email, phone, user, team, slack_webhook",
-            ));
-        }
-        if let Some(e) = &self.email {
-            return EmailAddress::parse(e.as_str())
+        match self {
+            Self::Email(r) => EmailAddress::parse(r.email.as_str())
                 .map(Recipient::Email)
-                .map_err(|e| ApiError::invalid(at("email"), e.message));
-        }
-        if let Some(p) = &self.phone {
-            return PhoneNumber::parse(p.as_str())
+                .map_err(|e| ApiError::invalid(at("email"), e.message)),
+            Self::Phone(r) => PhoneNumber::parse(r.phone.as_str())
                 .map(Recipient::Phone)
-                .map_err(|e| ApiError::invalid(at("phone"), e.message));
-        }
-        if let Some(u) = &self.user {
-            return UserId::parse(u.as_str())
+                .map_err(|e| ApiError::invalid(at("phone"), e.message)),
+            Self::User(r) => UserId::parse(r.user.as_str())
                 .map(Recipient::User)
-                .map_err(|e| ApiError::invalid(at("user"), e.message));
-        }
-        if let Some(t) = &self.team {
-            let t = t.trim();
-            if t.is_empty() || t.chars().count() > 100 {
-                return Err(ApiError::invalid(at("team"), "must be 1 to 100 characters"));
+                .map_err(|e| ApiError::invalid(at("user"), e.message)),
+            Self::Team(r) => {
+                let t = r.team.trim();
+                if t.is_empty() || t.chars().count() > 100 {
+                    return Err(ApiError::invalid(at("team"), "must be 1 to 100 characters"));
+                }
+                Ok(Recipient::Team(t.to_owned()))
             }
-            return Ok(Recipient::Team(t.to_owned()));
+            Self::SlackWebhook(r) => WebhookUrl::parse(r.slack_webhook.as_str())
+                .map(Recipient::SlackWebhook)
+                .map_err(|e| ApiError::invalid(at("slack_webhook"), e.message)),
         }
-        let url = self.slack_webhook.as_deref().unwrap_or_default();
-        WebhookUrl::parse(url)
-            .map(Recipient::SlackWebhook)
-            .map_err(|e| ApiError::invalid(at("slack_webhook"), e.message))
     }
+}
 
+impl RecipientBody {
     fn from_core(r: &Recipient) -> Option<Self> {
         let mut out = Self::default();
         match r {
@@ -234,16 +281,12 @@ impl RecipientBody {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
-
 fn default_project() -> String {
     "default".to_owned()
 }
 
 /// An alert configuration as submitted (create and full replace).
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Deserialize)]
 pub struct AlertConfigRequest {
     /// A name, 1 to 200 characters, unique in the project (409 otherwise).
     pub name: String,
@@ -252,9 +295,9 @@ pub struct AlertConfigRequest {
     /// The statistic; one the catalog offers for the metric.
     pub stat: StatBody,
     /// Dimension values to watch (`{"route": "/api/v1/orders"}`); the names must form one
-    /// of the metric's groupings. Empty or absent: the metric overall.
-    #[oai(default)]
-    pub dimensions: BTreeMap<String, String>,
+    /// of the metric's groupings. Empty, null or absent: the metric overall.
+    #[oai(nullable)]
+    pub dimensions: Option<BTreeMap<String, String>>,
     /// The condition.
     pub condition: ConditionBody,
     /// A finite number: the value, a percent change (`rate_of_change`, > 0) or a z-score
@@ -266,31 +309,33 @@ pub struct AlertConfigRequest {
     pub severity: SeverityBody,
     /// After a notification, nothing more is sent for this configuration for this long
     /// (0 to 604800 seconds; default 0).
-    #[oai(default)]
-    pub cooldown_secs: i64,
-    /// Channels (`in_app`, `slack`, `email`, `sms`); absent or empty: by severity.
-    #[oai(default)]
-    pub channels: Vec<String>,
+    #[oai(nullable)]
+    pub cooldown_secs: Option<i64>,
+    /// Channels (`in_app`, `slack`, `email`, `sms`); absent, null or empty: by severity.
+    #[oai(nullable)]
+    pub channels: Option<Vec<String>>,
     /// Who to tell (at most 100).
-    #[oai(default)]
-    pub recipients: Vec<RecipientBody>,
+    #[oai(nullable)]
+    pub recipients: Option<Vec<RecipientInput>>,
     /// Whether the engine evaluates it (default true).
-    #[oai(default = "default_true")]
-    pub enabled: bool,
+    #[oai(nullable)]
+    pub enabled: Option<bool>,
     /// How long a breach must hold before the alert fires (0 to 604800 seconds; default 0).
-    #[oai(default)]
-    pub for_secs: i64,
-    /// Hysteresis: a firing alert recovers only once the value crosses back past this.
+    #[oai(nullable)]
+    pub for_secs: Option<i64>,
+    /// Hysteresis: a firing alert recovers only once the value crosses back past this
+    /// (null or absent: as soon as the condition no longer holds).
+    #[oai(nullable)]
     pub recovery_threshold: Option<f64>,
     /// Whether recovery resolves the alert as `auto` (default true).
-    #[oai(default = "default_true")]
-    pub auto_resolve: bool,
+    #[oai(nullable)]
+    pub auto_resolve: Option<bool>,
     /// What a window without data means (default `keep`).
-    #[oai(default)]
-    pub no_data: NoDataBody,
+    #[oai(nullable)]
+    pub no_data: Option<NoDataBody>,
     /// Project slug (default `default`).
-    #[oai(default = "default_project")]
-    pub project: String,
+    #[oai(nullable)]
+    pub project: Option<String>,
 }
 
 fn secs(field: &str, v: i64, min: i64, max: i64) -> Result<u32, ApiError> {
@@ -307,11 +352,12 @@ fn secs(field: &str, v: i64, min: i64, max: i64) -> Result<u32, ApiError> {
 impl AlertConfigRequest {
     /// The core spec, checked against the catalog and the core's rules.
     fn to_spec(&self, catalog: &MetricCatalog) -> Result<AlertConfigSpec, ApiError> {
-        let project = ProjectId::parse(self.project.as_str())
+        let project = ProjectId::parse(self.project.clone().unwrap_or_else(default_project))
             .map_err(|e| ApiError::invalid("project", e.message))?;
         let dimensions = Dimensions::from_pairs(
             self.dimensions
                 .iter()
+                .flatten()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         )
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
@@ -327,10 +373,10 @@ impl AlertConfigRequest {
             .transpose()
             .map_err(|e| ApiError::invalid("recovery_threshold", e.message))?;
         let window_secs = secs("window_secs", self.window_secs, 60, 604_800)?;
-        let cooldown_secs = secs("cooldown_secs", self.cooldown_secs, 0, 604_800)?;
-        let for_secs = secs("for_secs", self.for_secs, 0, 604_800)?;
+        let cooldown_secs = secs("cooldown_secs", self.cooldown_secs.unwrap_or(0), 0, 604_800)?;
+        let for_secs = secs("for_secs", self.for_secs.unwrap_or(0), 0, 604_800)?;
         let mut channels = Vec::new();
-        for (i, c) in self.channels.iter().enumerate() {
+        for (i, c) in self.channels.iter().flatten().enumerate() {
             let c: Channel = c.parse().map_err(|_| {
                 ApiError::invalid(
                     format!("channels[{i}]"),
@@ -341,14 +387,14 @@ impl AlertConfigRequest {
                 channels.push(c);
             }
         }
-        if self.recipients.len() > 100 {
+        let given = self.recipients.as_deref().unwrap_or_default();
+        if given.len() > 100 {
             return Err(ApiError::invalid(
                 "recipients",
                 "must have at most 100 entries",
             ));
         }
-        let recipients = self
-            .recipients
+        let recipients = given
             .iter()
             .enumerate()
             .map(|(i, r)| r.to_core(i))
@@ -366,11 +412,11 @@ impl AlertConfigRequest {
             cooldown_secs,
             channels,
             recipients,
-            enabled: self.enabled,
+            enabled: self.enabled.unwrap_or(true),
             for_secs,
             recovery_threshold,
-            auto_resolve: self.auto_resolve,
-            no_data: self.no_data.into(),
+            auto_resolve: self.auto_resolve.unwrap_or(true),
+            no_data: self.no_data.unwrap_or_default().into(),
         };
         spec.validate().map_err(|e| {
             let first = e.0.into_iter().next();
@@ -690,22 +736,45 @@ pub struct AlertPage {
     pub range: Option<RangeBody>,
 }
 
-/// The optional filter of a bulk acknowledgement.
-#[derive(Debug, Clone, Object)]
+/// The filter of a bulk acknowledgement (every active alert when empty).
+#[derive(Debug, Clone, Object, serde::Deserialize)]
 pub struct BulkFilter {
     /// Only this severity.
+    #[oai(nullable)]
     pub severity: Option<SeverityBody>,
     /// Only alerts of this configuration.
+    #[oai(nullable)]
     pub config_id: Option<Uuid>,
 }
 
-/// A bulk acknowledgement: `ids` or `filter` (exactly one).
-#[derive(Debug, Clone, Object)]
-pub struct BulkAckRequest {
-    /// Alerts to acknowledge (at most 1000).
-    pub ids: Option<Vec<Uuid>>,
-    /// Acknowledge every active alert matching this.
-    pub filter: Option<BulkFilter>,
+/// Acknowledge these alerts.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct BulkByIds {
+    /// Alert ids (at most 1000).
+    #[oai(validator(max_items = 1000))]
+    pub ids: Vec<Uuid>,
+}
+
+/// Acknowledge every active alert matching a filter (at most 1000).
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct BulkByFilter {
+    /// The filter.
+    pub filter: BulkFilter,
+}
+
+/// A bulk acknowledgement: `{"ids"}` or `{"filter"}`.
+#[derive(Debug, Clone, Union, serde::Deserialize)]
+#[oai(one_of)]
+#[serde(untagged)]
+pub enum BulkAckRequest {
+    /// By ids.
+    Ids(BulkByIds),
+    /// By filter.
+    Filter(BulkByFilter),
 }
 
 /// What happened to one alert of a bulk acknowledgement.
@@ -739,6 +808,56 @@ pub struct BulkAckResponse {
     /// Per alert.
     pub results: Vec<BulkResult>,
 }
+
+/// A JSON request body documented with `T`'s schema that must also parse with serde, which
+/// (unlike poem-openapi's `Json`) refuses a number or boolean where the schema says string.
+#[derive(Debug)]
+pub struct StrictJson<T>(pub T);
+
+impl<T: Type> Payload for StrictJson<T> {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn check_content_type(content_type: &str) -> bool {
+        <Json<T> as Payload>::check_content_type(content_type)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: ParseFromJSON + serde::de::DeserializeOwned> ParsePayload for StrictJson<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let bytes = <Vec<u8> as poem::FromRequest>::from_request(request, body).await?;
+        let bad = |message: String| {
+            poem::Error::from(
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_body",
+                    format!("request body is not valid: {message}"),
+                )
+                .with_field("body"),
+            )
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        // serde refuses a number or boolean for a string; poem-openapi refuses an array for
+        // an object (which serde's derive takes as a tuple). Both must accept.
+        T::deserialize(&value).map_err(|e| bad(e.to_string()))?;
+        T::parse_from_json(Some(value))
+            .map(StrictJson)
+            .map_err(|e| bad(e.into_message()))
+    }
+}
+
+// The two-argument form: the one-argument arm calls the macro unqualified.
+poem_openapi::impl_apirequest_for_payload!(StrictJson<T>, T: ParseFromJSON + serde::de::DeserializeOwned);
 
 /// `POST configs`.
 #[derive(Debug, ApiResponse)]
@@ -954,7 +1073,7 @@ impl AlertsApi {
         &self,
         req: &Request,
         _auth: BearerAuth,
-        body: Json<AlertConfigRequest>,
+        body: StrictJson<AlertConfigRequest>,
     ) -> ApiResult<Created, (Body, Conflict)> {
         let sub = admin(req)?;
         let spec = body.0.to_spec(&self.catalog())?;
@@ -998,9 +1117,9 @@ impl AlertsApi {
         /// The configuration id.
         id: Path<Uuid>,
         /// The version the client last read (a number, optionally quoted).
-        #[oai(name = "If-Match")]
+        #[oai(name = "If-Match", validator(pattern = r#"^(W/)?"?[0-9]{1,19}"?$"#))]
         if_match: Header<Option<String>>,
-        body: Json<AlertConfigRequest>,
+        body: StrictJson<AlertConfigRequest>,
     ) -> ApiResult<Json<AlertConfigBody>, (Body, NotFound, Conflict, PreconditionFailed)> {
         let sub = admin(req)?;
         let expected = parse_if_match(if_match.0.as_deref())?;
@@ -1102,8 +1221,8 @@ impl AlertsApi {
         severity: Query<Option<SeverityBody>>,
         /// Only alerts of this configuration.
         config_id: Query<Option<Uuid>>,
-        /// Only alerts of this metric.
-        #[oai(validator(max_length = 128))]
+        /// Only alerts of this metric (a catalog name such as `api.errors`).
+        #[oai(validator(max_length = 128, pattern = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"))]
         metric: Query<Option<String>>,
         /// Only this project (slug).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
@@ -1120,8 +1239,8 @@ impl AlertsApi {
             validator(minimum(value = "1"), maximum(value = "1000"))
         )]
         limit: Query<u32>,
-        /// The `next_cursor` of the previous page.
-        #[oai(validator(max_length = 128))]
+        /// The `next_cursor` of the previous page (opaque).
+        #[oai(validator(pattern = r"^-?[0-9]{1,18}\.[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<AlertPage>> {
         admin(req)?;
@@ -1182,8 +1301,8 @@ impl AlertsApi {
             validator(minimum(value = "1"), maximum(value = "1000"))
         )]
         limit: Query<u32>,
-        /// The `next_cursor` of the previous page.
-        #[oai(validator(max_length = 128))]
+        /// The `next_cursor` of the previous page (opaque).
+        #[oai(validator(pattern = r"^-?[0-9]{1,18}\.[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<AlertPage>> {
         admin(req)?;
@@ -1259,15 +1378,12 @@ impl AlertsApi {
         &self,
         req: &Request,
         _auth: BearerAuth,
-        body: Json<BulkAckRequest>,
+        body: StrictJson<BulkAckRequest>,
     ) -> ApiResult<Json<BulkAckResponse>, Body> {
         let sub = admin(req)?;
         let store = &self.state.store;
-        let ids: Vec<Uuid> = match (&body.0.ids, &body.0.filter) {
-            (Some(ids), None) => {
-                if ids.len() > 1000 {
-                    return Err(ApiError::invalid("ids", "must have at most 1000 entries").into());
-                }
+        let ids: Vec<Uuid> = match &body.0 {
+            BulkAckRequest::Ids(BulkByIds { ids }) => {
                 let mut unique = Vec::with_capacity(ids.len());
                 for id in ids {
                     if !unique.contains(id) {
@@ -1276,7 +1392,7 @@ impl AlertsApi {
                 }
                 unique
             }
-            (None, Some(f)) => {
+            BulkAckRequest::Filter(BulkByFilter { filter: f }) => {
                 let filter = AlertFilter {
                     config_id: f.config_id,
                     severity: f.severity.map(Severity::from),
@@ -1290,9 +1406,6 @@ impl AlertsApi {
                     .iter()
                     .map(Alert::id)
                     .collect()
-            }
-            _ => {
-                return Err(ApiError::invalid("body", "give exactly one of ids, filter").into());
             }
         };
         let now = SystemClock.now();

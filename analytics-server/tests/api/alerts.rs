@@ -218,11 +218,14 @@ async fn bad_configs_are_400_naming_the_field_and_duplicates_409() {
             json!([{"phone": "555-1234"}]),
             "recipients[0].phone",
         ),
+        // Two kinds in one recipient is none of the documented shapes.
         (
             "recipients",
             json!([{"email": "a@example.com", "phone": "+15551234567"}]),
-            "recipients[0]",
+            "body",
         ),
+        // A string field sent as a number.
+        ("project", json!(5), "body"),
         ("cooldown_secs", json!(-1), "cooldown_secs"),
         ("recovery_threshold", json!(900.0), "recovery_threshold"),
     ];
@@ -666,4 +669,19 @@ async fn the_engine_opens_an_alert_from_ingested_errors() {
 
     handle.shutdown();
     task.await.unwrap().unwrap();
+}
+
+/// Every alerting path maps to its template (ids never become metric labels).
+#[test]
+fn alert_paths_have_bounded_metric_labels() {
+    use analytics_server::api::{PATHS, route_template};
+    let id = Uuid::new_v4().to_string();
+    for template in PATHS.iter().filter(|p| p.contains("/alerts/")) {
+        let path = template.replace("{id}", &id);
+        assert_eq!(route_template(&path), *template, "{path}");
+    }
+    assert_eq!(
+        route_template("/api/v1/analytics/alerts/configs/x/y/z"),
+        "unmatched"
+    );
 }
