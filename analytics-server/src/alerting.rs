@@ -37,6 +37,9 @@ pub const WATERMARK: &str = "alert-engine";
 /// The longest evaluation interval (FR-5).
 pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The shortest evaluation interval (a zero interval would spin).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Past weeks read for an anomaly's seasonal baseline.
 const SEASONS: i64 = 4;
 
@@ -77,9 +80,9 @@ struct Observed {
 }
 
 impl AlertRunner {
-    /// A runner evaluating every `interval` (capped at [`MAX_INTERVAL`]).
+    /// A runner evaluating every `interval` (kept within [`MIN_INTERVAL`]..=[`MAX_INTERVAL`]).
     pub fn new(store: Arc<dyn Store>, specs: Arc<RollupSpecs>, interval: Duration) -> Self {
-        let interval = interval.clamp(Duration::from_millis(100), MAX_INTERVAL);
+        let interval = interval.clamp(MIN_INTERVAL, MAX_INTERVAL);
         Self {
             reader: RollupReader::new(store.clone(), specs),
             store,
@@ -287,9 +290,10 @@ pub async fn alert_loop(
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let every = every.clamp(MIN_INTERVAL, MAX_INTERVAL);
     let mut runner = AlertRunner::new(store.clone(), specs.clone(), every);
     let mut lease: Option<JobLease> = None;
-    let mut ticker = tokio::time::interval(every.min(MAX_INTERVAL));
+    let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
