@@ -497,6 +497,18 @@ impl NotificationOutbox for MemoryStore {
     async fn delivery_attempts(&self, id: Uuid) -> Result<Vec<DeliveryAttempt>> {
         Ok(self.lock().attempts.get(&id).cloned().unwrap_or_default())
     }
+
+    async fn alert_outbox_entries(&self, alert_id: Uuid) -> Result<Vec<OutboxEntry>> {
+        let mut out: Vec<OutboxEntry> = self
+            .lock()
+            .outbox
+            .values()
+            .filter(|e| e.notification.alert_id == Some(alert_id))
+            .cloned()
+            .collect();
+        out.sort_by_key(|e| (e.created_at, e.notification.id));
+        Ok(out)
+    }
 }
 
 fn in_app_cursor(n: &InAppNotification) -> Cursor {

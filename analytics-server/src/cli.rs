@@ -105,6 +105,10 @@ struct Common {
     #[arg(long, env = "ANALYTICS_HEALTH_MAX_P95_MS", global = true,
           default_value_t = HealthThresholds::default().max_p95_ms)]
     health_max_p95_ms: f64,
+    /// Seconds between alert engine evaluations (1 to 60).
+    #[arg(long, env = "ANALYTICS_ALERT_INTERVAL_SECS", global = true, default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    alert_interval_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -343,6 +347,7 @@ async fn serve(common: Common) -> anyhow::Result<()> {
     settings.ingest_writers = common.ingest_writers;
     settings.collector.linger = Duration::from_millis(common.ingest_linger_ms);
     settings.api_key_ttl = Duration::from_secs(common.api_key_ttl_secs);
+    settings.alert_interval = Duration::from_secs(common.alert_interval_secs);
     settings.limits.body_read_timeout = Duration::from_secs(common.body_read_timeout_secs.max(1));
     settings.connections.header_read_timeout =
         Duration::from_secs(common.header_read_timeout_secs.max(1));

@@ -6,6 +6,7 @@
 //! `analytics-core` and the store crates. It is the only crate that reads configuration.
 
 pub mod age_limits;
+pub mod alerting;
 pub mod api;
 pub mod auth;
 pub mod cli;

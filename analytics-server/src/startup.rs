@@ -41,6 +41,8 @@ pub struct Settings {
     pub connections: ConnectionLimits,
     /// How often the rollup scheduler ticks.
     pub rollup_interval: Duration,
+    /// How often the alert engine evaluates (at most 60 s: longer values are capped).
+    pub alert_interval: Duration,
     /// How long readiness answers 503 before the listener closes on shutdown.
     pub drain_delay: Duration,
     /// Longest wait for in-flight requests on shutdown.
@@ -67,6 +69,7 @@ impl Settings {
             limits: HttpLimits::default(),
             connections: ConnectionLimits::default(),
             rollup_interval: Duration::from_secs(60),
+            alert_interval: Duration::from_secs(60),
             drain_delay: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
             api_key_ttl: crate::state::DEFAULT_API_KEY_TTL,
@@ -87,6 +90,7 @@ impl std::fmt::Debug for Settings {
             .field("limits", &self.limits)
             .field("connections", &self.connections)
             .field("rollup_interval", &self.rollup_interval)
+            .field("alert_interval", &self.alert_interval)
             .field("drain_delay", &self.drain_delay)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("api_key_ttl", &self.api_key_ttl)
@@ -270,7 +274,13 @@ impl Application {
             state.store.clone(),
             state.collector.clone(),
             settings.rollup_interval,
-            workers_rx,
+            workers_rx.clone(),
+        ));
+        let alerts = tokio::spawn(crate::alerting::alert_loop(
+            state.store.clone(),
+            state.health.specs.clone(),
+            settings.alert_interval,
+            workers_rx.clone(),
         ));
         let mut stop_rx = stop.subscribe();
         let drain_state = state.clone();
@@ -297,6 +307,10 @@ impl Application {
         match rollup.await {
             Ok(()) => tracing::info!("rollup worker stopped"),
             Err(e) => tracing::error!(error = %e, "rollup worker failed"),
+        }
+        match alerts.await {
+            Ok(()) => tracing::info!("alert engine stopped"),
+            Err(e) => tracing::error!(error = %e, "alert engine failed"),
         }
         state.collector.shutdown().await;
         let stats = state.collector.stats();

@@ -469,6 +469,9 @@ impl AlertHistoryStore for PgStore {
         if let Some(s) = filter.severity {
             q.push(" AND severity = ").push_bind(s.as_str());
         }
+        if let Some(m) = &filter.metric {
+            q.push(" AND metric = ").push_bind(m.as_str().to_owned());
+        }
         if let Some(r) = &filter.range {
             q.push(" AND triggered_at >= ").push_bind(r.start());
             q.push(" AND triggered_at < ").push_bind(r.end());

@@ -215,6 +215,20 @@ impl NotificationOutbox for PgStore {
         .map_err(pg_error)?;
         rows.iter().map(attempt_from_row).collect()
     }
+
+    async fn alert_outbox_entries(&self, alert_id: Uuid) -> Result<Vec<OutboxEntry>> {
+        // The alert id lives inside the notification document; an alert has a handful of
+        // entries and this is read per listed alert, so the expression index below serves it.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM notification_outbox \
+             WHERE notification->>'alert_id' = $1 ORDER BY created_at, id"
+        )))
+        .bind(alert_id.to_string())
+        .fetch_all(self.pool_ref())
+        .await
+        .map_err(pg_error)?;
+        rows.iter().map(entry_from_row).collect()
+    }
 }
 
 const IN_APP_COLUMNS: &str = "id, user_id, alert_id, severity, title, body, created_at, read_at";

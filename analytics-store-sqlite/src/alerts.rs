@@ -27,7 +27,8 @@ use crate::store::SqliteStore;
 
 const SELECT_CONFIG: &str = "SELECT id, project, name, metric, stat, dimensions, condition, \
      threshold, window_secs, severity, cooldown_secs, channels, recipients, enabled, version, \
-     created_at, updated_at FROM alert_configs";
+     created_at, updated_at, for_secs, recovery_threshold, auto_resolve, no_data \
+     FROM alert_configs";
 
 fn decode_config(row: &SqliteRow) -> Result<AlertConfig> {
     const W: &str = "alert config";
@@ -46,14 +47,13 @@ fn decode_config(row: &SqliteRow) -> Result<AlertConfig> {
         channels: get_json(row, W, "channels")?,
         recipients: get_json(row, W, "recipients")?,
         enabled: get(row, W, "enabled")?,
-        // FIXME: these engine settings have no columns yet, so SQLite keeps their defaults.
-        // A migration adds `for_secs INTEGER NOT NULL DEFAULT 0`, `recovery_threshold REAL`,
-        // `auto_resolve INTEGER NOT NULL DEFAULT 1` and `no_data TEXT NOT NULL DEFAULT 'keep'`
-        // to `alert_configs`, read here and written by `write_config`.
-        for_secs: 0,
-        recovery_threshold: None,
-        auto_resolve: true,
-        no_data: NoDataPolicy::Keep,
+        for_secs: get_u32(row, W, "for_secs")?,
+        recovery_threshold: get::<Option<f64>>(row, W, "recovery_threshold")?
+            .map(Threshold::new)
+            .transpose()
+            .map_err(|e| corrupt(W, e))?,
+        auto_resolve: get(row, W, "auto_resolve")?,
+        no_data: get_parsed::<NoDataPolicy>(row, W, "no_data")?,
     };
     Ok(AlertConfig {
         id: get(row, W, "id")?,
@@ -104,13 +104,15 @@ async fn write_config(
     let sql = if insert {
         "INSERT INTO alert_configs (project, name, metric, stat, dimensions, condition, \
          threshold, window_secs, severity, cooldown_secs, channels, recipients, enabled, \
-         version, created_at, updated_at, id) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         version, created_at, updated_at, for_secs, recovery_threshold, auto_resolve, no_data, \
+         id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     } else {
         "UPDATE alert_configs SET project = ?, name = ?, metric = ?, stat = ?, dimensions = ?, \
          condition = ?, threshold = ?, window_secs = ?, severity = ?, cooldown_secs = ?, \
          channels = ?, recipients = ?, enabled = ?, version = ?, created_at = ?, \
-         updated_at = ? WHERE id = ?"
+         updated_at = ?, for_secs = ?, recovery_threshold = ?, auto_resolve = ?, no_data = ? \
+         WHERE id = ?"
     };
     sqlx::query(sql)
         .bind(s.project.as_str())
@@ -129,6 +131,10 @@ async fn write_config(
         .bind(to_i64("version", config.version)?)
         .bind(micros(config.created_at))
         .bind(micros(config.updated_at))
+        .bind(i64::from(s.for_secs))
+        .bind(s.recovery_threshold.map(Threshold::get))
+        .bind(s.auto_resolve)
+        .bind(s.no_data.as_str())
         .bind(config.id)
         .execute(&mut **tx)
         .await
@@ -517,6 +523,9 @@ impl AlertHistoryStore for SqliteStore {
         );
         if let Some(s) = filter.severity {
             w.and("severity = ?", [Arg::Text(s.as_str().to_owned())]);
+        }
+        if let Some(m) = &filter.metric {
+            w.and("metric = ?", [Arg::Text(m.as_str().to_owned())]);
         }
         if let Some(r) = &filter.range {
             w.and(

@@ -238,6 +238,16 @@ impl NotificationOutbox for SqliteStore {
         .db("read delivery attempts")?;
         rows.iter().map(decode_attempt).collect()
     }
+
+    async fn alert_outbox_entries(&self, alert_id: Uuid) -> Result<Vec<OutboxEntry>> {
+        let sql = format!("{SELECT_ENTRY} WHERE alert_id = ? ORDER BY created_at, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(alert_id)
+            .fetch_all(self.reader())
+            .await
+            .db("read alert outbox entries")?;
+        rows.iter().map(decode_entry).collect()
+    }
 }
 
 fn decode_in_app(row: &SqliteRow) -> Result<InAppNotification> {

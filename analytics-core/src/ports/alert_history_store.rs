@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::alert::{Alert, AlertStatus, NewAlert, NotificationRecord, Severity};
 use crate::error::Result;
-use crate::ids::ProjectId;
+use crate::ids::{MetricName, ProjectId};
 use crate::page::{Page, PageRequest};
 use crate::time::TimeRange;
 
@@ -21,6 +21,8 @@ pub struct AlertFilter {
     pub statuses: Vec<AlertStatus>,
     /// Only this severity.
     pub severity: Option<Severity>,
+    /// Only alerts of this metric.
+    pub metric: Option<MetricName>,
     /// Only alerts triggered in this range.
     pub range: Option<TimeRange>,
 }
@@ -32,6 +34,7 @@ impl AlertFilter {
             && self.config_id.is_none_or(|c| a.fired.config_id == c)
             && (self.statuses.is_empty() || self.statuses.contains(&a.status))
             && self.severity.is_none_or(|s| a.fired.severity == s)
+            && self.metric.as_ref().is_none_or(|m| &a.fired.metric == m)
             && self.range.is_none_or(|r| r.contains(a.fired.triggered_at))
     }
 }

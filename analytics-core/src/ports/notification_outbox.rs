@@ -36,4 +36,7 @@ pub trait NotificationOutbox: Send + Sync + std::fmt::Debug {
 
     /// Every attempt of one entry, oldest first.
     async fn delivery_attempts(&self, id: Uuid) -> Result<Vec<DeliveryAttempt>>;
+
+    /// Every entry about one alert, oldest first by `(created_at, id)` (empty if none).
+    async fn alert_outbox_entries(&self, alert_id: Uuid) -> Result<Vec<OutboxEntry>>;
 }

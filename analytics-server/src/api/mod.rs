@@ -1,6 +1,7 @@
 //! The HTTP surface: the OpenAPI service (events + operations endpoints), Swagger UI, and the
 //! observing middleware (request id, body limit, authentication, metrics, error shape).
 
+pub mod alerts;
 mod allow;
 mod events;
 mod health;
@@ -35,6 +36,8 @@ use crate::state::AppState;
 /// The tags grouping endpoints in the spec.
 #[derive(Debug, Tags)]
 pub enum ApiTags {
+    /// Alert configurations, the metric catalog and alert history (role admin).
+    Alerts,
     /// Event ingestion and listing.
     Events,
     /// System health: request figures, endpoints, the store, timeseries (role admin).
@@ -44,7 +47,16 @@ pub enum ApiTags {
 }
 
 /// Every path the API serves (the spec test checks that each is documented).
-pub const PATHS: [&str; 8] = [
+pub const PATHS: [&str; 17] = [
+    "/api/v1/analytics/alerts/metrics",
+    "/api/v1/analytics/alerts/configs",
+    "/api/v1/analytics/alerts/configs/{id}",
+    "/api/v1/analytics/alerts/configs/{id}/audit",
+    "/api/v1/analytics/alerts/history",
+    "/api/v1/analytics/alerts/active",
+    "/api/v1/analytics/alerts/{id}/acknowledge",
+    "/api/v1/analytics/alerts/{id}/resolve",
+    "/api/v1/analytics/alerts/acknowledge",
     "/api/v1/analytics/events",
     "/api/v1/analytics/health/overview",
     "/api/v1/analytics/health/api",
@@ -56,7 +68,12 @@ pub const PATHS: [&str; 8] = [
 ];
 
 /// Every operation of the API.
-type Operations = (events::EventsApi, health::HealthApi, ops::OpsApi);
+type Operations = (
+    events::EventsApi,
+    health::HealthApi,
+    alerts::AlertsApi,
+    ops::OpsApi,
+);
 
 /// The OpenAPI service of the endpoints.
 pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
@@ -66,6 +83,9 @@ pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
                 state: state.clone(),
             },
             health::HealthApi {
+                state: state.clone(),
+            },
+            alerts::AlertsApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
@@ -114,8 +134,26 @@ pub fn route_template(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         p if p == "/docs" || p.starts_with("/docs/") => "/docs",
-        _ => "unmatched",
+        p => alert_route(p).unwrap_or("unmatched"),
     }
+}
+
+/// The template of an alerting path (ids replaced by `{id}`), if it is one.
+fn alert_route(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("/api/v1/analytics/alerts/")?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    Some(match segments.as_slice() {
+        ["metrics"] => "/api/v1/analytics/alerts/metrics",
+        ["configs"] => "/api/v1/analytics/alerts/configs",
+        ["history"] => "/api/v1/analytics/alerts/history",
+        ["active"] => "/api/v1/analytics/alerts/active",
+        ["acknowledge"] => "/api/v1/analytics/alerts/acknowledge",
+        ["configs", id] if !id.is_empty() => "/api/v1/analytics/alerts/configs/{id}",
+        ["configs", id, "audit"] if !id.is_empty() => "/api/v1/analytics/alerts/configs/{id}/audit",
+        [id, "acknowledge"] if !id.is_empty() => "/api/v1/analytics/alerts/{id}/acknowledge",
+        [id, "resolve"] if !id.is_empty() => "/api/v1/analytics/alerts/{id}/resolve",
+        _ => return None,
+    })
 }
 
 fn request_id_of(req: &Request) -> String {

@@ -4,7 +4,7 @@
 //! lists the operation's own success answers followed by the standard error answers every
 //! authenticated `/api` operation can give (400, 401, 403, 500, 503), plus those named by
 //! `Extra`: [`Body`] (413, 415) for operations that read a request body, [`NotFound`] (404),
-//! [`Conflict`] (409), [`RateLimited`] (429), or a tuple of them. Every error answer has the
+//! [`Conflict`] (409), [`PreconditionFailed`] (412), [`RateLimited`] (429), or a tuple of them. Every error answer has the
 //! [`ErrorBody`] schema; 401 documents `WWW-Authenticate`, 429 and 503 document `Retry-After`.
 //!
 //! At run time the error is an [`ApiError`] (`?` converts core, collector and `ApiError`
@@ -73,6 +73,16 @@ pub enum Conflict {}
 #[derive(Debug)]
 pub enum RateLimited {}
 
+/// The operation is conditional (`If-Match`): 412.
+#[derive(Debug)]
+pub enum PreconditionFailed {}
+
+impl ExtraErrors for PreconditionFailed {
+    fn statuses(out: &mut Vec<u16>) {
+        out.push(412);
+    }
+}
+
 impl ExtraErrors for Body {
     fn statuses(out: &mut Vec<u16>) {
         out.extend([408, 413, 415]);
@@ -135,6 +145,7 @@ fn description(status: u16) -> &'static str {
         414 => "The request target (path and query) is longer than 8 KiB.",
         431 => "The request has more than 100 headers or more than 16 KiB of them.",
         409 => "The request conflicts with the stored state.",
+        412 => "`If-Match` names a version that is no longer current.",
         413 => "The body exceeds the size limit (`field: body`) or holds too many items.",
         415 => "The body is not JSON (`Content-Type` must be `application/json` or `+json`).",
         429 => "Rate limited; retry after `Retry-After` seconds. Nothing was stored.",

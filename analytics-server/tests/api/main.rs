@@ -1,6 +1,7 @@
 //! HTTP tests of the server: handlers in-process (`poem::test::TestClient` over
 //! `MemoryStore`) and a black-box suite against the real `Application` on port 0.
 
+mod alerts;
 mod auth;
 mod blackbox;
 mod durability;

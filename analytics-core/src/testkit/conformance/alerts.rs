@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use chrono::Duration;
 use uuid::Uuid;
 
-use crate::alert::{AlertStatus, AuditAction, NotificationRecord, Severity};
+use crate::alert::{AlertStatus, AuditAction, NoDataPolicy, NotificationRecord, Severity};
 use crate::error::Error;
+use crate::ids::Threshold;
 use crate::notification::Channel;
 use crate::page::PageRequest;
 use crate::ports::{AlertFilter, OpenOutcome, Store};
@@ -103,6 +104,39 @@ pub async fn alert_configs_are_versioned_and_audited(store: &dyn Store) {
     );
     assert!(audit[3].before.is_some() && audit[3].after.is_none());
     assert!(audit.iter().all(|a| a.config_id == id));
+}
+
+/// The engine settings (`for_secs`, `recovery_threshold`, `auto_resolve`, `no_data`) are
+/// stored like every other field: non-default values survive create, read, list and update.
+pub async fn alert_config_engine_settings_round_trip(store: &dyn Store) {
+    let id = Uuid::new_v4();
+    let mut spec = fixtures::alert_spec("shop", "held breach", Severity::Critical);
+    spec.for_secs = 300;
+    spec.recovery_threshold = Some(Threshold::new(420.5).expect("threshold"));
+    spec.auto_resolve = false;
+    spec.no_data = NoDataPolicy::Alerting;
+    let created = store
+        .create_config(id, &spec, "alice", now())
+        .await
+        .expect("create");
+    assert_eq!(created.spec, spec);
+    assert_eq!(store.get_config(id).await.expect("get").spec, spec);
+    let listed = store.list_configs(None, false).await.expect("list");
+    assert_eq!(
+        listed.iter().find(|c| c.id == id).map(|c| &c.spec),
+        Some(&spec)
+    );
+
+    let mut changed = spec.clone();
+    changed.for_secs = 60;
+    changed.recovery_threshold = None;
+    changed.auto_resolve = true;
+    changed.no_data = NoDataPolicy::Ok;
+    store
+        .update_config(id, &changed, Some(1), "bob", now())
+        .await
+        .expect("update");
+    assert_eq!(store.get_config(id).await.expect("get").spec, changed);
 }
 
 /// Two configurations in one project cannot share a name; other projects can.
@@ -352,6 +386,9 @@ pub async fn alert_listings_filter_and_page(store: &dyn Store) {
         if i == 11 {
             a.project = project("other");
         }
+        if i == 10 {
+            a.metric = crate::ids::MetricName::parse("api.errors").expect("metric");
+        }
         store.open_alert(&a).await.expect("open");
         all.push(a);
     }
@@ -425,6 +462,14 @@ pub async fn alert_listings_filter_and_page(store: &dyn Store) {
         })
         .await,
         2
+    );
+    assert_eq!(
+        count(AlertFilter {
+            metric: Some(crate::ids::MetricName::parse("api.errors").expect("metric")),
+            ..Default::default()
+        })
+        .await,
+        1
     );
     let range =
         crate::time::TimeRange::new(now() + Duration::minutes(1), now() + Duration::minutes(3))

@@ -50,6 +50,54 @@ pub async fn outbox_enqueue_is_idempotent(store: &dyn Store) {
     ));
 }
 
+/// An alert's outbox entries are listed by its id, oldest first, with their delivery
+/// state; other alerts' entries are not; an alert without entries lists none.
+pub async fn outbox_entries_are_listed_per_alert(store: &dyn Store) {
+    let alert = Uuid::new_v4();
+    let mut first = fixtures::notification(Channel::Email, Severity::Warning);
+    first.alert_id = Some(alert);
+    let mut second = fixtures::notification(Channel::Slack, Severity::Warning);
+    second.alert_id = Some(alert);
+    let other = fixtures::notification(Channel::Email, Severity::Warning);
+    store
+        .enqueue(std::slice::from_ref(&first), now())
+        .await
+        .expect("enqueue");
+    store
+        .enqueue(&[second.clone(), other], now() + Duration::seconds(1))
+        .await
+        .expect("enqueue");
+    store
+        .record_attempt(
+            first.id,
+            &DeliveryAttempt {
+                at: now() + Duration::seconds(2),
+                outcome: AttemptOutcome::Delivered { provider_id: None },
+                duration_ms: 12,
+            },
+        )
+        .await
+        .expect("attempt");
+    let listed = store.alert_outbox_entries(alert).await.expect("list");
+    let ids: Vec<Uuid> = listed.iter().map(|e| e.notification.id).collect();
+    assert_eq!(ids, [first.id, second.id]);
+    assert_eq!(
+        (listed[0].status, listed[0].attempts),
+        (OutboxStatus::Sent, 1)
+    );
+    assert_eq!(
+        (listed[1].status, listed[1].attempts),
+        (OutboxStatus::Pending, 0)
+    );
+    assert!(
+        store
+            .alert_outbox_entries(Uuid::new_v4())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
 /// A claim leases entries: a second claimer does not get them until the lease ends;
 /// critical entries come first; entries not yet due stay.
 pub async fn outbox_claims_lease_entries_and_critical_go_first(store: &dyn Store) {
