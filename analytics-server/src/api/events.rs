@@ -287,15 +287,18 @@ impl EventsApi {
                 ),
             };
             let parsed = parsed.and_then(|e| {
-                if caller.may_access(&e.project) {
-                    Ok(e)
+                let refusal = if e.project.as_str() == ProjectId::INTERNAL {
+                    Some("is reserved for the server's own telemetry")
+                } else if !caller.may_access(&e.project) {
+                    Some("this token may not write to that project")
                 } else {
-                    Err(analytics_core::ValidationErrors(vec![
-                        analytics_core::FieldError::new(
-                            "project",
-                            "this token may not write to that project",
-                        ),
-                    ]))
+                    None
+                };
+                match refusal {
+                    None => Ok(e),
+                    Some(why) => Err(analytics_core::ValidationErrors(vec![
+                        analytics_core::FieldError::new("project", why),
+                    ])),
                 }
             });
             match parsed {

@@ -517,3 +517,21 @@ fn the_binary_refuses_weak_jwt_secrets() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("10 years"));
 }
+
+#[tokio::test]
+async fn clients_cannot_write_into_the_servers_own_telemetry_project() {
+    let app = TestApp::new();
+    let mut internal = page_view(1);
+    internal["project"] = json!(analytics_core::ProjectId::INTERNAL);
+    let r = app
+        .post_events(&batch(vec![internal, page_view(2)]), Some(&app.admin()))
+        .await;
+    assert_eq!(r.status, 202, "{:#}", r.body);
+    assert_eq!(r.body["accepted"], 1, "{:#}", r.body);
+    assert_eq!(r.body["results"][0]["status"], "rejected", "{:#}", r.body);
+    assert_eq!(
+        r.body["results"][0]["error"]["field"], "project",
+        "{:#}",
+        r.body
+    );
+}
