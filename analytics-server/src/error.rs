@@ -161,6 +161,13 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// 400 naming the field, for a value a core parser refused.
+impl From<analytics_core::FieldError> for ApiError {
+    fn from(e: analytics_core::FieldError) -> Self {
+        Self::invalid(e.field, e.message)
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {

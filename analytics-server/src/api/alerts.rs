@@ -33,8 +33,8 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::events::BearerAuth;
 use super::health::{RangeBody, RangePreset, parse_window};
+use super::request::{default_limit, project_param, require_admin};
 use super::responses::{ApiResult, Body, Conflict, NotFound, PreconditionFailed};
-use crate::auth::{Identity, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -875,32 +875,6 @@ pub enum Deleted {
     NoContent,
 }
 
-fn default_limit() -> u32 {
-    100
-}
-
-fn identity(req: &Request) -> Result<&Identity, ApiError> {
-    req.extensions()
-        .get::<Identity>()
-        .ok_or_else(|| ApiError::unauthorized("authentication required"))
-}
-
-/// Requires the admin role; the JWT `sub`.
-fn admin(req: &Request) -> Result<String, ApiError> {
-    let id = identity(req)?;
-    id.require(Role::Admin)?;
-    match id {
-        Identity::User { sub, .. } => Ok(sub.clone()),
-        Identity::ApiKey { .. } => Err(ApiError::forbidden("this operation needs a JWT")),
-    }
-}
-
-fn parse_project(p: Option<String>) -> Result<Option<ProjectId>, ApiError> {
-    p.filter(|s| !s.is_empty())
-        .map(|s| ProjectId::parse(s).map_err(|e| ApiError::invalid("project", e.message)))
-        .transpose()
-}
-
 fn parse_if_match(v: Option<&str>) -> Result<Option<u64>, ApiError> {
     let Some(v) = v else { return Ok(None) };
     let v = v.trim();
@@ -1009,7 +983,7 @@ impl AlertsApi {
         tag = "ApiTags::Alerts"
     )]
     async fn metrics(&self, req: &Request, _auth: BearerAuth) -> ApiResult<Json<CatalogList>> {
-        admin(req)?;
+        require_admin(req)?;
         let items = self
             .catalog()
             .iter()
@@ -1042,8 +1016,8 @@ impl AlertsApi {
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
     ) -> ApiResult<Json<AlertConfigList>> {
-        admin(req)?;
-        let project = parse_project(project.0)?;
+        require_admin(req)?;
+        let project = project_param(project.0)?;
         let configs = self
             .state
             .store
@@ -1075,7 +1049,7 @@ impl AlertsApi {
         _auth: BearerAuth,
         body: StrictJson<AlertConfigRequest>,
     ) -> ApiResult<Created, (Body, Conflict)> {
-        let sub = admin(req)?;
+        let sub = require_admin(req)?;
         let spec = body.0.to_spec(&self.catalog())?;
         let config = self
             .state
@@ -1098,7 +1072,7 @@ impl AlertsApi {
         /// The configuration id.
         id: Path<Uuid>,
     ) -> ApiResult<Json<AlertConfigBody>, NotFound> {
-        admin(req)?;
+        require_admin(req)?;
         let config = self.state.store.get_config(id.0).await?;
         Ok(Json((&config).into()))
     }
@@ -1121,7 +1095,7 @@ impl AlertsApi {
         if_match: Header<Option<String>>,
         body: StrictJson<AlertConfigRequest>,
     ) -> ApiResult<Json<AlertConfigBody>, (Body, NotFound, Conflict, PreconditionFailed)> {
-        let sub = admin(req)?;
+        let sub = require_admin(req)?;
         let expected = parse_if_match(if_match.0.as_deref())?;
         let store = &self.state.store;
         let current = store.get_config(id.0).await?;
@@ -1162,7 +1136,7 @@ impl AlertsApi {
         /// The configuration id.
         id: Path<Uuid>,
     ) -> ApiResult<Deleted, NotFound> {
-        let sub = admin(req)?;
+        let sub = require_admin(req)?;
         self.state
             .store
             .delete_config(id.0, &sub, SystemClock.now())
@@ -1183,7 +1157,7 @@ impl AlertsApi {
         /// The configuration id.
         id: Path<Uuid>,
     ) -> ApiResult<Json<AuditList>, NotFound> {
-        admin(req)?;
+        require_admin(req)?;
         let entries = self.state.store.config_audit(id.0).await?;
         if entries.is_empty() {
             return Err(ApiError::from(analytics_core::Error::not_found(format!(
@@ -1243,7 +1217,7 @@ impl AlertsApi {
         #[oai(validator(pattern = r"^-?[0-9]{1,18}\.[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<AlertPage>> {
-        admin(req)?;
+        require_admin(req)?;
         let window = parse_window(range.0, from.0, to.0)?;
         let statuses = status
             .0
@@ -1263,7 +1237,7 @@ impl AlertsApi {
             .map(|m| MetricName::parse(m).map_err(|e| ApiError::invalid("metric", e.message)))
             .transpose()?;
         let filter = AlertFilter {
-            project: parse_project(project.0)?,
+            project: project_param(project.0)?,
             config_id: config_id.0,
             statuses,
             severity: severity.0.map(Severity::from),
@@ -1305,9 +1279,9 @@ impl AlertsApi {
         #[oai(validator(pattern = r"^-?[0-9]{1,18}\.[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<AlertPage>> {
-        admin(req)?;
+        require_admin(req)?;
         let filter = AlertFilter {
-            project: parse_project(project.0)?,
+            project: project_param(project.0)?,
             config_id: config_id.0,
             statuses: vec![AlertStatus::Active],
             severity: severity.0.map(Severity::from),
@@ -1331,7 +1305,7 @@ impl AlertsApi {
         /// The alert id.
         id: Path<Uuid>,
     ) -> ApiResult<Json<AlertBody>, (NotFound, Conflict)> {
-        let sub = admin(req)?;
+        let sub = require_admin(req)?;
         let alert = self
             .state
             .store
@@ -1356,7 +1330,7 @@ impl AlertsApi {
         /// The alert id.
         id: Path<Uuid>,
     ) -> ApiResult<Json<AlertBody>, NotFound> {
-        let sub = admin(req)?;
+        let sub = require_admin(req)?;
         let alert = self
             .state
             .store
@@ -1380,7 +1354,7 @@ impl AlertsApi {
         _auth: BearerAuth,
         body: StrictJson<BulkAckRequest>,
     ) -> ApiResult<Json<BulkAckResponse>, Body> {
-        let sub = admin(req)?;
+        let sub = require_admin(req)?;
         let store = &self.state.store;
         let ids: Vec<Uuid> = match &body.0 {
             BulkAckRequest::Ids(BulkByIds { ids }) => {

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::ApiTags;
 use super::ingest_body::{EventEntry, IngestBody, SerdeJson};
+use super::request::{default_limit, identity};
 use super::responses::{ApiResult, Body};
 use crate::auth::{Identity, Role};
 use crate::error::ApiError;
@@ -152,12 +153,6 @@ fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-fn identity(req: &Request) -> Result<&Identity, ApiError> {
-    req.extensions()
-        .get::<Identity>()
-        .ok_or_else(|| ApiError::unauthorized("authentication required"))
-}
-
 /// January 1st of `year` (UTC): the missing bound of a half-open time filter. -4000 and
 /// 10001 lie beyond every RFC 3339 timestamp (4-digit years, offsets under a day) and within
 /// what both stores can compare.
@@ -165,10 +160,6 @@ fn open_bound(year: i32) -> DateTime<Utc> {
     chrono::NaiveDate::from_ymd_opt(year, 1, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map_or(DateTime::UNIX_EPOCH, |d| d.and_utc())
-}
-
-fn default_limit() -> u32 {
-    100
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {

@@ -9,7 +9,7 @@ use analytics_core::health::{
     HealthStatus, Percentiles, RequestFigures, StoreOperation, SystemHealth,
 };
 use analytics_core::rollup::read::{RollupReader, Source};
-use analytics_core::{Clock, FieldError, Granularity, ProjectId, SystemClock, TimeRange, Window};
+use analytics_core::{Clock, Granularity, ProjectId, SystemClock, TimeRange, Window};
 use chrono::{DateTime, Utc};
 use poem::Request;
 use poem_openapi::param::Query;
@@ -17,8 +17,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Enum, Object, OpenApi};
 
 use super::events::BearerAuth;
+use super::request::{project_param, require_admin};
 use super::{ApiResult, ApiTags};
-use crate::auth::{Identity, Role};
 use crate::error::ApiError;
 use crate::realtime::Realtime;
 use crate::state::AppState;
@@ -356,17 +356,6 @@ pub struct HealthTimeseries {
     pub points: Vec<HealthPointBody>,
 }
 
-fn field(e: FieldError) -> ApiError {
-    ApiError::invalid(e.field, e.message)
-}
-
-fn admin(req: &Request) -> Result<(), ApiError> {
-    req.extensions()
-        .get::<Identity>()
-        .ok_or_else(|| ApiError::unauthorized("authentication required"))?
-        .require(Role::Admin)
-}
-
 /// A `range` preset of the API's window rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 pub enum RangePreset {
@@ -437,14 +426,12 @@ pub(crate) fn parse_window(
         to.as_deref(),
         SystemClock.now(),
     )
-    .map_err(field)
+    .map_err(ApiError::from)
 }
 
+/// The `project` parameter of the health routes (default `default`).
 fn parse_project(p: Option<String>) -> Result<ProjectId, ApiError> {
-    match p.filter(|s| !s.is_empty()) {
-        None => Ok(ProjectId::default_project()),
-        Some(s) => ProjectId::parse(s).map_err(field),
-    }
+    Ok(project_param(p)?.unwrap_or_else(ProjectId::default_project))
 }
 
 impl HealthApi {
@@ -517,7 +504,7 @@ impl HealthApi {
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
     ) -> ApiResult<Json<HealthOverview>> {
-        admin(req)?;
+        require_admin(req)?;
         let window = parse_window(range.0, from.0, to.0)?;
         let project = parse_project(project.0)?;
         let range = window.range();
@@ -581,7 +568,7 @@ impl HealthApi {
         )]
         limit: Query<u32>,
     ) -> ApiResult<Json<ApiHealth>> {
-        admin(req)?;
+        require_admin(req)?;
         let window = parse_window(range.0, from.0, to.0)?;
         let project = parse_project(project.0)?;
         let limit = limit.0 as usize;
@@ -621,7 +608,7 @@ impl HealthApi {
         /// Window end (RFC 3339, exclusive), with `from`.
         to: Query<Option<DateTime<Utc>>>,
     ) -> ApiResult<Json<DatabaseHealth>> {
-        admin(req)?;
+        require_admin(req)?;
         let window = parse_window(range.0, from.0, to.0)?;
         let range = window.range();
         let started = Instant::now();
@@ -710,7 +697,7 @@ impl HealthApi {
         /// `minute` (windows up to 24 h), `hour` or `day`; default by range.
         granularity: Query<Option<GranularityParam>>,
     ) -> ApiResult<Json<HealthTimeseries>> {
-        admin(req)?;
+        require_admin(req)?;
         let window = parse_window(range.0, from.0, to.0)?;
         let project = parse_project(project.0)?;
         let g = window
@@ -718,7 +705,7 @@ impl HealthApi {
                 granularity.0.map(GranularityParam::as_str),
                 &[Granularity::Minute, Granularity::Hour, Granularity::Day],
             )
-            .map_err(field)?;
+            .map_err(ApiError::from)?;
         let health = self.health();
         let points = self
             .timed(health.timeseries(&project, &window, g))

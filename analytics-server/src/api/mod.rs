@@ -7,6 +7,7 @@ mod events;
 mod health;
 mod ingest_body;
 mod ops;
+mod request;
 pub mod responses;
 
 use std::sync::Arc;

@@ -1,0 +1,39 @@
+//! What every handler reads from an authenticated request: the caller, the admin role, the
+//! `project` parameter and the default page size. One copy, used by every route module.
+
+use analytics_core::ProjectId;
+use poem::Request;
+
+use crate::auth::{Identity, Role};
+use crate::error::ApiError;
+
+/// The caller the middleware authenticated (401 when there is none).
+pub(crate) fn identity(req: &Request) -> Result<&Identity, ApiError> {
+    req.extensions()
+        .get::<Identity>()
+        .ok_or_else(|| ApiError::unauthorized("authentication required"))
+}
+
+/// Requires the admin role (403 otherwise, also for API keys); the caller's JWT `sub`.
+pub(crate) fn require_admin(req: &Request) -> Result<String, ApiError> {
+    let id = identity(req)?;
+    id.require(Role::Admin)?;
+    match id {
+        Identity::User { sub, .. } => Ok(sub.clone()),
+        Identity::ApiKey { .. } => Err(ApiError::forbidden("this operation needs a JWT")),
+    }
+}
+
+/// The `project` query parameter: `None` when absent or empty, 400 naming `project` when it
+/// is not a slug.
+pub(crate) fn project_param(p: Option<String>) -> Result<Option<ProjectId>, ApiError> {
+    p.filter(|s| !s.is_empty())
+        .map(ProjectId::parse)
+        .transpose()
+        .map_err(ApiError::from)
+}
+
+/// The page size of list routes when `limit` is not given.
+pub(crate) fn default_limit() -> u32 {
+    100
+}
