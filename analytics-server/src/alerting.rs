@@ -21,10 +21,10 @@ use analytics_core::alert::{ANOMALY_MIN_HISTORY, AlertConfig, AlertStatus, Condi
 use analytics_core::notification::{PreferenceSubject, Recipient};
 use analytics_core::ports::alert_rule::Observation;
 use analytics_core::ports::metrics_source::MetricQuery;
-use analytics_core::ports::{AlertFilter, JobLease, MetricsSource, OpenOutcome, Store};
+use analytics_core::ports::{AlertFilter, MetricsSource, OpenOutcome, Store};
 use analytics_core::rollup::read::RollupReader;
 use analytics_core::rollup::spec::RollupSpecs;
-use analytics_core::{Clock, PageRequest, Result, SystemClock, TimeRange};
+use analytics_core::{PageRequest, Result, TimeRange};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
@@ -282,61 +282,54 @@ fn log_open(alert: &NewAlert) {
     );
 }
 
-/// Runs the engine every `every` while holding the `alert-engine` lock (kept between runs,
-/// given up after a failed run and re-taken on the next one).
+/// Runs the engine every `every` (kept within [`MIN_INTERVAL`]..=[`MAX_INTERVAL`]) while
+/// holding the `alert-engine` lock (see [`crate::workers::run_singleton`]).
 pub async fn alert_loop(
     store: Arc<dyn Store>,
     specs: Arc<RollupSpecs>,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let every = every.clamp(MIN_INTERVAL, MAX_INTERVAL);
-    let mut runner = AlertRunner::new(store.clone(), specs.clone(), every);
-    let mut lease: Option<JobLease> = None;
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        if lease.is_none() {
-            match store.try_lock(LOCK_NAME).await {
-                Ok(Some(l)) => {
-                    tracing::info!(lock = LOCK_NAME, "alert engine lock acquired");
-                    // Another holder may have moved the watermark: start from the store.
-                    runner = AlertRunner::new(store.clone(), specs.clone(), every);
-                    lease = Some(l);
-                }
-                Ok(None) => {
-                    tracing::debug!(lock = LOCK_NAME, "alert engine lock held elsewhere");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the alert engine lock");
-                    continue;
-                }
-            }
-        }
-        let run = runner.run(SystemClock.now());
-        let result = tokio::select! {
-            r = run => r,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        match result {
-            Ok(r) => tracing::debug!(
-                steps = r.steps,
-                skipped = r.skipped,
-                opened = r.opened,
-                resolved = r.resolved,
-                enqueued = r.enqueued,
-                suppressed = r.suppressed,
-                "alert engine run"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "alert engine run failed; re-taking the lock next time");
-                lease = None;
-            }
-        }
+    let job = AlertJob {
+        runner: AlertRunner::new(store.clone(), specs.clone(), every),
+        store: store.clone(),
+        specs,
+        every,
+    };
+    crate::workers::run_singleton(store, every, stop, job).await;
+}
+
+/// The engine as a singleton job.
+struct AlertJob {
+    runner: AlertRunner,
+    store: Arc<dyn Store>,
+    specs: Arc<RollupSpecs>,
+    every: Duration,
+}
+
+#[async_trait::async_trait]
+impl crate::workers::SingletonJob for AlertJob {
+    fn lock_name(&self) -> &'static str {
+        LOCK_NAME
+    }
+
+    fn on_acquired(&mut self) {
+        // Another holder may have moved the watermark: start from the store.
+        self.runner = AlertRunner::new(self.store.clone(), self.specs.clone(), self.every);
+    }
+
+    async fn step(&mut self, now: DateTime<Utc>) -> Result<()> {
+        let r = self.runner.run(now).await?;
+        tracing::debug!(
+            steps = r.steps,
+            skipped = r.skipped,
+            opened = r.opened,
+            resolved = r.resolved,
+            enqueued = r.enqueued,
+            suppressed = r.suppressed,
+            "alert engine run"
+        );
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ pub mod realtime;
 mod serve;
 pub mod startup;
 pub mod state;
+mod workers;
 
 pub use api::build_app;
 pub use auth::{Claims, Identity, JwtSettings, Role, Secret};

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use analytics_core::health::{HealthThresholds, StoreOperation};
 use analytics_core::memory::MemoryStore;
-use analytics_core::ports::{JobLease, Store};
+use analytics_core::ports::Store;
 use analytics_core::rollup::scheduler::{LOCK_NAME, RollupScheduler, SchedulerOptions};
 use analytics_core::rollup::spec::RollupSpecs;
-use analytics_core::{AnalyticsEventCollector, Clock, CollectorOptions, SystemClock};
+use analytics_core::{AnalyticsEventCollector, CollectorOptions};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -360,63 +360,49 @@ async fn os_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Ticks the rollup scheduler every `every` while holding the singleton lock (kept between
-/// ticks, given up after a failed tick and re-acquired on the next one).
+/// Ticks the rollup scheduler every `every` while holding its lock (see
+/// [`crate::workers::run_singleton`]), recording each tick's duration as a store call.
 async fn rollup_loop(
     store: Arc<dyn Store>,
     collector: Arc<AnalyticsEventCollector>,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let scheduler = RollupScheduler::new(RollupSpecs::defaults(), SchedulerOptions::default());
-    let mut lease: Option<JobLease> = None;
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        if lease.is_none() {
-            match store.try_lock(LOCK_NAME).await {
-                Ok(Some(l)) => {
-                    tracing::info!(lock = LOCK_NAME, "rollup lock acquired");
-                    lease = Some(l);
-                }
-                Ok(None) => {
-                    tracing::debug!(lock = LOCK_NAME, "rollup lock held elsewhere");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the rollup lock");
-                    continue;
-                }
-            }
-        }
+    let job = RollupJob {
+        scheduler: RollupScheduler::new(RollupSpecs::defaults(), SchedulerOptions::default()),
+        store: store.clone(),
+        collector,
+    };
+    crate::workers::run_singleton(store, every, stop, job).await;
+}
+
+/// The rollup scheduler as a singleton job.
+struct RollupJob {
+    scheduler: RollupScheduler,
+    store: Arc<dyn Store>,
+    collector: Arc<AnalyticsEventCollector>,
+}
+
+#[async_trait::async_trait]
+impl crate::workers::SingletonJob for RollupJob {
+    fn lock_name(&self) -> &'static str {
+        LOCK_NAME
+    }
+
+    async fn step(&mut self, now: chrono::DateTime<chrono::Utc>) -> analytics_core::Result<()> {
         let started = std::time::Instant::now();
-        let tick = scheduler.tick(&*store, SystemClock.now());
-        let result = tokio::select! {
-            r = tick => r,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        if result.is_ok() {
-            record_store_call(&collector, StoreOperation::RollupTick, started);
-        }
-        match result {
-            Ok(report) => tracing::info!(
-                hours_rolled = report.hours_rolled,
-                days_merged = report.days_merged,
-                weeks_merged = report.weeks_merged,
-                rows_written = report.rows_written,
-                events_deleted = report.events_deleted,
-                backlog = report.backlog,
-                "rollup tick"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "rollup tick failed; re-taking the lock next time");
-                lease = None;
-            }
-        }
+        let report = self.scheduler.tick(&*self.store, now).await?;
+        record_store_call(&self.collector, StoreOperation::RollupTick, started);
+        tracing::info!(
+            hours_rolled = report.hours_rolled,
+            days_merged = report.days_merged,
+            weeks_merged = report.weeks_merged,
+            rows_written = report.rows_written,
+            events_deleted = report.events_deleted,
+            backlog = report.backlog,
+            "rollup tick"
+        );
+        Ok(())
     }
 }
 
