@@ -23,15 +23,7 @@ pub struct AgeLimitCache(Option<moka::future::Cache<ProjectId, AgeLimit>>);
 impl AgeLimitCache {
     /// Entries live `ttl`.
     pub fn new(ttl: Duration) -> Self {
-        if ttl.is_zero() {
-            return Self(None);
-        }
-        Self(Some(
-            moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(ttl)
-                .build(),
-        ))
+        Self(crate::state::ttl_cache(ttl))
     }
 
     /// The limits for a request that writes to `default_project` and, unless the project is

@@ -331,15 +331,7 @@ pub struct ApiKeyCache(Option<moka::future::Cache<ApiKeyHash, (ProjectId, uuid::
 impl ApiKeyCache {
     /// Entries live `ttl`; at most 10,000 keys are kept.
     pub fn new(ttl: Duration) -> Self {
-        if ttl.is_zero() {
-            return Self(None);
-        }
-        Self(Some(
-            moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(ttl)
-                .build(),
-        ))
+        Self(crate::state::ttl_cache(ttl))
     }
 }
 

@@ -17,6 +17,21 @@ use crate::realtime::PrometheusScrapeSource;
 /// How long a verified API key is trusted without asking the store again, by default.
 pub const DEFAULT_API_KEY_TTL: Duration = Duration::from_secs(30);
 
+/// A cache of what was read from the store recently, for `ttl` and at most 10,000 entries;
+/// `None` (ask every time) for a zero `ttl`. The API-key and age-limit caches use it.
+pub(crate) fn ttl_cache<K, V>(ttl: Duration) -> Option<moka::future::Cache<K, V>>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    (!ttl.is_zero()).then(|| {
+        moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(ttl)
+            .build()
+    })
+}
+
 /// Request limits, checked by the middleware before a handler runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpLimits {
