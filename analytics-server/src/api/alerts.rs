@@ -899,6 +899,14 @@ impl AlertsApi {
     }
 
     /// Alert records with their configuration fields and deliveries.
+    /// The record of one alert (see [`bodies`](Self::bodies)).
+    async fn body(&self, alert: Alert) -> Result<AlertBody, ApiError> {
+        self.bodies(vec![alert])
+            .await?
+            .pop()
+            .ok_or_else(|| ApiError::internal("no alert body"))
+    }
+
     async fn bodies(&self, alerts: Vec<Alert>) -> Result<Vec<AlertBody>, ApiError> {
         let store = &self.state.store;
         let mut configs: HashMap<Uuid, Option<AlertConfig>> = HashMap::new();
@@ -1311,9 +1319,7 @@ impl AlertsApi {
             .store
             .acknowledge_alert(id.0, &sub, SystemClock.now())
             .await?;
-        let body = self.bodies(vec![alert]).await?.pop();
-        body.map(Json)
-            .ok_or_else(|| ApiError::internal("no alert body").into())
+        Ok(Json(self.body(alert).await?))
     }
 
     /// Resolves an alert (role `admin`) as the caller: 200 with the record; resolving again
@@ -1336,9 +1342,7 @@ impl AlertsApi {
             .store
             .resolve_alert(id.0, &sub, SystemClock.now())
             .await?;
-        let body = self.bodies(vec![alert]).await?.pop();
-        body.map(Json)
-            .ok_or_else(|| ApiError::internal("no alert body").into())
+        Ok(Json(self.body(alert).await?))
     }
 
     /// Acknowledges many alerts (role `admin`): `{"ids": [...]}` (at most 1000) or
