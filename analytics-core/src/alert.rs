@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod routing;
+pub mod runner;
 
 use std::fmt;
 use std::str::FromStr;
