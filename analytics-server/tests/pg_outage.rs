@@ -16,16 +16,12 @@ use std::time::{Duration, Instant};
 
 use analytics_core::testkit::services::StoppedPostgres;
 use analytics_server::{Application, JwtSettings, Role, Secret, Settings};
-use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::helpers::{SECRET, fresh_postgres_url};
 
 fn admin() -> String {
-    let t = JwtSettings::new(Secret::new(SECRET))
-        .issue("pg-outage", &[Role::Admin], Utc::now().timestamp(), 600)
-        .unwrap();
-    format!("Bearer {t}")
+    crate::helpers::bearer("pg-outage", &[Role::Admin])
 }
 
 /// `n` page views with ids `first+1 ..= first+n`.

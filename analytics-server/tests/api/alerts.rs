@@ -6,13 +6,13 @@ use std::time::Duration;
 use analytics_core::alert::{NewAlert, Severity};
 use analytics_core::ports::AlertHistoryStore;
 use analytics_core::{MetricName, ProjectId};
-use analytics_server::{Application, JwtSettings, Role, Secret, Settings};
+use analytics_server::Role;
 use chrono::Utc;
 use poem::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Resp, SECRET, TestApp};
+use crate::helpers::{Resp, TestApp};
 
 const CONFIGS: &str = "/api/v1/analytics/alerts/configs";
 
@@ -572,20 +572,14 @@ async fn the_engine_opens_an_alert_from_ingested_errors_on_postgres() {
 }
 
 async fn engine_opens_an_alert_from_ingested_errors(url: &str) {
-    let mut settings = Settings::new("127.0.0.1:0", url, JwtSettings::new(Secret::new(SECRET)));
-    settings.drain_delay = Duration::from_millis(0);
-    settings.alert_interval = Duration::from_secs(1);
-    let app = Application::build(settings).await.expect("server builds");
-    let store = app.state().store.clone();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.shutdown_handle();
-    let task = tokio::spawn(app.run_until_stopped());
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
-    let token = JwtSettings::new(Secret::new(SECRET))
-        .issue("ops", &[Role::Admin], Utc::now().timestamp(), 600)
-        .unwrap();
-    let auth = format!("Bearer {token}");
+    let server = crate::helpers::RunningServer::start(url, |s| {
+        s.alert_interval = Duration::from_secs(1);
+    })
+    .await;
+    let store = server.store.clone();
+    let base = server.base.clone();
+    let http = crate::helpers::http_client();
+    let auth = crate::helpers::bearer("ops", &[Role::Admin]);
 
     let body = json!({
         "name": "api error rate",
@@ -680,8 +674,7 @@ async fn engine_opens_an_alert_from_ingested_errors(url: &str) {
         .collect();
     assert_eq!(listed.len(), entries.len(), "{alert:#}");
 
-    handle.shutdown();
-    task.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 /// Every alerting path maps to its template (ids never become metric labels).

@@ -1,40 +1,21 @@
 //! Black-box: the real `Application` on port 0, driven by reqwest, over a SQLite temp file
 //! and over a fresh PostgreSQL database on the test cluster (`scripts/with-services`).
 
-use std::time::Duration;
-
-use analytics_server::{Application, JwtSettings, Role, Secret, Settings};
-use chrono::Utc;
+use analytics_server::Role;
 use serde_json::Value;
 
-use crate::helpers::{SECRET, batch, fresh_postgres_url, page_view};
+use crate::helpers::{RunningServer, batch, bearer, fresh_postgres_url, http_client, page_view};
 
-struct Spawned {
-    base: String,
-    handle: analytics_server::ShutdownHandle,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-async fn spawn(db_url: &str) -> Spawned {
-    let mut settings = Settings::new("127.0.0.1:0", db_url, JwtSettings::new(Secret::new(SECRET)));
-    settings.drain_delay = Duration::from_millis(0);
-    let app = Application::build(settings).await.expect("server builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.shutdown_handle();
-    let task = tokio::spawn(app.run_until_stopped());
-    Spawned { base, handle, task }
+async fn spawn(db_url: &str) -> RunningServer {
+    RunningServer::start(db_url, |_| {}).await
 }
 
 fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().build().unwrap()
+    http_client()
 }
 
 fn admin() -> String {
-    let t = JwtSettings::new(Secret::new(SECRET))
-        .issue("bb", &[Role::Admin], Utc::now().timestamp(), 600)
-        .unwrap();
-    format!("Bearer {t}")
+    bearer("bb", &[Role::Admin])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,8 +82,7 @@ async fn acknowledges_only_stored_events_and_stops_cleanly(url: &str, backend: &
     assert_eq!(unauth.status(), 401);
     assert_eq!(unauth.headers()["www-authenticate"], "Bearer");
 
-    server.handle.shutdown();
-    server.task.await.unwrap().expect("clean stop");
+    server.stop().await;
 
     // Restart on the same database: everything acknowledged is there.
     let again = spawn(url).await;

@@ -5,26 +5,27 @@
 
 use std::time::{Duration, Instant};
 
-use analytics_server::{Application, JwtSettings, Role, Secret, Settings};
+use analytics_server::{Role, Settings};
 use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::helpers::{SECRET, TestApp, batch, page_view};
+use crate::helpers::{RunningServer, SECRET, TestApp, batch, bearer, page_view};
 
+/// The real server on a SQLite file of its own.
 struct Spawned {
+    server: RunningServer,
     port: u16,
-    handle: analytics_server::ShutdownHandle,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
     db: std::path::PathBuf,
 }
 
 impl Spawned {
+    /// Stops it, waiting at most 10 s (hostile sockets may still be open).
     async fn stop(self) {
-        self.handle.shutdown();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.server.handle.shutdown();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.server.task).await;
     }
 }
 
@@ -32,28 +33,21 @@ async fn spawn_with(tune: impl FnOnce(&mut Settings)) -> Spawned {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("h.db");
     let url = format!("sqlite://{}", db.display());
-    let mut settings = Settings::new("127.0.0.1:0", url, JwtSettings::new(Secret::new(SECRET)));
-    settings.drain_delay = Duration::ZERO;
-    settings.shutdown_timeout = Duration::from_secs(2);
-    tune(&mut settings);
-    let app = Application::build(settings).await.expect("server builds");
-    let port = app.port();
-    let handle = app.shutdown_handle();
-    let task = tokio::spawn(app.run_until_stopped());
+    let server = RunningServer::start(&url, |s| {
+        s.shutdown_timeout = Duration::from_secs(2);
+        tune(s);
+    })
+    .await;
     Spawned {
-        port,
-        handle,
-        task,
+        port: server.port,
+        server,
         _dir: dir,
         db,
     }
 }
 
 fn admin() -> String {
-    let t = JwtSettings::new(Secret::new(SECRET))
-        .issue("hardening", &[Role::Admin], Utc::now().timestamp(), 600)
-        .unwrap();
-    format!("Bearer {t}")
+    bearer("hardening", &[Role::Admin])
 }
 
 /// Sends `raw` on a new connection and reads the answer until the server closes or

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use analytics_server::realtime::PrometheusScrapeSource;
 use analytics_server::state::HealthContext;
-use analytics_server::{Application, JwtSettings, Role, Secret, Settings, build_app};
+use analytics_server::{Role, build_app};
 use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
 use poem::test::TestClient;
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::helpers::{Resp, SECRET, TestApp, batch, fresh_postgres_url};
+use crate::helpers::{Resp, TestApp, batch, fresh_postgres_url};
 
 const ROUTES: [&str; 4] = [
     "/api/v1/analytics/health/overview",
@@ -538,18 +538,10 @@ async fn postgres_server_answers_health_from_ingested_data() {
 }
 
 async fn health_end_to_end(db_url: &str, backend: &str) {
-    let mut settings = Settings::new("127.0.0.1:0", db_url, JwtSettings::new(Secret::new(SECRET)));
-    settings.drain_delay = Duration::from_millis(0);
-    let app = Application::build(settings).await.expect("server builds");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.shutdown_handle();
-    let task = tokio::spawn(app.run_until_stopped());
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
-    let token = JwtSettings::new(Secret::new(SECRET))
-        .issue("bb", &[Role::Admin], Utc::now().timestamp(), 600)
-        .unwrap();
-    let auth = format!("Bearer {token}");
+    let server = crate::helpers::RunningServer::start(db_url, |_| {}).await;
+    let base = server.base.clone();
+    let http = crate::helpers::http_client();
+    let auth = crate::helpers::bearer("bb", &[Role::Admin]);
     let get = |path: String| {
         let http = http.clone();
         let auth = auth.clone();
@@ -610,6 +602,5 @@ async fn health_end_to_end(db_url: &str, backend: &str) {
     assert!(d["pool"]["max"].as_u64().unwrap() >= 1, "{d:#}");
     assert!(d["ping_ms"].is_number());
 
-    handle.shutdown();
-    task.await.unwrap().expect("clean stop");
+    server.stop().await;
 }

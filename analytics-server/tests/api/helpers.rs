@@ -225,3 +225,61 @@ pub(crate) async fn fresh_postgres_url() -> Option<String> {
         .expect("create the test database");
     Some(with_database(&admin, &name))
 }
+
+/// `Authorization: Bearer <JWT>` for `sub` with `roles`, signed with [`SECRET`], valid 10
+/// minutes.
+pub(crate) fn bearer(sub: &str, roles: &[Role]) -> String {
+    let t = JwtSettings::new(Secret::new(SECRET))
+        .issue(sub, roles, Utc::now().timestamp(), 600)
+        .unwrap();
+    format!("Bearer {t}")
+}
+
+/// An HTTP client for the black-box tests (installs the TLS provider reqwest needs).
+pub(crate) fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// The real `Application` on port 0, serving in a task.
+pub(crate) struct RunningServer {
+    pub(crate) base: String,
+    pub(crate) port: u16,
+    pub(crate) store: Arc<dyn analytics_core::ports::Store>,
+    pub(crate) handle: analytics_server::ShutdownHandle,
+    pub(crate) task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Builds the server on `db_url` (secret [`SECRET`], no drain delay), after `tune` had
+    /// its say on the settings, and starts serving.
+    pub(crate) async fn start(
+        db_url: &str,
+        tune: impl FnOnce(&mut analytics_server::Settings),
+    ) -> Self {
+        let mut settings = analytics_server::Settings::new(
+            "127.0.0.1:0",
+            db_url,
+            JwtSettings::new(Secret::new(SECRET)),
+        );
+        settings.drain_delay = std::time::Duration::ZERO;
+        tune(&mut settings);
+        let app = analytics_server::Application::build(settings)
+            .await
+            .expect("server builds");
+        let port = app.port();
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            store: app.state().store.clone(),
+            handle: app.shutdown_handle(),
+            task: tokio::spawn(app.run_until_stopped()),
+        }
+    }
+
+    /// Stops it gracefully and waits for a clean stop.
+    pub(crate) async fn stop(self) {
+        self.handle.shutdown();
+        self.task.await.unwrap().expect("clean stop");
+    }
+}

@@ -27,10 +27,7 @@ async fn store(url: &str) -> PgStore {
 }
 
 fn admin() -> String {
-    let t = JwtSettings::new(Secret::new(SECRET))
-        .issue("pg", &[Role::Admin], Utc::now().timestamp(), 600)
-        .unwrap();
-    format!("Bearer {t}")
+    crate::helpers::bearer("pg", &[Role::Admin])
 }
 
 async fn partitions(store: &PgStore) -> Vec<String> {
