@@ -22,9 +22,10 @@ use crate::notification::{
 use crate::page::{Cursor, Page, PageRequest};
 use crate::ports::event_store::event_cursor;
 use crate::ports::{
-    AlertConfigStore, AlertFilter, AlertHistoryStore, DirtyHour, EventFilter, EventSink,
-    EventStore, InAppStore, JobLease, JobStore, NotificationOutbox, OpenOutcome, PreferenceStore,
-    ProjectStore, RollupStore, Store, WriteOutcome, WriteReport,
+    AlertConfigStore, AlertFilter, AlertHistoryStore, AlertStepApplied, AlertStepCommit,
+    AlertWrite, DirtyHour, EventFilter, EventSink, EventStore, InAppStore, JobLease, JobStore,
+    NotificationOutbox, OpenOutcome, PreferenceStore, ProjectStore, RollupStore, Store,
+    WriteOutcome, WriteReport,
 };
 use crate::project::{ApiKeyHash, ApiKeyRecord, Project, ProjectSettings};
 use crate::rollup::{Rollup, RollupKey, RollupQuery};
@@ -47,6 +48,7 @@ struct Inner {
     projects: BTreeMap<ProjectId, Project>,
     api_keys: Vec<ApiKeyRecord>,
     watermarks: HashMap<String, DateTime<Utc>>,
+    job_states: HashMap<String, String>,
 }
 
 /// Every store port in memory. Clones share the same data.
@@ -353,20 +355,7 @@ impl MemoryStore {
 #[async_trait]
 impl AlertHistoryStore for MemoryStore {
     async fn open_alert(&self, alert: &NewAlert) -> Result<OpenOutcome> {
-        let mut inner = self.lock();
-        if let Some(existing) = inner.alerts.get(&alert.id) {
-            return Ok(OpenOutcome::AlreadyOpen(existing.clone()));
-        }
-        if let Some(open) = inner
-            .alerts
-            .values()
-            .find(|a| a.fired.config_id == alert.config_id && a.status != AlertStatus::Resolved)
-        {
-            return Ok(OpenOutcome::AlreadyOpen(open.clone()));
-        }
-        let opened = Alert::opened(alert.clone());
-        inner.alerts.insert(alert.id, opened.clone());
-        Ok(OpenOutcome::Opened(opened))
+        Ok(self.lock().open_alert(alert))
     }
 
     async fn get_alert(&self, id: Uuid) -> Result<Alert> {
@@ -416,18 +405,71 @@ impl AlertHistoryStore for MemoryStore {
         })
         .map(|_| ())
     }
+
+    async fn commit_alert_step(&self, step: &AlertStepCommit) -> Result<AlertStepApplied> {
+        // One lock over the whole step: nothing of it is visible before all of it is.
+        let mut inner = self.lock();
+        let mut applied = AlertStepApplied::default();
+        let mut skipped = HashSet::new();
+        for w in &step.writes {
+            match w {
+                AlertWrite::Open(alert) => match inner.open_alert(alert) {
+                    OpenOutcome::Opened(_) => applied.opened.push(alert.id),
+                    OpenOutcome::AlreadyOpen(a) if a.fired.id == alert.id => {}
+                    OpenOutcome::AlreadyOpen(_) => {
+                        skipped.insert(alert.id);
+                    }
+                },
+                AlertWrite::Resolve { alert_id, by, at } => {
+                    if let Some(a) = inner.alerts.get_mut(alert_id)
+                        && a.status != AlertStatus::Resolved
+                    {
+                        a.resolve(by, *at);
+                        applied.resolved.push(*alert_id);
+                    }
+                }
+                AlertWrite::Enqueue(notifications) => {
+                    let kept: Vec<Notification> = notifications
+                        .iter()
+                        .filter(|n| n.alert_id.is_none_or(|id| !skipped.contains(&id)))
+                        .cloned()
+                        .collect();
+                    applied.enqueued += inner.enqueue(&kept, step.at);
+                }
+            }
+        }
+        inner.watermarks.insert(step.job.clone(), step.at);
+        inner
+            .job_states
+            .insert(step.job.clone(), step.state.clone());
+        Ok(applied)
+    }
 }
 
-#[async_trait]
-impl NotificationOutbox for MemoryStore {
-    async fn enqueue(&self, notifications: &[Notification], at: DateTime<Utc>) -> Result<u64> {
-        let mut inner = self.lock();
+impl Inner {
+    fn open_alert(&mut self, alert: &NewAlert) -> OpenOutcome {
+        if let Some(existing) = self.alerts.get(&alert.id) {
+            return OpenOutcome::AlreadyOpen(existing.clone());
+        }
+        if let Some(open) = self
+            .alerts
+            .values()
+            .find(|a| a.fired.config_id == alert.config_id && a.status != AlertStatus::Resolved)
+        {
+            return OpenOutcome::AlreadyOpen(open.clone());
+        }
+        let opened = Alert::opened(alert.clone());
+        self.alerts.insert(alert.id, opened.clone());
+        OpenOutcome::Opened(opened)
+    }
+
+    fn enqueue(&mut self, notifications: &[Notification], at: DateTime<Utc>) -> u64 {
         let mut new = 0;
         for n in notifications {
-            if inner.outbox.contains_key(&n.id) {
+            if self.outbox.contains_key(&n.id) {
                 continue;
             }
-            inner.outbox.insert(
+            self.outbox.insert(
                 n.id,
                 OutboxEntry {
                     notification: n.clone(),
@@ -441,7 +483,14 @@ impl NotificationOutbox for MemoryStore {
             );
             new += 1;
         }
-        Ok(new)
+        new
+    }
+}
+
+#[async_trait]
+impl NotificationOutbox for MemoryStore {
+    async fn enqueue(&self, notifications: &[Notification], at: DateTime<Utc>) -> Result<u64> {
+        Ok(self.lock().enqueue(notifications, at))
     }
 
     async fn claim_due(
@@ -707,6 +756,10 @@ impl JobStore for MemoryStore {
     async fn set_watermark(&self, job: &str, at: DateTime<Utc>) -> Result<()> {
         self.lock().watermarks.insert(job.to_owned(), at);
         Ok(())
+    }
+
+    async fn job_state(&self, job: &str) -> Result<Option<String>> {
+        Ok(self.lock().job_states.get(job).cloned())
     }
 
     async fn try_lock(&self, name: &str) -> Result<Option<JobLease>> {

@@ -2,7 +2,7 @@
 //! every change) and `AlertHistoryStore` (fired alerts; the database enforces one
 //! unresolved alert per configuration with a partial unique index).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use analytics_core::alert::{
     Alert, AlertConfig, AlertConfigSpec, AlertStatus, AuditAction, AuditEntry, NewAlert,
@@ -10,7 +10,10 @@ use analytics_core::alert::{
 };
 use analytics_core::error::{Error, Result};
 use analytics_core::notification::Channel;
-use analytics_core::ports::{AlertConfigStore, AlertFilter, AlertHistoryStore, OpenOutcome};
+use analytics_core::ports::{
+    AlertConfigStore, AlertFilter, AlertHistoryStore, AlertStepApplied, AlertStepCommit,
+    AlertWrite, OpenOutcome,
+};
 use analytics_core::time::truncate_to_micros;
 use analytics_core::{Cursor, MetricName, Page, PageRequest, ProjectId};
 use async_trait::async_trait;
@@ -21,6 +24,8 @@ use uuid::Uuid;
 
 use crate::PgStore;
 use crate::error::{corrupt, foreign_key_as, pg_error};
+use crate::jobs::put_job_state;
+use crate::notifications::insert_outbox;
 use crate::sql::{col, parse, push_page, to_i64, to_u64};
 
 const CONFIG_COLUMNS: &str = "id, spec, version, created_at, updated_at";
@@ -394,6 +399,53 @@ fn alert_cursor(a: &Alert) -> Cursor {
     }
 }
 
+/// How an open inside a step went.
+enum Opened {
+    /// Inserted.
+    New,
+    /// This very alert exists already (the step is a replay).
+    Replayed,
+    /// The configuration has another unresolved alert.
+    Refused,
+}
+
+/// Opens an alert inside the caller's transaction; the partial unique index on unresolved
+/// alerts per configuration refuses a second one.
+async fn open_in(conn: &mut PgConnection, alert: &NewAlert) -> Result<Opened> {
+    let inserted = sqlx::query(
+        "INSERT INTO alert_history (id, config_id, project, metric, severity, triggered_at, \
+             value, threshold, message, status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active') \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(alert.id)
+    .bind(alert.config_id)
+    .bind(alert.project.as_str())
+    .bind(alert.metric.as_str())
+    .bind(alert.severity.as_str())
+    .bind(alert.triggered_at)
+    .bind(alert.value)
+    .bind(alert.threshold)
+    .bind(&alert.message)
+    .execute(&mut *conn)
+    .await
+    .map_err(pg_error)?
+    .rows_affected();
+    if inserted > 0 {
+        return Ok(Opened::New);
+    }
+    let same: Option<i32> = sqlx::query_scalar("SELECT 1 FROM alert_history WHERE id = $1")
+        .bind(alert.id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(pg_error)?;
+    Ok(if same.is_some() {
+        Opened::Replayed
+    } else {
+        Opened::Refused
+    })
+}
+
 #[async_trait]
 impl AlertHistoryStore for PgStore {
     async fn open_alert(&self, alert: &NewAlert) -> Result<OpenOutcome> {
@@ -529,5 +581,49 @@ impl AlertHistoryStore for PgStore {
         .await
         .map_err(foreign_key_as(format!("alert {alert_id}")))?;
         Ok(())
+    }
+
+    async fn commit_alert_step(&self, step: &AlertStepCommit) -> Result<AlertStepApplied> {
+        let mut tx = self.pool_ref().begin().await.map_err(pg_error)?;
+        let mut applied = AlertStepApplied::default();
+        let mut skipped = HashSet::new();
+        for w in &step.writes {
+            match w {
+                AlertWrite::Open(alert) => match open_in(&mut tx, alert).await? {
+                    Opened::New => applied.opened.push(alert.id),
+                    Opened::Replayed => {}
+                    Opened::Refused => {
+                        skipped.insert(alert.id);
+                    }
+                },
+                AlertWrite::Resolve { alert_id, by, at } => {
+                    let changed = sqlx::query(
+                        "UPDATE alert_history SET status = 'resolved', resolved_by = $2, \
+                         resolved_at = $3 WHERE id = $1 AND status <> 'resolved'",
+                    )
+                    .bind(alert_id)
+                    .bind(by)
+                    .bind(truncate_to_micros(*at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_error)?
+                    .rows_affected();
+                    if changed > 0 {
+                        applied.resolved.push(*alert_id);
+                    }
+                }
+                AlertWrite::Enqueue(notifications) => {
+                    let kept: Vec<_> = notifications
+                        .iter()
+                        .filter(|n| n.alert_id.is_none_or(|id| !skipped.contains(&id)))
+                        .cloned()
+                        .collect();
+                    applied.enqueued += insert_outbox(&mut *tx, &kept, step.at).await?;
+                }
+            }
+        }
+        put_job_state(&mut tx, &step.job, step.at, &step.state).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(applied)
     }
 }

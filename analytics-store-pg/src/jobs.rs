@@ -36,6 +36,26 @@ impl Drop for LockGuard {
     }
 }
 
+/// Sets a job's watermark and state inside the caller's transaction.
+pub(crate) async fn put_job_state(
+    conn: &mut PgConnection,
+    job: &str,
+    at: DateTime<Utc>,
+    state: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO job_watermarks (job, at, state) VALUES ($1, $2, $3) \
+         ON CONFLICT (job) DO UPDATE SET at = EXCLUDED.at, state = EXCLUDED.state",
+    )
+    .bind(job)
+    .bind(at)
+    .bind(state)
+    .execute(conn)
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl JobStore for PgStore {
     async fn watermark(&self, job: &str) -> Result<Option<DateTime<Utc>>> {
@@ -57,6 +77,16 @@ impl JobStore for PgStore {
         .await
         .map_err(pg_error)?;
         Ok(())
+    }
+
+    async fn job_state(&self, job: &str) -> Result<Option<String>> {
+        let state: Option<Option<String>> =
+            sqlx::query_scalar("SELECT state FROM job_watermarks WHERE job = $1")
+                .bind(job)
+                .fetch_optional(self.pool_ref())
+                .await
+                .map_err(pg_error)?;
+        Ok(state.flatten())
     }
 
     async fn try_lock(&self, name: &str) -> Result<Option<JobLease>> {

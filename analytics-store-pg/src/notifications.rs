@@ -60,41 +60,54 @@ fn attempt_from_row(row: &PgRow) -> Result<DeliveryAttempt> {
     })
 }
 
-#[async_trait]
-impl NotificationOutbox for PgStore {
-    async fn enqueue(&self, notifications: &[Notification], at: DateTime<Utc>) -> Result<u64> {
-        if notifications.is_empty() {
-            return Ok(0);
-        }
-        let mut sorted: Vec<&Notification> = notifications.iter().collect();
-        // Sorted by id: concurrent enqueues of the same ids wait instead of deadlocking.
-        sorted.sort_by_key(|n| n.id);
-        let ids: Vec<Uuid> = sorted.iter().map(|n| n.id).collect();
-        let ranks: Vec<i16> = sorted.iter().map(|n| severity_rank(n.severity)).collect();
-        let bodies = sorted
-            .iter()
-            .map(|n| {
-                serde_json::to_string(n)
-                    .map_err(|e| Error::Internal(format!("notification does not serialize: {e}")))
-            })
-            .collect::<Result<Vec<String>>>()?;
-        let done = sqlx::query(
-            "INSERT INTO notification_outbox \
+/// Writes notifications into the outbox, due at `at`, through `executor` (a pool or the
+/// caller's transaction); returns how many were new (the id is the idempotency key).
+pub(crate) async fn insert_outbox<'e, E>(
+    executor: E,
+    notifications: &[Notification],
+    at: DateTime<Utc>,
+) -> Result<u64>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    if notifications.is_empty() {
+        return Ok(0);
+    }
+    let mut sorted: Vec<&Notification> = notifications.iter().collect();
+    // Sorted by id: concurrent enqueues of the same ids wait instead of deadlocking.
+    sorted.sort_by_key(|n| n.id);
+    let ids: Vec<Uuid> = sorted.iter().map(|n| n.id).collect();
+    let ranks: Vec<i16> = sorted.iter().map(|n| severity_rank(n.severity)).collect();
+    let bodies = sorted
+        .iter()
+        .map(|n| {
+            serde_json::to_string(n)
+                .map_err(|e| Error::Internal(format!("notification does not serialize: {e}")))
+        })
+        .collect::<Result<Vec<String>>>()?;
+    let done = sqlx::query(
+        "INSERT INTO notification_outbox \
                  (id, notification, severity_rank, status, attempts, next_attempt_at, created_at) \
              SELECT id, notification::jsonb, rank, 'pending', 0, $4, $4 \
              FROM UNNEST($1::uuid[], $2::text[], $3::int2[]) WITH ORDINALITY \
                  AS t(id, notification, rank, ord) \
              ORDER BY ord \
              ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(ids)
-        .bind(bodies)
-        .bind(ranks)
-        .bind(truncate_to_micros(at))
-        .execute(self.pool_ref())
-        .await
-        .map_err(pg_error)?;
-        Ok(done.rows_affected())
+    )
+    .bind(ids)
+    .bind(bodies)
+    .bind(ranks)
+    .bind(truncate_to_micros(at))
+    .execute(executor)
+    .await
+    .map_err(pg_error)?;
+    Ok(done.rows_affected())
+}
+
+#[async_trait]
+impl NotificationOutbox for PgStore {
+    async fn enqueue(&self, notifications: &[Notification], at: DateTime<Utc>) -> Result<u64> {
+        insert_outbox(self.pool_ref(), notifications, at).await
     }
 
     async fn claim_due(

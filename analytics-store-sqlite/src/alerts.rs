@@ -2,13 +2,16 @@
 //! and the alert lifecycle, with "one unresolved alert per configuration" enforced by a
 //! partial unique index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use analytics_core::alert::{
     Alert, AlertConfig, AlertConfigSpec, AuditAction, AuditEntry, NewAlert, NoDataPolicy,
     NotificationRecord,
 };
-use analytics_core::ports::{AlertConfigStore, AlertFilter, AlertHistoryStore, OpenOutcome};
+use analytics_core::ports::{
+    AlertConfigStore, AlertFilter, AlertHistoryStore, AlertStepApplied, AlertStepCommit,
+    AlertWrite, OpenOutcome,
+};
 use analytics_core::rollup::Dimensions;
 use analytics_core::{Cursor, Error, MetricName, Page, PageRequest, ProjectId, Result, Threshold};
 use async_trait::async_trait;
@@ -22,6 +25,8 @@ use crate::codec::{
     placeholders, to_i64,
 };
 use crate::error::{DbResultExt, corrupt};
+use crate::jobs::put_job_state;
+use crate::notifications::insert_outbox;
 use crate::sql::{Arg, Where, query_with};
 use crate::store::SqliteStore;
 
@@ -452,44 +457,73 @@ impl SqliteStore {
     }
 }
 
+/// Opens an alert inside the caller's transaction (see `AlertHistoryStore::open_alert`).
+async fn open_in(tx: &mut Transaction<'static, Sqlite>, alert: &NewAlert) -> Result<OpenOutcome> {
+    if let Some(existing) = load_alert(tx, alert.id).await? {
+        return Ok(OpenOutcome::AlreadyOpen(existing));
+    }
+    let open_id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM alert_history WHERE config_id = ? AND status <> 'resolved'",
+    )
+    .bind(alert.config_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .db("find open alert")?;
+    if let Some(open_id) = open_id {
+        let open = load_alert(tx, open_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("alert {open_id} vanished")))?;
+        return Ok(OpenOutcome::AlreadyOpen(open));
+    }
+    sqlx::query(
+        "INSERT INTO alert_history (id, config_id, project, metric, severity, triggered_at, \
+         value, threshold, message, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')",
+    )
+    .bind(alert.id)
+    .bind(alert.config_id)
+    .bind(alert.project.as_str())
+    .bind(alert.metric.as_str())
+    .bind(alert.severity.as_str())
+    .bind(micros(alert.triggered_at))
+    .bind(alert.value)
+    .bind(alert.threshold)
+    .bind(&alert.message)
+    .execute(&mut **tx)
+    .await
+    .db("open alert")?;
+    Ok(OpenOutcome::Opened(Alert::opened(alert.clone())))
+}
+
+/// Resolves an unresolved alert inside the caller's transaction; whether it changed.
+async fn resolve_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE alert_history SET status = 'resolved', resolved_by = ?, resolved_at = ? \
+         WHERE id = ? AND status <> 'resolved'",
+    )
+    .bind(by)
+    .bind(micros(at))
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .db("resolve alert")?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
 #[async_trait]
 impl AlertHistoryStore for SqliteStore {
     async fn open_alert(&self, alert: &NewAlert) -> Result<OpenOutcome> {
         let mut tx = self.begin_write("open alert").await?;
-        if let Some(existing) = load_alert(&mut tx, alert.id).await? {
-            return Ok(OpenOutcome::AlreadyOpen(existing));
+        let outcome = open_in(&mut tx, alert).await?;
+        if let OpenOutcome::Opened(_) = outcome {
+            tx.commit().await.db("commit open alert")?;
         }
-        let open_id: Option<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM alert_history WHERE config_id = ? AND status <> 'resolved'",
-        )
-        .bind(alert.config_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .db("find open alert")?;
-        if let Some(open_id) = open_id {
-            let open = load_alert(&mut tx, open_id)
-                .await?
-                .ok_or_else(|| Error::Internal(format!("alert {open_id} vanished")))?;
-            return Ok(OpenOutcome::AlreadyOpen(open));
-        }
-        sqlx::query(
-            "INSERT INTO alert_history (id, config_id, project, metric, severity, triggered_at, \
-             value, threshold, message, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')",
-        )
-        .bind(alert.id)
-        .bind(alert.config_id)
-        .bind(alert.project.as_str())
-        .bind(alert.metric.as_str())
-        .bind(alert.severity.as_str())
-        .bind(micros(alert.triggered_at))
-        .bind(alert.value)
-        .bind(alert.threshold)
-        .bind(&alert.message)
-        .execute(&mut *tx)
-        .await
-        .db("open alert")?;
-        tx.commit().await.db("commit open alert")?;
-        Ok(OpenOutcome::Opened(Alert::opened(alert.clone())))
+        Ok(outcome)
     }
 
     async fn get_alert(&self, id: Uuid) -> Result<Alert> {
@@ -604,5 +638,38 @@ impl AlertHistoryStore for SqliteStore {
         .db("record notification")?;
         tx.commit().await.db("commit notification record")?;
         Ok(())
+    }
+
+    async fn commit_alert_step(&self, step: &AlertStepCommit) -> Result<AlertStepApplied> {
+        let mut tx = self.begin_write("commit alert step").await?;
+        let mut applied = AlertStepApplied::default();
+        let mut skipped = HashSet::new();
+        for w in &step.writes {
+            match w {
+                AlertWrite::Open(alert) => match open_in(&mut tx, alert).await? {
+                    OpenOutcome::Opened(_) => applied.opened.push(alert.id),
+                    OpenOutcome::AlreadyOpen(a) if a.fired.id == alert.id => {}
+                    OpenOutcome::AlreadyOpen(_) => {
+                        skipped.insert(alert.id);
+                    }
+                },
+                AlertWrite::Resolve { alert_id, by, at } => {
+                    if resolve_in(&mut tx, *alert_id, by, *at).await? {
+                        applied.resolved.push(*alert_id);
+                    }
+                }
+                AlertWrite::Enqueue(notifications) => {
+                    let kept: Vec<_> = notifications
+                        .iter()
+                        .filter(|n| n.alert_id.is_none_or(|id| !skipped.contains(&id)))
+                        .cloned()
+                        .collect();
+                    applied.enqueued += insert_outbox(&mut tx, &kept, step.at).await?;
+                }
+            }
+        }
+        put_job_state(&mut tx, &step.job, step.at, &step.state).await?;
+        tx.commit().await.db("commit alert step")?;
+        Ok(applied)
     }
 }

@@ -11,6 +11,7 @@ use analytics_core::Result;
 use analytics_core::ports::{JobLease, JobStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::{Sqlite, Transaction};
 
 use crate::codec::{micros, opt_from_micros};
 use crate::error::{DbResultExt, from_io};
@@ -68,6 +69,26 @@ fn try_file_lock(path: &Path) -> std::io::Result<Option<File>> {
     }
 }
 
+/// Sets a job's watermark and state inside the caller's transaction.
+pub(crate) async fn put_job_state(
+    tx: &mut Transaction<'static, Sqlite>,
+    job: &str,
+    at: DateTime<Utc>,
+    state: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO job_watermarks (job, at, state) VALUES (?, ?, ?) \
+         ON CONFLICT (job) DO UPDATE SET at = excluded.at, state = excluded.state",
+    )
+    .bind(job)
+    .bind(micros(at))
+    .bind(state)
+    .execute(&mut **tx)
+    .await
+    .db("set job state")?;
+    Ok(())
+}
+
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn watermark(&self, job: &str) -> Result<Option<DateTime<Utc>>> {
@@ -92,6 +113,16 @@ impl JobStore for SqliteStore {
         .db("set watermark")?;
         tx.commit().await.db("commit watermark")?;
         Ok(())
+    }
+
+    async fn job_state(&self, job: &str) -> Result<Option<String>> {
+        let state: Option<Option<String>> =
+            sqlx::query_scalar("SELECT state FROM job_watermarks WHERE job = ?")
+                .bind(job)
+                .fetch_optional(self.reader())
+                .await
+                .db("read job state")?;
+        Ok(state.flatten())
     }
 
     async fn try_lock(&self, name: &str) -> Result<Option<JobLease>> {

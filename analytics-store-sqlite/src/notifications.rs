@@ -90,6 +90,40 @@ fn decode_attempt(row: &SqliteRow) -> Result<DeliveryAttempt> {
     })
 }
 
+/// Writes notifications into the outbox, due at `at`, inside the caller's transaction;
+/// returns how many were new (the id is the idempotency key).
+pub(crate) async fn insert_outbox(
+    tx: &mut Transaction<'static, Sqlite>,
+    notifications: &[Notification],
+    at: DateTime<Utc>,
+) -> Result<u64> {
+    let mut new = 0;
+    for n in notifications {
+        new += sqlx::query(
+            "INSERT INTO notification_outbox (id, alert_id, severity, severity_rank, title, \
+             body, link, channel, recipient, status, attempts, next_attempt_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(n.id)
+        .bind(n.alert_id)
+        .bind(n.severity.as_str())
+        .bind(severity_rank(n.severity))
+        .bind(&n.title)
+        .bind(&n.body)
+        .bind(n.link.as_deref())
+        .bind(n.channel.as_str())
+        .bind(json("recipient", &n.recipient)?)
+        .bind(micros(at))
+        .bind(micros(at))
+        .execute(&mut **tx)
+        .await
+        .db("enqueue notification")?
+        .rows_affected();
+    }
+    Ok(new)
+}
+
 #[async_trait]
 impl NotificationOutbox for SqliteStore {
     async fn enqueue(&self, notifications: &[Notification], at: DateTime<Utc>) -> Result<u64> {
@@ -97,30 +131,7 @@ impl NotificationOutbox for SqliteStore {
             return Ok(0);
         }
         let mut tx = self.begin_write("enqueue notifications").await?;
-        let mut new = 0;
-        for n in notifications {
-            new += sqlx::query(
-                "INSERT INTO notification_outbox (id, alert_id, severity, severity_rank, title, \
-                 body, link, channel, recipient, status, attempts, next_attempt_at, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(n.id)
-            .bind(n.alert_id)
-            .bind(n.severity.as_str())
-            .bind(severity_rank(n.severity))
-            .bind(&n.title)
-            .bind(&n.body)
-            .bind(n.link.as_deref())
-            .bind(n.channel.as_str())
-            .bind(json("recipient", &n.recipient)?)
-            .bind(micros(at))
-            .bind(micros(at))
-            .execute(&mut *tx)
-            .await
-            .db("enqueue notification")?
-            .rows_affected();
-        }
+        let new = insert_outbox(&mut tx, notifications, at).await?;
         tx.commit().await.db("commit enqueue")?;
         Ok(new)
     }

@@ -5,11 +5,14 @@
 //! notices into the outbox) and stores the evaluated instant as the job watermark
 //! `alert-engine`. `now` is an argument; the server's loop calls [`AlertRunner::run`].
 //!
-//! State: the `EngineState` lives in the runner between steps; only its `last_evaluated`
-//! is persisted (the watermark). After a restart (or a lock handover) the engine starts from
-//! the stored alerts: it adopts every unresolved alert, so nothing is opened twice and
-//! resolution still works; what is lost is a pending breach's start (it begins again), the
-//! cooldown's last notice and the reminder schedule (reminders restart from the adoption).
+//! Durability: each step is one `AlertHistoryStore::commit_alert_step`: the alerts it opens
+//! and resolves, their outbox entries, the watermark and the whole `EngineState` (pending
+//! breaches, cooldowns, reminder schedules, as JSON) are committed together or not at all. A
+//! crash mid-step leaves the previous step's watermark and state, and the step is evaluated
+//! again from the same data. After a restart or a lock handover the next holder loads that
+//! state, so a pending breach keeps its start and a cooldown its last notice. Without a
+//! stored state (a store written before it was kept) the engine adopts every unresolved
+//! alert, so nothing is opened twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +24,10 @@ use crate::alert::engine::{
 };
 use crate::alert::routing;
 use crate::alert::{ANOMALY_MIN_HISTORY, AlertConfig, AlertStatus, Condition, NewAlert};
-use crate::notification::{PreferenceSubject, Recipient};
+use crate::notification::{NotificationPreferences, PreferenceSubject, Recipient};
 use crate::ports::alert_rule::Observation;
 use crate::ports::metrics_source::MetricQuery;
-use crate::ports::{AlertFilter, MetricsSource, OpenOutcome, Store};
+use crate::ports::{AlertFilter, AlertStepCommit, AlertWrite, MetricsSource, Store};
 use crate::rollup::read::RollupReader;
 use crate::rollup::spec::RollupSpecs;
 use crate::{PageRequest, Result, TimeRange};
@@ -102,10 +105,7 @@ impl AlertRunner {
     pub async fn run(&mut self, now: DateTime<Utc>) -> Result<RunReport> {
         let mut state = match self.state.take() {
             Some(s) => s,
-            None => EngineState {
-                last_evaluated: self.store.watermark(WATERMARK).await?,
-                ..EngineState::default()
-            },
+            None => self.stored_state().await?,
         };
         let due =
             engine::due_instants(state.last_evaluated, now, self.interval, MAX_CATCH_UP_STEPS);
@@ -128,6 +128,21 @@ impl AlertRunner {
         }
         self.state = Some(state);
         outcome.map(|()| report)
+    }
+
+    /// The state the last committed step stored, else one starting at the watermark.
+    async fn stored_state(&self) -> Result<EngineState> {
+        let watermark = self.store.watermark(WATERMARK).await?;
+        let stored = self
+            .store
+            .job_state(WATERMARK)
+            .await?
+            .and_then(|json| serde_json::from_str::<EngineState>(&json).ok())
+            .filter(|s| s.last_evaluated == watermark);
+        Ok(stored.unwrap_or(EngineState {
+            last_evaluated: watermark,
+            ..EngineState::default()
+        }))
     }
 
     async fn step(
@@ -156,11 +171,68 @@ impl AlertRunner {
             })
             .collect();
         let step = engine::tick(at, &inputs, state, &self.options);
+        let mut writes = Vec::with_capacity(step.transitions.len());
+        let mut opening = Vec::new();
         for t in &step.transitions {
-            self.apply(t, &configs, at, report).await?;
+            match t {
+                Transition::Open { alert } => {
+                    opening.push(alert.clone());
+                    writes.push(AlertWrite::Open(alert.clone()));
+                }
+                Transition::Resolve {
+                    alert_id, by, at, ..
+                } => writes.push(AlertWrite::Resolve {
+                    alert_id: *alert_id,
+                    by: by.clone(),
+                    at: *at,
+                }),
+                Transition::Notify { notice } => {
+                    if let Some(config) = configs.iter().find(|c| c.id == notice.config_id) {
+                        let preferences = self.preferences(config).await?;
+                        let routed = routing::route(notice, &config.spec, &preferences);
+                        writes.push(AlertWrite::Enqueue(routed));
+                    }
+                }
+                Transition::Suppressed { .. } => report.suppressed += 1,
+            }
         }
-        self.store.set_watermark(WATERMARK, at).await?;
+        let state_json = serde_json::to_string(&step.state)
+            .map_err(|e| crate::Error::Internal(format!("engine state does not serialize: {e}")))?;
+        let applied = self
+            .store
+            .commit_alert_step(&AlertStepCommit {
+                job: WATERMARK.to_owned(),
+                at,
+                state: state_json,
+                writes,
+            })
+            .await?;
+        report.opened += applied.opened.len();
+        report.resolved += applied.resolved.len();
+        report.enqueued += applied.enqueued;
+        report.opened_alerts.extend(
+            opening
+                .into_iter()
+                .filter(|a| applied.opened.contains(&a.id)),
+        );
+        report.resolved_alerts.extend(applied.resolved);
         Ok(step.state)
+    }
+
+    /// The stored preferences of a configuration's user and team recipients.
+    async fn preferences(&self, config: &AlertConfig) -> Result<Vec<NotificationPreferences>> {
+        let mut preferences = Vec::new();
+        for r in &config.spec.recipients {
+            let subject = match r {
+                Recipient::User(u) => PreferenceSubject::User(u.clone()),
+                Recipient::Team(t) => PreferenceSubject::Team(t.clone()),
+                _ => continue,
+            };
+            if let Some(p) = self.store.preferences(&subject).await? {
+                preferences.push(p);
+            }
+        }
+        Ok(preferences)
     }
 
     async fn value(
@@ -226,49 +298,5 @@ impl AlertRunner {
             seasonal,
             stored,
         })
-    }
-
-    async fn apply(
-        &self,
-        t: &Transition,
-        configs: &[AlertConfig],
-        at: DateTime<Utc>,
-        report: &mut RunReport,
-    ) -> Result<()> {
-        match t {
-            Transition::Open { alert } => {
-                if let OpenOutcome::Opened(_) = self.store.open_alert(alert).await? {
-                    report.opened += 1;
-                    report.opened_alerts.push(alert.clone());
-                }
-            }
-            Transition::Resolve {
-                alert_id, by, at, ..
-            } => {
-                self.store.resolve_alert(*alert_id, by, *at).await?;
-                report.resolved += 1;
-                report.resolved_alerts.push(*alert_id);
-            }
-            Transition::Notify { notice } => {
-                let Some(config) = configs.iter().find(|c| c.id == notice.config_id) else {
-                    return Ok(());
-                };
-                let mut preferences = Vec::new();
-                for r in &config.spec.recipients {
-                    let subject = match r {
-                        Recipient::User(u) => PreferenceSubject::User(u.clone()),
-                        Recipient::Team(t) => PreferenceSubject::Team(t.clone()),
-                        _ => continue,
-                    };
-                    if let Some(p) = self.store.preferences(&subject).await? {
-                        preferences.push(p);
-                    }
-                }
-                let notifications = routing::route(notice, &config.spec, &preferences);
-                report.enqueued += self.store.enqueue(&notifications, at).await?;
-            }
-            Transition::Suppressed { .. } => report.suppressed += 1,
-        }
-        Ok(())
     }
 }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::alert::{Alert, AlertStatus, NewAlert, NotificationRecord, Severity};
 use crate::error::Result;
 use crate::ids::{MetricName, ProjectId};
+use crate::notification::Notification;
 use crate::page::{Page, PageRequest};
 use crate::time::TimeRange;
 
@@ -49,12 +50,58 @@ pub enum OpenOutcome {
     AlreadyOpen(Alert),
 }
 
+/// One write of an alert-engine step; a step's writes are applied in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertWrite {
+    /// Open this alert, unless its id exists or its configuration has an unresolved alert
+    /// (then the open is skipped, and so are the step's notifications about this id).
+    Open(NewAlert),
+    /// Resolve this alert as `by` at `at` (skipped when the alert does not exist).
+    Resolve {
+        /// The alert.
+        alert_id: Uuid,
+        /// `"auto"` or a user.
+        by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Put these notifications into the outbox (idempotent on their ids), due at the step's
+    /// instant.
+    Enqueue(Vec<Notification>),
+}
+
+/// Everything one alert-engine step writes: its transitions, their outbox entries, the job
+/// watermark and the engine's state, committed together or not at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertStepCommit {
+    /// The job whose watermark and state this step moves.
+    pub job: String,
+    /// The evaluated instant (the new watermark; also when the notifications fall due).
+    pub at: DateTime<Utc>,
+    /// The engine's state after the step, as an opaque document (JSON).
+    pub state: String,
+    /// The writes, in order.
+    pub writes: Vec<AlertWrite>,
+}
+
+/// What a committed step changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertStepApplied {
+    /// Alerts opened (skipped opens are not listed).
+    pub opened: Vec<Uuid>,
+    /// Alerts resolved by this step (already resolved or absent ones are not listed).
+    pub resolved: Vec<Uuid>,
+    /// Outbox entries newly written.
+    pub enqueued: u64,
+}
+
 /// Alert history persistence.
 ///
 /// Contract: at most one unresolved (active or acknowledged) alert per configuration;
 /// acknowledging is idempotent and keeps the first acknowledgement; acknowledging a resolved
 /// alert is a `Conflict`; resolving is idempotent. Listings are newest first by
-/// `(triggered_at, id)`.
+/// `(triggered_at, id)`. `commit_alert_step` is atomic: after a crash either every write of
+/// the step, its watermark and its state are stored, or none is.
 #[async_trait]
 pub trait AlertHistoryStore: Send + Sync + std::fmt::Debug {
     /// Opens an alert unless its configuration has an unresolved one.
@@ -77,4 +124,7 @@ pub trait AlertHistoryStore: Send + Sync + std::fmt::Debug {
 
     /// Appends a notification record to an alert.
     async fn record_notification(&self, alert_id: Uuid, record: &NotificationRecord) -> Result<()>;
+
+    /// Applies one engine step in one transaction (see [`AlertStepCommit`]).
+    async fn commit_alert_step(&self, step: &AlertStepCommit) -> Result<AlertStepApplied>;
 }

@@ -47,6 +47,10 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Sets the job's watermark.
     async fn set_watermark(&self, job: &str, at: DateTime<Utc>) -> Result<()>;
 
+    /// The state document stored with the job's watermark (by
+    /// `AlertHistoryStore::commit_alert_step`), if any.
+    async fn job_state(&self, job: &str) -> Result<Option<String>>;
+
     /// Takes the named lock if nobody holds it; `None` when it is held elsewhere.
     async fn try_lock(&self, name: &str) -> Result<Option<JobLease>>;
 }

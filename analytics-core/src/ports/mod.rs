@@ -17,7 +17,9 @@ pub mod rollup_store;
 pub mod store;
 
 pub use alert_config_store::AlertConfigStore;
-pub use alert_history_store::{AlertFilter, AlertHistoryStore, OpenOutcome};
+pub use alert_history_store::{
+    AlertFilter, AlertHistoryStore, AlertStepApplied, AlertStepCommit, AlertWrite, OpenOutcome,
+};
 pub use alert_rule::{AlertRule, Evaluation, Observation};
 pub use event_sink::{EventSink, WriteOutcome, WriteReport};
 pub use event_store::{DirtyHour, EventFilter, EventStore};

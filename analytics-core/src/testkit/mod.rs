@@ -38,6 +38,7 @@ macro_rules! store_conformance_tests {
             acknowledged_alerts_leave_the_active_list,
             alert_listings_filter_and_page,
             last_fired_and_notification_records,
+            alert_steps_commit_transitions_outbox_and_state_together,
             outbox_enqueue_is_idempotent,
             outbox_entries_are_listed_per_alert,
             outbox_claims_lease_entries_and_critical_go_first,

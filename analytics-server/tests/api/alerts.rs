@@ -693,8 +693,7 @@ fn alert_paths_have_bounded_metric_labels() {
 }
 
 /// The runner over a store, driven with explicit instants: it opens an alert, repeats
-/// nothing at the same instant, and a new runner (a restart: only the watermark is kept)
-/// catches up the missed minutes, adopts the open alert instead of opening another, and
+/// nothing at the same instant, and a new runner (a restart) catches up the missed minutes, adopts the open alert instead of opening another, and
 /// resolves it automatically once the error rate is back down.
 #[tokio::test]
 async fn the_runner_catches_up_adopts_after_a_restart_and_auto_resolves() {
@@ -803,4 +802,58 @@ async fn the_runner_catches_up_adopts_after_a_restart_and_auto_resolves() {
     let alert = store.get_alert(alerts[0].id()).await.unwrap();
     assert_eq!(alert.status, AlertStatus::Resolved);
     assert_eq!(alert.resolved_by.as_deref(), Some("auto"));
+}
+
+/// The engine's state survives restarts: a breach that must hold `for_secs` keeps its start
+/// when each evaluation runs in a new runner (a restart or a lock handover every minute),
+/// so the alert fires once the breach has held long enough, not never.
+#[tokio::test]
+async fn a_pending_breach_keeps_its_start_across_restarts() {
+    use std::sync::Arc;
+
+    use analytics_core::alert::{Condition, Stat};
+    use analytics_core::memory::MemoryStore;
+    use analytics_core::ports::Store;
+    use analytics_core::rollup::Dimensions;
+    use analytics_core::rollup::spec::RollupSpecs;
+    use analytics_core::testkit::fixtures;
+    use analytics_core::Threshold;
+    use analytics_server::alerting::{AlertRunner, WATERMARK};
+
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut spec = fixtures::alert_spec("shop", "errors held", Severity::Warning);
+    spec.metric = MetricName::parse("api.errors").unwrap();
+    spec.stat = Stat::Avg;
+    spec.dimensions = Dimensions::none();
+    spec.condition = Condition::ThresholdAbove;
+    spec.threshold = Threshold::new(0.1).unwrap();
+    spec.window_secs = 60;
+    spec.for_secs = 120;
+    spec.cooldown_secs = 0;
+    store
+        .create_config(Uuid::new_v4(), &spec, "ops", fixtures::now())
+        .await
+        .unwrap();
+    let t0 = fixtures::now() + chrono::Duration::minutes(10);
+    let errors: Vec<_> = (0..180)
+        .map(|i| fixtures::api_request(t0 - chrono::Duration::seconds(59 - i), "/x", 500, 5.0))
+        .collect();
+    store.write_batch(&errors).await.unwrap();
+    let specs = Arc::new(RollupSpecs::defaults());
+    let every = std::time::Duration::from_secs(60);
+    let mut opened = Vec::new();
+    for minute in 0..=2 {
+        let mut runner = AlertRunner::new(store.clone(), specs.clone(), every);
+        let report = runner
+            .run(t0 + chrono::Duration::minutes(minute))
+            .await
+            .unwrap();
+        assert_eq!(report.steps, 1, "{report:?}");
+        opened.push(report.opened);
+        assert!(
+            store.job_state(WATERMARK).await.unwrap().is_some(),
+            "the state is stored with the watermark"
+        );
+    }
+    assert_eq!(opened, [0, 0, 1], "pending at 0 and 60 s, firing at 120 s");
 }

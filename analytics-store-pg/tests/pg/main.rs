@@ -2,6 +2,7 @@
 //! `scripts/with-services`); each test gets its own fresh database. Without
 //! `TEST_DATABASE_URL` they skip (the conformance cases run on the in-memory store).
 
+mod alert_step;
 mod conformance;
 mod listing;
 mod lock;

@@ -10,7 +10,9 @@ use crate::error::Error;
 use crate::ids::Threshold;
 use crate::notification::Channel;
 use crate::page::PageRequest;
-use crate::ports::{AlertFilter, OpenOutcome, Store};
+use crate::ports::{
+    AlertFilter, AlertStepApplied, AlertStepCommit, AlertWrite, OpenOutcome, Store,
+};
 use crate::testkit::fixtures::{self, now, project};
 
 /// Create, update and delete bump versions, detect stale writes and leave an audit trail
@@ -527,4 +529,121 @@ pub async fn last_fired_and_notification_records(store: &dyn Store) {
             .await,
         Err(Error::NotFound { .. })
     ));
+}
+
+/// An engine step commits its opens, resolves, outbox entries, watermark and state together;
+/// an open refused because the configuration already has an unresolved alert takes its
+/// notifications with it; replaying a committed step changes nothing.
+pub async fn alert_steps_commit_transitions_outbox_and_state_together(store: &dyn Store) {
+    let (busy, fresh) = (Uuid::new_v4(), Uuid::new_v4());
+    let existing = fixtures::new_alert(busy, now(), Severity::Warning);
+    store.open_alert(&existing).await.expect("open");
+    let to_resolve = fixtures::new_alert(Uuid::new_v4(), now(), Severity::Info);
+    store.open_alert(&to_resolve).await.expect("open");
+
+    let at = now() + Duration::minutes(1);
+    let opened = fixtures::new_alert(fresh, at, Severity::Critical);
+    let refused = fixtures::new_alert(busy, at, Severity::Warning);
+    let about = |alert: Uuid, channel| {
+        let mut n = fixtures::notification(channel, Severity::Critical);
+        n.alert_id = Some(alert);
+        n
+    };
+    let kept = [
+        about(opened.id, Channel::Sms),
+        about(opened.id, Channel::Email),
+    ];
+    let dropped = about(refused.id, Channel::Slack);
+    let resolved_notice = about(to_resolve.id, Channel::InApp);
+    let step = AlertStepCommit {
+        job: "alert-engine".to_owned(),
+        at,
+        state: r#"{"last_evaluated":"x"}"#.to_owned(),
+        writes: vec![
+            AlertWrite::Open(opened.clone()),
+            AlertWrite::Enqueue(kept.to_vec()),
+            AlertWrite::Open(refused.clone()),
+            AlertWrite::Enqueue(vec![dropped.clone()]),
+            AlertWrite::Resolve {
+                alert_id: to_resolve.id,
+                by: "auto".to_owned(),
+                at,
+            },
+            AlertWrite::Resolve {
+                alert_id: Uuid::new_v4(),
+                by: "auto".to_owned(),
+                at,
+            },
+            AlertWrite::Enqueue(vec![resolved_notice.clone()]),
+        ],
+    };
+    let applied = store.commit_alert_step(&step).await.expect("commit step");
+    assert_eq!(applied.opened, [opened.id]);
+    assert_eq!(applied.resolved, [to_resolve.id]);
+    assert_eq!(applied.enqueued, 3);
+
+    let alert = store.get_alert(opened.id).await.expect("opened alert");
+    assert_eq!(
+        (alert.status, alert.fired.clone()),
+        (AlertStatus::Active, opened.clone())
+    );
+    assert!(matches!(
+        store.get_alert(refused.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    let resolved = store
+        .get_alert(to_resolve.id)
+        .await
+        .expect("resolved alert");
+    assert_eq!(
+        (
+            resolved.status,
+            resolved.resolved_by.as_deref(),
+            resolved.resolved_at
+        ),
+        (AlertStatus::Resolved, Some("auto"), Some(at))
+    );
+    let outbox: Vec<Uuid> = store
+        .alert_outbox_entries(opened.id)
+        .await
+        .expect("outbox")
+        .iter()
+        .map(|e| e.notification.id)
+        .collect();
+    assert_eq!(
+        outbox.iter().copied().collect::<HashSet<_>>(),
+        kept.iter().map(|n| n.id).collect::<HashSet<_>>()
+    );
+    let entry = store.outbox_entry(kept[0].id).await.expect("entry");
+    assert_eq!(entry.next_attempt_at, at, "due at the step's instant");
+    assert!(matches!(
+        store.outbox_entry(dropped.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(store.outbox_entry(resolved_notice.id).await.is_ok());
+    assert_eq!(store.watermark("alert-engine").await.expect("wm"), Some(at));
+    assert_eq!(
+        store
+            .job_state("alert-engine")
+            .await
+            .expect("state")
+            .as_deref(),
+        Some(step.state.as_str())
+    );
+
+    // A replay (a step re-run after a crash that did commit) writes nothing new.
+    let again = store.commit_alert_step(&step).await.expect("replay");
+    assert_eq!(again, AlertStepApplied::default());
+    let active = store
+        .list_alerts(
+            &AlertFilter {
+                config_id: Some(fresh),
+                ..AlertFilter::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .expect("list");
+    assert_eq!(active.items.len(), 1);
+    assert_eq!(store.job_state("never-ran").await.expect("state"), None);
 }
