@@ -3,6 +3,7 @@
 //! is [`engine`]; turning its notices into outbox entries is [`routing`].
 
 pub mod engine;
+pub mod import;
 pub mod routing;
 pub mod runner;
 
@@ -436,6 +437,8 @@ pub enum AuditAction {
     Updated,
     /// Deleted.
     Deleted,
+    /// Created or replaced by an import (`AlertConfigStore::import_configs`).
+    Imported,
 }
 
 impl AuditAction {
@@ -445,6 +448,7 @@ impl AuditAction {
             Self::Created => "created",
             Self::Updated => "updated",
             Self::Deleted => "deleted",
+            Self::Imported => "imported",
         }
     }
 }

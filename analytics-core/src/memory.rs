@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use crate::alert::import::ConfigImport;
 use crate::alert::{
     Alert, AlertConfig, AlertConfigSpec, AlertStatus, AuditAction, AuditEntry, NewAlert,
     NotificationRecord,
@@ -225,25 +226,8 @@ impl AlertConfigStore for MemoryStore {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<AlertConfig> {
-        let mut inner = self.lock();
-        if inner.configs.contains_key(&id) {
-            return Err(Error::Conflict(format!("alert config {id} already exists")));
-        }
-        if name_taken(&inner, spec, None) {
-            return Err(spec.name_taken());
-        }
-        let config = AlertConfig::created(id, spec, at);
-        inner.configs.insert(id, config.clone());
-        audit(
-            &mut inner,
-            id,
-            AuditAction::Created,
-            actor,
-            at,
-            None,
-            Some(&config),
-        );
-        Ok(config)
+        self.lock()
+            .create_config(id, spec, AuditAction::Created, actor, at)
     }
 
     async fn update_config(
@@ -254,27 +238,8 @@ impl AlertConfigStore for MemoryStore {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<AlertConfig> {
-        let mut inner = self.lock();
-        let before = inner
-            .configs
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
-        let after = before.updated(spec, expected_version, at)?;
-        if name_taken(&inner, spec, Some(id)) {
-            return Err(spec.name_taken());
-        }
-        inner.configs.insert(id, after.clone());
-        audit(
-            &mut inner,
-            id,
-            AuditAction::Updated,
-            actor,
-            at,
-            Some(&before),
-            Some(&after),
-        );
-        Ok(after)
+        self.lock()
+            .update_config(id, spec, expected_version, AuditAction::Updated, actor, at)
     }
 
     async fn delete_config(&self, id: Uuid, actor: &str, at: DateTime<Utc>) -> Result<()> {
@@ -318,6 +283,35 @@ impl AlertConfigStore for MemoryStore {
             .collect();
         list.sort_by_key(|c| (c.created_at, c.id));
         Ok(list)
+    }
+
+    async fn import_configs(
+        &self,
+        writes: &[ConfigImport],
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<AlertConfig>> {
+        let mut inner = self.lock();
+        // All or nothing: on a failure the configurations and the trail are put back.
+        let (configs, audit_len) = (inner.configs.clone(), inner.audit.len());
+        let mut done = Vec::with_capacity(writes.len());
+        for w in writes {
+            let result = match w.replaces {
+                None => inner.create_config(w.id, &w.spec, AuditAction::Imported, actor, at),
+                Some(v) => {
+                    inner.update_config(w.id, &w.spec, Some(v), AuditAction::Imported, actor, at)
+                }
+            };
+            match result {
+                Ok(c) => done.push(c),
+                Err(e) => {
+                    inner.configs = configs;
+                    inner.audit.truncate(audit_len);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
     }
 
     async fn config_audit(&self, config_id: Uuid) -> Result<Vec<AuditEntry>> {
@@ -447,6 +441,49 @@ impl AlertHistoryStore for MemoryStore {
 }
 
 impl Inner {
+    fn create_config(
+        &mut self,
+        id: Uuid,
+        spec: &AlertConfigSpec,
+        action: AuditAction,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<AlertConfig> {
+        if self.configs.contains_key(&id) {
+            return Err(Error::Conflict(format!("alert config {id} already exists")));
+        }
+        if name_taken(self, spec, None) {
+            return Err(spec.name_taken());
+        }
+        let config = AlertConfig::created(id, spec, at);
+        self.configs.insert(id, config.clone());
+        audit(self, id, action, actor, at, None, Some(&config));
+        Ok(config)
+    }
+
+    fn update_config(
+        &mut self,
+        id: Uuid,
+        spec: &AlertConfigSpec,
+        expected_version: Option<u64>,
+        action: AuditAction,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<AlertConfig> {
+        let before = self
+            .configs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
+        let after = before.updated(spec, expected_version, at)?;
+        if name_taken(self, spec, Some(id)) {
+            return Err(spec.name_taken());
+        }
+        self.configs.insert(id, after.clone());
+        audit(self, id, action, actor, at, Some(&before), Some(&after));
+        Ok(after)
+    }
+
     fn open_alert(&mut self, alert: &NewAlert) -> OpenOutcome {
         if let Some(existing) = self.alerts.get(&alert.id) {
             return OpenOutcome::AlreadyOpen(existing.clone());

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use analytics_core::alert::import::ConfigImport;
 use analytics_core::alert::{
     Alert, AlertConfig, AlertConfigSpec, AlertStatus, AuditAction, AuditEntry, NewAlert,
     NotificationRecord, Severity,
@@ -52,6 +53,7 @@ fn audit_from_row(row: &PgRow) -> Result<AuditEntry> {
             "created" => AuditAction::Created,
             "updated" => AuditAction::Updated,
             "deleted" => AuditAction::Deleted,
+            "imported" => AuditAction::Imported,
             other => return Err(corrupt(WHAT, format_args!("action {other:?}"))),
         },
         actor: col(row, "actor", WHAT)?,
@@ -97,6 +99,85 @@ fn spec_json(spec: &AlertConfigSpec) -> Result<serde_json::Value> {
         .map_err(|e| Error::Internal(format!("alert config spec does not serialize: {e}")))
 }
 
+/// Creates a configuration inside the caller's transaction, audited as `action`.
+async fn create_in(
+    conn: &mut PgConnection,
+    id: Uuid,
+    spec: &AlertConfigSpec,
+    action: AuditAction,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<AlertConfig> {
+    let at = truncate_to_micros(at);
+    let config = AlertConfig::created(id, spec, at);
+    sqlx::query(
+        "INSERT INTO alert_configs \
+             (id, project, name, enabled, spec, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
+    )
+    .bind(id)
+    .bind(spec.project.as_str())
+    .bind(&spec.name)
+    .bind(spec.enabled)
+    .bind(spec_json(spec)?)
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    write_audit(&mut *conn, id, action, actor, at, None, Some(&config)).await?;
+    Ok(config)
+}
+
+/// Replaces a configuration inside the caller's transaction, audited as `action`.
+async fn update_in(
+    conn: &mut PgConnection,
+    id: Uuid,
+    spec: &AlertConfigSpec,
+    expected_version: Option<u64>,
+    action: AuditAction,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<AlertConfig> {
+    let at = truncate_to_micros(at);
+    let row = sqlx::query(
+        "SELECT id, spec, version, created_at, updated_at FROM alert_configs \
+         WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(pg_error)?
+    .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
+    let before = config_from_row(&row)?;
+    let after = before.updated(spec, expected_version, at)?;
+    sqlx::query(
+        "UPDATE alert_configs SET project = $2, name = $3, enabled = $4, spec = $5, \
+             version = $6, updated_at = $7 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(spec.project.as_str())
+    .bind(&spec.name)
+    .bind(spec.enabled)
+    .bind(spec_json(spec)?)
+    .bind(to_i64(after.version))
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    write_audit(
+        &mut *conn,
+        id,
+        action,
+        actor,
+        at,
+        Some(&before),
+        Some(&after),
+    )
+    .await?;
+    Ok(after)
+}
+
 #[async_trait]
 impl AlertConfigStore for PgStore {
     async fn create_config(
@@ -106,33 +187,8 @@ impl AlertConfigStore for PgStore {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<AlertConfig> {
-        let at = truncate_to_micros(at);
-        let config = AlertConfig::created(id, spec, at);
         let mut tx = self.pool_ref().begin().await.map_err(pg_error)?;
-        sqlx::query(
-            "INSERT INTO alert_configs \
-                 (id, project, name, enabled, spec, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
-        )
-        .bind(id)
-        .bind(spec.project.as_str())
-        .bind(&spec.name)
-        .bind(spec.enabled)
-        .bind(spec_json(spec)?)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(pg_error)?;
-        write_audit(
-            &mut tx,
-            id,
-            AuditAction::Created,
-            actor,
-            at,
-            None,
-            Some(&config),
-        )
-        .await?;
+        let config = create_in(&mut tx, id, spec, AuditAction::Created, actor, at).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(config)
     }
@@ -145,46 +201,48 @@ impl AlertConfigStore for PgStore {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<AlertConfig> {
-        let at = truncate_to_micros(at);
         let mut tx = self.pool_ref().begin().await.map_err(pg_error)?;
-        let row = sqlx::query(
-            "SELECT id, spec, version, created_at, updated_at FROM alert_configs \
-             WHERE id = $1 FOR UPDATE",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(pg_error)?
-        .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
-        let before = config_from_row(&row)?;
-        let after = before.updated(spec, expected_version, at)?;
-        sqlx::query(
-            "UPDATE alert_configs SET project = $2, name = $3, enabled = $4, spec = $5, \
-                 version = $6, updated_at = $7 \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(spec.project.as_str())
-        .bind(&spec.name)
-        .bind(spec.enabled)
-        .bind(spec_json(spec)?)
-        .bind(to_i64(after.version))
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(pg_error)?;
-        write_audit(
+        let after = update_in(
             &mut tx,
             id,
+            spec,
+            expected_version,
             AuditAction::Updated,
             actor,
             at,
-            Some(&before),
-            Some(&after),
         )
         .await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(after)
+    }
+
+    async fn import_configs(
+        &self,
+        writes: &[ConfigImport],
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<AlertConfig>> {
+        let mut tx = self.pool_ref().begin().await.map_err(pg_error)?;
+        let mut done = Vec::with_capacity(writes.len());
+        for w in writes {
+            done.push(match w.replaces {
+                None => create_in(&mut tx, w.id, &w.spec, AuditAction::Imported, actor, at).await?,
+                Some(v) => {
+                    update_in(
+                        &mut tx,
+                        w.id,
+                        &w.spec,
+                        Some(v),
+                        AuditAction::Imported,
+                        actor,
+                        at,
+                    )
+                    .await?
+                }
+            });
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(done)
     }
 
     async fn delete_config(&self, id: Uuid, actor: &str, at: DateTime<Utc>) -> Result<()> {

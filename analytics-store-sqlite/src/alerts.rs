@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use analytics_core::alert::import::ConfigImport;
 use analytics_core::alert::{
     Alert, AlertConfig, AlertConfigSpec, AuditAction, AuditEntry, NewAlert, NoDataPolicy,
     NotificationRecord,
@@ -180,8 +181,52 @@ fn parse_action(what: &str, s: &str) -> Result<AuditAction> {
         "created" => Ok(AuditAction::Created),
         "updated" => Ok(AuditAction::Updated),
         "deleted" => Ok(AuditAction::Deleted),
+        "imported" => Ok(AuditAction::Imported),
         other => Err(corrupt(what, format!("audit action {other:?}"))),
     }
+}
+
+/// Creates a configuration inside the caller's transaction, audited as `action`.
+async fn create_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+    spec: &AlertConfigSpec,
+    action: AuditAction,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<AlertConfig> {
+    if load_config(tx, id).await?.is_some() {
+        return Err(Error::Conflict(format!("alert config {id} already exists")));
+    }
+    if name_taken(tx, spec, id).await? {
+        return Err(spec.name_taken());
+    }
+    let config = AlertConfig::created(id, spec, at);
+    write_config(tx, &config, true).await?;
+    audit(tx, id, action, actor, at, None, Some(&config)).await?;
+    Ok(config)
+}
+
+/// Replaces a configuration inside the caller's transaction, audited as `action`.
+async fn update_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+    spec: &AlertConfigSpec,
+    expected_version: Option<u64>,
+    action: AuditAction,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<AlertConfig> {
+    let before = load_config(tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
+    let after = before.updated(spec, expected_version, at)?;
+    if name_taken(tx, spec, id).await? {
+        return Err(spec.name_taken());
+    }
+    write_config(tx, &after, false).await?;
+    audit(tx, id, action, actor, at, Some(&before), Some(&after)).await?;
+    Ok(after)
 }
 
 #[async_trait]
@@ -194,24 +239,7 @@ impl AlertConfigStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<AlertConfig> {
         let mut tx = self.begin_write("create alert config").await?;
-        if load_config(&mut tx, id).await?.is_some() {
-            return Err(Error::Conflict(format!("alert config {id} already exists")));
-        }
-        if name_taken(&mut tx, spec, id).await? {
-            return Err(spec.name_taken());
-        }
-        let config = AlertConfig::created(id, spec, at);
-        write_config(&mut tx, &config, true).await?;
-        audit(
-            &mut tx,
-            id,
-            AuditAction::Created,
-            actor,
-            at,
-            None,
-            Some(&config),
-        )
-        .await?;
+        let config = create_in(&mut tx, id, spec, AuditAction::Created, actor, at).await?;
         tx.commit().await.db("commit alert config")?;
         Ok(config)
     }
@@ -225,26 +253,47 @@ impl AlertConfigStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<AlertConfig> {
         let mut tx = self.begin_write("update alert config").await?;
-        let before = load_config(&mut tx, id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("alert config {id}")))?;
-        let after = before.updated(spec, expected_version, at)?;
-        if name_taken(&mut tx, spec, id).await? {
-            return Err(spec.name_taken());
-        }
-        write_config(&mut tx, &after, false).await?;
-        audit(
+        let after = update_in(
             &mut tx,
             id,
+            spec,
+            expected_version,
             AuditAction::Updated,
             actor,
             at,
-            Some(&before),
-            Some(&after),
         )
         .await?;
         tx.commit().await.db("commit alert config")?;
         Ok(after)
+    }
+
+    async fn import_configs(
+        &self,
+        writes: &[ConfigImport],
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<AlertConfig>> {
+        let mut tx = self.begin_write("import alert configs").await?;
+        let mut done = Vec::with_capacity(writes.len());
+        for w in writes {
+            done.push(match w.replaces {
+                None => create_in(&mut tx, w.id, &w.spec, AuditAction::Imported, actor, at).await?,
+                Some(v) => {
+                    update_in(
+                        &mut tx,
+                        w.id,
+                        &w.spec,
+                        Some(v),
+                        AuditAction::Imported,
+                        actor,
+                        at,
+                    )
+                    .await?
+                }
+            });
+        }
+        tx.commit().await.db("commit alert config import")?;
+        Ok(done)
     }
 
     async fn delete_config(&self, id: Uuid, actor: &str, at: DateTime<Utc>) -> Result<()> {

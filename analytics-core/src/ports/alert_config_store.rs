@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::alert::import::ConfigImport;
 use crate::alert::{AlertConfig, AlertConfigSpec, AuditEntry};
 use crate::error::Result;
 use crate::ids::ProjectId;
@@ -50,4 +51,14 @@ pub trait AlertConfigStore: Send + Sync + std::fmt::Debug {
 
     /// The audit trail of one configuration, oldest first.
     async fn config_audit(&self, config_id: Uuid) -> Result<Vec<AuditEntry>>;
+
+    /// Applies an import plan in one transaction: each write creates a configuration (as
+    /// `create_config`) or replaces one at its expected version (as `update_config`), audited
+    /// as `imported`. Any failure (a name taken, a version moved) writes nothing.
+    async fn import_configs(
+        &self,
+        writes: &[ConfigImport],
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<AlertConfig>>;
 }

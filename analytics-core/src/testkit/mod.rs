@@ -33,6 +33,7 @@ macro_rules! store_conformance_tests {
             alert_configs_are_versioned_and_audited,
             alert_config_engine_settings_round_trip,
             alert_config_names_are_unique_per_project,
+            config_imports_are_atomic_and_audited,
             alert_configs_list_by_project_and_enabled,
             one_unresolved_alert_per_config,
             acknowledged_alerts_leave_the_active_list,

@@ -38,6 +38,11 @@ use super::responses::{ApiResult, Body, Conflict, NotFound, PreconditionFailed};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The metric catalog alert configurations are checked against.
+pub(crate) fn catalog(state: &AppState) -> MetricCatalog {
+    MetricCatalog::from_specs(&state.health.specs)
+}
+
 /// The alerting endpoints.
 #[derive(Debug)]
 pub struct AlertsApi {
@@ -351,7 +356,7 @@ fn secs(field: &str, v: i64, min: i64, max: i64) -> Result<u32, ApiError> {
 
 impl AlertConfigRequest {
     /// The core spec, checked against the catalog and the core's rules.
-    fn to_spec(&self, catalog: &MetricCatalog) -> Result<AlertConfigSpec, ApiError> {
+    pub(crate) fn to_spec(&self, catalog: &MetricCatalog) -> Result<AlertConfigSpec, ApiError> {
         let project = ProjectId::parse(self.project.clone().unwrap_or_else(default_project))
             .map_err(|e| ApiError::invalid("project", e.message))?;
         let dimensions = Dimensions::from_pairs(
@@ -601,6 +606,7 @@ fn audit_body(e: &AuditEntry) -> Result<AuditBody, ApiError> {
             AuditAction::Created => AuditActionBody::Created,
             AuditAction::Updated => AuditActionBody::Updated,
             AuditAction::Deleted => AuditActionBody::Deleted,
+            AuditAction::Imported => AuditActionBody::Imported,
         },
         before: before.as_ref().map(AlertConfigBody::from),
         after: after.as_ref().map(AlertConfigBody::from),
@@ -895,7 +901,7 @@ fn precondition_failed(current: u64, expected: u64) -> ApiError {
 
 impl AlertsApi {
     fn catalog(&self) -> MetricCatalog {
-        MetricCatalog::from_specs(&self.state.health.specs)
+        catalog(&self.state)
     }
 
     /// Alert records with their configuration fields and deliveries.

@@ -1,6 +1,7 @@
 //! The HTTP surface: the OpenAPI service (events + operations endpoints), Swagger UI, and the
 //! observing middleware (request id, body limit, authentication, metrics, error shape).
 
+pub mod alert_transfer;
 pub mod alerts;
 mod allow;
 mod events;
@@ -48,9 +49,11 @@ pub enum ApiTags {
 }
 
 /// Every path the API serves (the spec test checks that each is documented).
-pub const PATHS: [&str; 17] = [
+pub const PATHS: [&str; 19] = [
     "/api/v1/analytics/alerts/metrics",
     "/api/v1/analytics/alerts/configs",
+    "/api/v1/analytics/alerts/configs/export",
+    "/api/v1/analytics/alerts/configs/import",
     "/api/v1/analytics/alerts/configs/{id}",
     "/api/v1/analytics/alerts/configs/{id}/audit",
     "/api/v1/analytics/alerts/history",
@@ -73,6 +76,7 @@ type Operations = (
     events::EventsApi,
     health::HealthApi,
     alerts::AlertsApi,
+    alert_transfer::AlertTransferApi,
     ops::OpsApi,
 );
 
@@ -87,6 +91,9 @@ pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
                 state: state.clone(),
             },
             alerts::AlertsApi {
+                state: state.clone(),
+            },
+            alert_transfer::AlertTransferApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
@@ -149,6 +156,8 @@ fn alert_route(path: &str) -> Option<&'static str> {
         ["history"] => "/api/v1/analytics/alerts/history",
         ["active"] => "/api/v1/analytics/alerts/active",
         ["acknowledge"] => "/api/v1/analytics/alerts/acknowledge",
+        ["configs", "export"] => "/api/v1/analytics/alerts/configs/export",
+        ["configs", "import"] => "/api/v1/analytics/alerts/configs/import",
         ["configs", id] if !id.is_empty() => "/api/v1/analytics/alerts/configs/{id}",
         ["configs", id, "audit"] if !id.is_empty() => "/api/v1/analytics/alerts/configs/{id}/audit",
         [id, "acknowledge"] if !id.is_empty() => "/api/v1/analytics/alerts/{id}/acknowledge",

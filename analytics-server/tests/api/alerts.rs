@@ -811,13 +811,13 @@ async fn the_runner_catches_up_adopts_after_a_restart_and_auto_resolves() {
 async fn a_pending_breach_keeps_its_start_across_restarts() {
     use std::sync::Arc;
 
+    use analytics_core::Threshold;
     use analytics_core::alert::{Condition, Stat};
     use analytics_core::memory::MemoryStore;
     use analytics_core::ports::Store;
     use analytics_core::rollup::Dimensions;
     use analytics_core::rollup::spec::RollupSpecs;
     use analytics_core::testkit::fixtures;
-    use analytics_core::Threshold;
     use analytics_server::alerting::{AlertRunner, WATERMARK};
 
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -856,4 +856,258 @@ async fn a_pending_breach_keeps_its_start_across_restarts() {
         );
     }
     assert_eq!(opened, [0, 0, 1], "pending at 0 and 60 s, firing at 120 s");
+}
+
+/// Export, change things, import back: a conflicting import is refused whole (409 naming
+/// the item) unless told to skip or replace; a dry run writes nothing; a deleted
+/// configuration comes back with its id; imports are audited as `imported`; importing an
+/// export of the current state changes nothing.
+#[tokio::test]
+async fn configs_export_and_import_round_trip_with_dry_run_and_conflict_policy() {
+    let app = TestApp::new();
+    let admin = app.admin();
+    let mut ids = Vec::new();
+    for name in ["first", "second", "third"] {
+        let r = send(&app, Method::POST, CONFIGS, Some(&config(name)), &admin).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:#}", r.body);
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let export = send(
+        &app,
+        Method::GET,
+        &format!("{CONFIGS}/export"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(export.status, StatusCode::OK, "{:#}", export.body);
+    assert_eq!(export.body["format"], "analytics.alert-configs.v1");
+    let items = export.body["items"].as_array().unwrap();
+    assert_eq!(
+        items
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ids
+    );
+    let shop_only = send(
+        &app,
+        Method::GET,
+        &format!("{CONFIGS}/export?project=other"),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(shop_only.body["items"], json!([]));
+
+    // Drift: `second` is changed, `third` deleted.
+    let mut changed = config("second");
+    changed["threshold"] = json!(900.0);
+    let put = send(
+        &app,
+        Method::PUT,
+        &format!("{CONFIGS}/{}", ids[1]),
+        Some(&changed),
+        &admin,
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::OK);
+    let del = send(
+        &app,
+        Method::DELETE,
+        &format!("{CONFIGS}/{}", ids[2]),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+
+    let import = format!("{CONFIGS}/import");
+    let refused = send(&app, Method::POST, &import, Some(&export.body), &admin).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{:#}", refused.body);
+    assert_eq!(refused.body["error"]["field"], "items[1]");
+    let still = send(
+        &app,
+        Method::GET,
+        &format!("{CONFIGS}/{}", ids[2]),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        still.status,
+        StatusCode::NOT_FOUND,
+        "a refused import writes nothing"
+    );
+
+    let dry = send(
+        &app,
+        Method::POST,
+        &format!("{import}?dry_run=true&on_conflict=replace"),
+        Some(&export.body),
+        &admin,
+    )
+    .await;
+    assert_eq!(dry.status, StatusCode::OK, "{:#}", dry.body);
+    assert_eq!(
+        (
+            &dry.body["dry_run"],
+            &dry.body["created"],
+            &dry.body["replaced"],
+            &dry.body["unchanged"]
+        ),
+        (&json!(true), &json!(1), &json!(1), &json!(1))
+    );
+    let second = send(
+        &app,
+        Method::GET,
+        &format!("{CONFIGS}/{}", ids[1]),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(second.body["threshold"], 900.0, "a dry run writes nothing");
+
+    let skipped = send(
+        &app,
+        Method::POST,
+        &format!("{import}?on_conflict=skip"),
+        Some(&export.body),
+        &admin,
+    )
+    .await;
+    assert_eq!(skipped.status, StatusCode::OK, "{:#}", skipped.body);
+    let actions: Vec<&str> = skipped.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["unchanged", "skipped", "created"]);
+    assert_eq!(
+        skipped.body["results"][2]["id"],
+        ids[2].as_str(),
+        "restored with its id"
+    );
+    let second = send(
+        &app,
+        Method::GET,
+        &format!("{CONFIGS}/{}", ids[1]),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(second.body["threshold"], 900.0, "skip keeps the stored one");
+
+    let replaced = send(
+        &app,
+        Method::POST,
+        &format!("{import}?on_conflict=replace"),
+        Some(&export.body),
+        &admin,
+    )
+    .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{:#}", replaced.body);
+    assert_eq!(replaced.body["replaced"], 1);
+    assert_eq!(replaced.body["results"][1]["version"], 3);
+    let second = send(
+        &app,
+        Method::GET,
+        &format!("{CONFIGS}/{}", ids[1]),
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        (&second.body["threshold"], &second.body["version"]),
+        (&json!(500.0), &json!(3))
+    );
+    let audit = send(
+        &app,
+        Method::GET,
+        &format!("{CONFIGS}/{}/audit", ids[1]),
+        None,
+        &admin,
+    )
+    .await;
+    let trail: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(trail, ["created", "updated", "imported"]);
+
+    // The current state, exported and imported again: nothing to do.
+    let now = send(
+        &app,
+        Method::GET,
+        &format!("{CONFIGS}/export"),
+        None,
+        &admin,
+    )
+    .await;
+    let again = send(&app, Method::POST, &import, Some(&now.body), &admin).await;
+    assert_eq!(again.status, StatusCode::OK, "{:#}", again.body);
+    assert_eq!(
+        (&again.body["unchanged"], &again.body["created"]),
+        (&json!(3), &json!(0))
+    );
+}
+
+/// Every import item is validated like a create, named by its position; repeated names in
+/// one import are refused.
+#[tokio::test]
+async fn bad_import_items_are_400_naming_the_item_field() {
+    let app = TestApp::new();
+    let admin = app.admin();
+    let import = format!("{CONFIGS}/import");
+    let mut bad = config("bad");
+    bad["threshold"] = json!("high");
+    let r = send(
+        &app,
+        Method::POST,
+        &import,
+        Some(&json!({"items": [config("ok"), bad]})),
+        &admin,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:#}", r.body);
+    let mut bad = config("bad");
+    bad["metric"] = json!("no.such_metric");
+    let r = send(
+        &app,
+        Method::POST,
+        &import,
+        Some(&json!({"items": [config("ok"), bad]})),
+        &admin,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:#}", r.body);
+    assert_eq!(r.body["error"]["field"], "items[1].metric");
+    let r = send(
+        &app,
+        Method::POST,
+        &import,
+        Some(&json!({"items": [config("twice"), config("twice")]})),
+        &admin,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:#}", r.body);
+    assert_eq!(r.body["error"]["field"], "items[1].name");
+    let listed = send(&app, Method::GET, CONFIGS, None, &admin).await;
+    assert_eq!(
+        listed.body["items"],
+        json!([]),
+        "nothing of a refused import is written"
+    );
+    let viewer = send(
+        &app,
+        Method::POST,
+        &import,
+        Some(&json!({"items": []})),
+        &format!("Bearer {}", app.token(&[Role::BusinessViewer])),
+    )
+    .await;
+    assert_eq!(viewer.status, StatusCode::FORBIDDEN);
 }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use chrono::Duration;
 use uuid::Uuid;
 
+use crate::alert::import::ConfigImport;
 use crate::alert::{AlertStatus, AuditAction, NoDataPolicy, NotificationRecord, Severity};
 use crate::error::Error;
 use crate::ids::Threshold;
@@ -646,4 +647,95 @@ pub async fn alert_steps_commit_transitions_outbox_and_state_together(store: &dy
         .expect("list");
     assert_eq!(active.items.len(), 1);
     assert_eq!(store.job_state("never-ran").await.expect("state"), None);
+}
+
+/// An import creates and replaces configurations in one transaction, audited as `imported`;
+/// one failing write (a name taken, a version moved) leaves everything as it was.
+pub async fn config_imports_are_atomic_and_audited(store: &dyn Store) {
+    let existing = store
+        .create_config(
+            Uuid::new_v4(),
+            &fixtures::alert_spec("shop", "latency", Severity::Warning),
+            "alice",
+            now(),
+        )
+        .await
+        .expect("create");
+    let mut replacement = existing.spec.clone();
+    replacement.severity = Severity::Critical;
+    let fresh = ConfigImport {
+        id: Uuid::new_v4(),
+        spec: fixtures::alert_spec("shop", "errors", Severity::Info),
+        replaces: None,
+    };
+    let later = now() + Duration::minutes(1);
+    // The replace expects a version that moved: nothing of the import is written.
+    let stale = [
+        fresh.clone(),
+        ConfigImport {
+            id: existing.id,
+            spec: replacement.clone(),
+            replaces: Some(existing.version + 1),
+        },
+    ];
+    assert!(matches!(
+        store.import_configs(&stale, "bob", later).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        store.get_config(fresh.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(store.config_audit(fresh.id).await.expect("audit"), []);
+
+    let good = [
+        fresh.clone(),
+        ConfigImport {
+            id: existing.id,
+            spec: replacement.clone(),
+            replaces: Some(existing.version),
+        },
+    ];
+    let written = store
+        .import_configs(&good, "bob", later)
+        .await
+        .expect("import");
+    assert_eq!(written.len(), 2);
+    assert_eq!((written[0].id, written[0].version), (fresh.id, 1));
+    assert_eq!(
+        (written[1].version, written[1].spec.severity),
+        (2, Severity::Critical)
+    );
+    assert_eq!(
+        store.get_config(existing.id).await.expect("get"),
+        written[1]
+    );
+    let trail = store.config_audit(existing.id).await.expect("audit");
+    assert_eq!(
+        trail
+            .iter()
+            .map(|e| (e.action, e.actor.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (AuditAction::Created, "alice"),
+            (AuditAction::Imported, "bob")
+        ]
+    );
+    let created = store.config_audit(fresh.id).await.expect("audit");
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        (created[0].action, created[0].before.is_none()),
+        (AuditAction::Imported, true)
+    );
+
+    // A name taken by another configuration refuses the import.
+    let clash = [ConfigImport {
+        id: Uuid::new_v4(),
+        spec: fixtures::alert_spec("shop", "errors", Severity::Info),
+        replaces: None,
+    }];
+    assert!(matches!(
+        store.import_configs(&clash, "bob", later).await,
+        Err(Error::Conflict(_))
+    ));
 }
