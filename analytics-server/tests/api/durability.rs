@@ -3,8 +3,7 @@
 //! acknowledged is lost).
 
 use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,44 +11,7 @@ use analytics_server::{JwtSettings, Role, Secret};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::helpers::{SECRET, fresh_postgres_url};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn start(db_url: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_analytics-server"))
-        .env("DATABASE_URL", db_url)
-        .env("ANALYTICS_BIND", "127.0.0.1:0")
-        .env("ANALYTICS_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(addr);
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server reports its address");
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
+use crate::helpers::{BinaryServer, SECRET, fresh_postgres_url};
 
 fn token() -> String {
     let t = JwtSettings::new(Secret::new(SECRET))
@@ -187,7 +149,7 @@ async fn acknowledged_events_survive_kill_9_and_sigterm(url: &str) {
     let seen = Arc::new(Mutex::new(Seen::default()));
 
     for round in 0..5u128 {
-        let mut server = start(url);
+        let mut server = BinaryServer::spawn(url, &[]);
         let killed_at = Arc::new(Mutex::new(None));
         let clients: Vec<_> = (0..4)
             .map(|c| {
@@ -211,7 +173,7 @@ async fn acknowledged_events_survive_kill_9_and_sigterm(url: &str) {
     }
 
     // SIGTERM under load: exit 0, every acknowledged event stored.
-    let mut server = start(url);
+    let mut server = BinaryServer::spawn(url, &[]);
     let never = Arc::new(Mutex::new(None));
     let clients: Vec<_> = (0..4)
         .map(|c| {
@@ -239,7 +201,7 @@ async fn acknowledged_events_survive_kill_9_and_sigterm(url: &str) {
         c.await.unwrap();
     }
 
-    let mut server = start(url);
+    let mut server = BinaryServer::spawn(url, &[]);
     let stored = stored_ids(&http, &server.base).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();

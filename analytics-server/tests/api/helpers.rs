@@ -283,3 +283,56 @@ impl RunningServer {
         self.task.await.unwrap().expect("clean stop");
     }
 }
+
+/// The real `analytics-server` binary on `db_url`, bound to a free loopback port, with
+/// [`SECRET`] and the extra environment `env`; killed (SIGKILL) when dropped.
+pub(crate) struct BinaryServer {
+    pub(crate) child: std::process::Child,
+    pub(crate) base: String,
+}
+
+impl BinaryServer {
+    /// Starts it and waits until it reports its address.
+    pub(crate) fn spawn(db_url: &str, env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead as _, BufReader};
+        use std::process::{Command, Stdio};
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_analytics-server"))
+            .env("DATABASE_URL", db_url)
+            .env("ANALYTICS_BIND", "127.0.0.1:0")
+            .env("ANALYTICS_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("server reports its address");
+        Self {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

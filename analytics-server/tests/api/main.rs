@@ -11,4 +11,5 @@ mod helpers;
 mod ingest;
 mod postgres_server;
 mod query;
+mod replicas;
 mod spec;
