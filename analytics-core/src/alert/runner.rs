@@ -14,6 +14,7 @@
 //! stored state (a store written before it was kept) the engine adopts every unresolved
 //! alert, so nothing is opened twice.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,13 +25,16 @@ use crate::alert::engine::{
 };
 use crate::alert::routing;
 use crate::alert::{ANOMALY_MIN_HISTORY, AlertConfig, AlertStatus, Condition, NewAlert};
+use crate::ids::{MetricName, ProjectId};
 use crate::notification::{NotificationPreferences, PreferenceSubject, Recipient};
+use crate::page::MAX_PAGE_SIZE;
 use crate::ports::alert_rule::Observation;
-use crate::ports::metrics_source::MetricQuery;
-use crate::ports::{AlertFilter, AlertStepCommit, AlertWrite, MetricsSource, Store};
-use crate::rollup::read::RollupReader;
+use crate::ports::{AlertFilter, AlertStepCommit, AlertWrite, Store};
+use crate::rollup::Rollup;
+use crate::rollup::read::{RollupReader, SeriesQuery, observed_value, series_stats};
 use crate::rollup::spec::RollupSpecs;
 use crate::{PageRequest, Result, TimeRange};
+use uuid::Uuid;
 
 /// The singleton lock of the alert engine among replicas.
 pub const LOCK_NAME: &str = "alert-engine";
@@ -152,10 +156,12 @@ impl AlertRunner {
         report: &mut RunReport,
     ) -> Result<EngineState> {
         let configs = self.store.list_configs(None, true).await?;
-        let mut observed = Vec::with_capacity(configs.len());
-        for c in &configs {
-            observed.push(self.observe(c, at).await?);
-        }
+        let reads = self.read_windows(&configs, at).await?;
+        let unresolved = self.unresolved_alerts().await?;
+        let observed: Vec<Observed> = configs
+            .iter()
+            .map(|c| observe(c, at, &reads, unresolved.get(&c.id).copied()))
+            .collect::<Result<_>>()?;
         let inputs: Vec<ConfigInput<'_>> = configs
             .iter()
             .zip(&observed)
@@ -235,68 +241,138 @@ impl AlertRunner {
         Ok(preferences)
     }
 
-    async fn value(
-        &self,
-        c: &AlertConfig,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> Result<Option<f64>> {
-        let Ok(window) = TimeRange::new(start, end) else {
-            return Ok(None);
-        };
-        self.reader
-            .metric_value(&MetricQuery {
-                project: c.spec.project.clone(),
-                metric: c.spec.metric.clone(),
-                stat: c.spec.stat,
-                dimensions: c.spec.dimensions.clone(),
-                window,
-            })
-            .await
+    /// Reads every window the configurations need once: each distinct (project, window)
+    /// is one [`RollupReader::window_rows`] of all the metrics watched over it, however many
+    /// configurations share it.
+    async fn read_windows(&self, configs: &[AlertConfig], at: DateTime<Utc>) -> Result<Reads> {
+        let mut wanted: BTreeMap<WindowKey, BTreeSet<MetricName>> = BTreeMap::new();
+        for c in configs {
+            for (start, end) in windows(c, at) {
+                wanted
+                    .entry((c.spec.project.clone(), start, end))
+                    .or_default()
+                    .insert(c.spec.metric.clone());
+            }
+        }
+        let mut reads = Reads::new();
+        for ((project, start, end), metrics) in wanted {
+            let Ok(range) = TimeRange::new(start, end) else {
+                continue;
+            };
+            let metrics: Vec<MetricName> = metrics.into_iter().collect();
+            let rows = self.reader.window_rows(&project, &metrics, range).await?;
+            reads.insert((project, start, end), rows);
+        }
+        Ok(reads)
     }
 
-    async fn observe(&self, c: &AlertConfig, at: DateTime<Utc>) -> Result<Observed> {
-        let w = chrono::Duration::seconds(i64::from(c.spec.window_secs));
-        let current = self.value(c, at - w, at).await?;
-        let mut previous = None;
-        let mut history = Vec::new();
-        let mut seasonal = Vec::new();
-        match c.spec.condition {
-            Condition::RateOfChange => previous = self.value(c, at - w - w, at - w).await?,
-            Condition::Anomaly => {
-                for k in (1..=ANOMALY_MIN_HISTORY as i64 + 1).rev() {
-                    let end = at - w * k as i32;
-                    if let Some(v) = self.value(c, end - w, end).await? {
-                        history.push(v);
-                    }
-                }
-                for k in (1..=SEASONS).rev() {
-                    let end = at - chrono::Duration::weeks(k);
-                    if let Some(v) = self.value(c, end - w, end).await? {
-                        seasonal.push(v);
-                    }
-                }
-            }
-            Condition::ThresholdAbove | Condition::ThresholdBelow => {}
-        }
+    /// The newest unresolved alert of every configuration, in one listing.
+    async fn unresolved_alerts(&self) -> Result<HashMap<Uuid, StoredAlert>> {
         let filter = AlertFilter {
-            config_id: Some(c.id),
             statuses: vec![AlertStatus::Active, AlertStatus::Acknowledged],
             ..AlertFilter::default()
         };
-        let stored = self
-            .store
-            .list_alerts(&filter, &PageRequest::first(1))
-            .await?
-            .items
-            .first()
-            .map(StoredAlert::from);
-        Ok(Observed {
-            current,
-            previous,
-            history,
-            seasonal,
-            stored,
-        })
+        let mut out = HashMap::new();
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        loop {
+            let listed = self.store.list_alerts(&filter, &page).await?;
+            for a in &listed.items {
+                // Newest first: the first seen of a configuration is its newest.
+                out.entry(a.fired.config_id)
+                    .or_insert_with(|| StoredAlert::from(a));
+            }
+            match listed.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
     }
+}
+
+/// A window of one project: `(project, start, end)`.
+type WindowKey = (ProjectId, DateTime<Utc>, DateTime<Utc>);
+
+/// The rows read per window.
+type Reads = HashMap<WindowKey, Vec<Rollup>>;
+
+/// Every window a configuration's observation at `at` needs: the current one, then the
+/// previous one (`rate_of_change`) or the recent and seasonal ones (`anomaly`).
+fn windows(c: &AlertConfig, at: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let w = chrono::Duration::seconds(i64::from(c.spec.window_secs));
+    let mut out = vec![(at - w, at)];
+    match c.spec.condition {
+        Condition::RateOfChange => out.push((at - w - w, at - w)),
+        Condition::Anomaly => {
+            for k in 1..=ANOMALY_MIN_HISTORY as i32 + 1 {
+                let end = at - w * k;
+                out.push((end - w, end));
+            }
+            for k in 1..=SEASONS {
+                let end = at - chrono::Duration::weeks(k);
+                out.push((end - w, end));
+            }
+        }
+        Condition::ThresholdAbove | Condition::ThresholdBelow => {}
+    }
+    out
+}
+
+/// The configuration's value over one window, from the rows read for it.
+fn value(
+    c: &AlertConfig,
+    reads: &Reads,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<Option<f64>> {
+    let Ok(window) = TimeRange::new(start, end) else {
+        return Ok(None);
+    };
+    let rows = reads
+        .get(&(c.spec.project.clone(), start, end))
+        .map_or(&[][..], Vec::as_slice);
+    let q = SeriesQuery {
+        project: c.spec.project.clone(),
+        metric: c.spec.metric.clone(),
+        dimensions: c.spec.dimensions.clone(),
+    };
+    let stats = series_stats(rows, &q)?;
+    Ok(observed_value(stats.as_ref(), c.spec.stat, window))
+}
+
+/// Everything observed for one configuration at `at` (windows as [`windows`] lists them).
+fn observe(
+    c: &AlertConfig,
+    at: DateTime<Utc>,
+    reads: &Reads,
+    stored: Option<StoredAlert>,
+) -> Result<Observed> {
+    let ws = windows(c, at);
+    let current = value(c, reads, ws[0])?;
+    let mut previous = None;
+    let mut history = Vec::new();
+    let mut seasonal = Vec::new();
+    match c.spec.condition {
+        Condition::RateOfChange => previous = value(c, reads, ws[1])?,
+        Condition::Anomaly => {
+            // Oldest first, as the engine expects.
+            let recent = &ws[1..=ANOMALY_MIN_HISTORY + 1];
+            for w in recent.iter().rev() {
+                if let Some(v) = value(c, reads, *w)? {
+                    history.push(v);
+                }
+            }
+            for w in ws[ANOMALY_MIN_HISTORY + 2..].iter().rev() {
+                if let Some(v) = value(c, reads, *w)? {
+                    seasonal.push(v);
+                }
+            }
+        }
+        Condition::ThresholdAbove | Condition::ThresholdBelow => {}
+    }
+    Ok(Observed {
+        current,
+        previous,
+        history,
+        seasonal,
+        stored,
+    })
 }

@@ -357,19 +357,80 @@ impl RollupReader {
             .await
     }
 
-    /// The rows (rolled up, or computed from raw events) covering `range`.
-    async fn rows_for(&self, sel: &Selector<'_>, range: TimeRange) -> Result<Vec<Rollup>> {
+    /// How `range` of `project` is read: rollup pieces behind the hour watermark (minus late
+    /// hours), raw pieces for the rest.
+    async fn pieces(&self, project: &ProjectId, range: TimeRange) -> Result<Vec<Piece>> {
         let wm = self.store.watermark(HOUR_WATERMARK).await?;
         let sealed = self
             .store
-            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{}", sel.project))
+            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{project}"))
             .await?;
-        let dirty = self.late_hours(sel.project, wm, sealed).await?;
+        let dirty = self.late_hours(project, wm, sealed).await?;
+        Ok(plan_around(range, wm, sealed, &dirty))
+    }
+
+    /// The rows (rolled up, or computed from raw events) covering `range`.
+    async fn rows_for(&self, sel: &Selector<'_>, range: TimeRange) -> Result<Vec<Rollup>> {
         let mut rows = Vec::new();
-        for piece in plan_around(range, wm, sealed, &dirty) {
+        for piece in self.pieces(sel.project, range).await? {
             match piece {
                 Piece::Rollups(g, r) => rows.extend(self.query(sel, g, r).await?),
                 Piece::Raw(r) => rows.extend(self.raw_rows(sel, r).await?),
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Every row of every grouping of `metrics` covering `range` (rolled up, or computed from
+    /// raw events in one scan per piece): one read answers any number of series of these
+    /// metrics over this range with [`series_stats`]. The alert engine reads each distinct
+    /// window once this way, however many configurations watch it.
+    pub async fn window_rows(
+        &self,
+        project: &ProjectId,
+        metrics: &[MetricName],
+        range: TimeRange,
+    ) -> Result<Vec<Rollup>> {
+        let specs = RollupSpecs(
+            metrics
+                .iter()
+                .filter_map(|m| self.specs.get(m).cloned())
+                .collect(),
+        );
+        if specs.0.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut kinds: Vec<_> = specs.0.iter().map(|s| s.kind.clone()).collect();
+        kinds.sort();
+        kinds.dedup();
+        let mut rows = Vec::new();
+        for piece in self.pieces(project, range).await? {
+            match piece {
+                Piece::Rollups(g, r) => rows.extend(
+                    self.store
+                        .query_rollups(&RollupQuery {
+                            project: project.clone(),
+                            granularity: g,
+                            range: r,
+                            metrics: specs.0.iter().map(|s| s.metric.clone()).collect(),
+                            dimensions: Dimensions::none(),
+                            dimension_names: None,
+                        })
+                        .await?,
+                ),
+                Piece::Raw(r) => {
+                    let mut agg = Aggregator::new(&specs);
+                    scan_range(
+                        self.store.as_ref(),
+                        project,
+                        r,
+                        kinds.clone(),
+                        self.page_size,
+                        |e| agg.add(e),
+                    )
+                    .await?;
+                    rows.extend(agg.finish(project, Granularity::Hour, r.start(), r.start()));
+                }
             }
         }
         Ok(rows)
@@ -424,6 +485,33 @@ impl<'a> Selector<'a> {
     }
 }
 
+/// The statistics of one series out of rows read with [`RollupReader::window_rows`] (the
+/// series' metric, exactly its dimension names, its values); `None` when no row has data.
+pub fn series_stats(rows: &[Rollup], q: &SeriesQuery) -> Result<Option<RollupStats>> {
+    let sel = Selector::series(q);
+    let (merged, bad) = merge_stats(
+        rows.iter()
+            .filter(|r| r.key.metric == q.metric && sel.selects(&r.key.dimensions)),
+    );
+    if bad > 0 {
+        return Err(Error::Internal(format!(
+            "{bad} rollup rows have corrupt digests"
+        )));
+    }
+    Ok(merged.map(|(_, stats)| stats))
+}
+
+/// The value of `stat` of a series from its statistics over `window`, as
+/// [`MetricsSource::metric_value`] answers it: no events is a count, sum or rate of zero,
+/// and missing data for the other statistics.
+pub fn observed_value(stats: Option<&RollupStats>, stat: Stat, window: TimeRange) -> Option<f64> {
+    match (stats, stat) {
+        (None, Stat::Count | Stat::Sum | Stat::Rate) => Some(0.0),
+        (None, _) => None,
+        (Some(s), stat) => stat_value(s, stat, window),
+    }
+}
+
 /// Where an answer was read from (API.md, FR-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -470,11 +558,6 @@ impl MetricsSource for RollupReader {
             dimensions: query.dimensions.clone(),
         };
         let stats = self.stats(&q, query.window).await?;
-        Ok(match (stats, query.stat) {
-            // No events in the window: a count or rate of zero, not missing data.
-            (None, Stat::Count | Stat::Sum | Stat::Rate) => Some(0.0),
-            (None, _) => None,
-            (Some(s), stat) => stat_value(&s, stat, query.window),
-        })
+        Ok(observed_value(stats.as_ref(), query.stat, query.window))
     }
 }

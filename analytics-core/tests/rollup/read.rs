@@ -245,3 +245,40 @@ async fn the_open_hour_comes_from_raw_events() {
     );
     assert_eq!(reader.metric_value(&q(Stat::P95)).await.unwrap(), None);
 }
+
+/// One window read of several metrics answers every series of them exactly as a read per
+/// series does (rolled-up parts, unaligned raw edges and every grouping).
+#[tokio::test]
+async fn one_window_read_answers_every_series_like_a_read_per_series() {
+    use analytics_core::rollup::read::series_stats;
+
+    let (store, _) = rolled_store(3 * 24, 30).await;
+    let reader = RollupReader::new(store.clone(), Arc::new(RollupSpecs::defaults()));
+    let metrics_read = [
+        MetricName::parse(metrics::API_LATENCY_MS).unwrap(),
+        MetricName::parse("api.errors").unwrap(),
+    ];
+    let route = Dimensions::from_pairs([("route", "/a")]).unwrap();
+    for range in [
+        r("2024-02-25T00:00:00Z", "2024-02-28T00:00:00Z"),
+        r("2024-02-25T10:17:00Z", "2024-02-27T03:40:00Z"),
+    ] {
+        let rows = reader
+            .window_rows(&project("shop"), &metrics_read, range)
+            .await
+            .expect("window rows");
+        for metric in &metrics_read {
+            for dimensions in [Dimensions::none(), route.clone()] {
+                let q = SeriesQuery {
+                    project: project("shop"),
+                    metric: metric.clone(),
+                    dimensions,
+                };
+                let one = reader.stats(&q, range).await.expect("stats");
+                let batched = series_stats(&rows, &q).expect("series");
+                assert!(one.is_some(), "{q:?} has data");
+                assert_eq!(batched, one, "{q:?} over {range}");
+            }
+        }
+    }
+}
