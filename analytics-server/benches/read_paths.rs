@@ -1,0 +1,341 @@
+//! Read paths over a large PostgreSQL database: the health routes through the real server
+//! (HTTP on loopback, JWT, the rollup reader, JSON) against the store's own rollup read of the
+//! same window, and one alert-engine tick over 1,000 configurations against the bare metric
+//! reads it needs, in the same run.
+//!
+//! Needs `TEST_DATABASE_URL` (a superuser URL; a database `bench_reads_*` is created on it):
+//! `scripts/with-services cargo bench -p analytics-server --bench read_paths`.
+//! Knobs: `BENCH_EVENTS` (default 10,000,000 `api_request` events over 30 days, the demo
+//! generator's diurnal traffic over 20 routes), `BENCH_CONFIGS` (default 1,000),
+//! `BENCH_SAMPLES` (timed requests per route, default 15). The load keeps every raw event
+//! (35-day retention) so raw reads see the whole table. Without `--bench` (as `cargo test`
+//! runs it) it loads 20,000 events and 20 configurations and checks every path answers.
+
+// A benchmark reports its figures on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use analytics_core::alert::{AlertConfigSpec, Condition, NoDataPolicy, Severity, Stat};
+use analytics_core::ports::{EventSink, JobStore, MetricQuery, MetricsSource, RollupStore, Store};
+use analytics_core::rollup::read::RollupReader;
+use analytics_core::rollup::scheduler::{RollupScheduler, SchedulerOptions};
+use analytics_core::rollup::spec::{RollupSpecs, metrics};
+use analytics_core::rollup::{Dimensions, RollupQuery};
+use analytics_core::testkit::services::with_database;
+use analytics_core::{Granularity, MetricName, ProjectId, Threshold, TimeRange};
+use analytics_server::alerting::AlertRunner;
+use analytics_server::demo::{DemoOptions, traffic};
+use analytics_server::{Application, JwtSettings, Role, Secret, Settings};
+use analytics_store_pg::{PgStore, PgStoreOptions};
+use chrono::{DateTime, Duration as Span, DurationRound, Utc};
+use futures_util::future::join_all;
+
+const SECRET: &str = "read-paths-benchmark-secret-0123456789abcdef";
+const PROJECT: &str = "shop";
+const ROUTES: [&str; 6] = [
+    "/api/v1/products",
+    "/api/v1/products/:id",
+    "/api/v1/search",
+    "/api/v1/cart",
+    "/api/v1/checkout",
+    "/api/v1/orders",
+];
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Writes `events` events of demo traffic ending at `end` through the store's batch path,
+/// a day at a time, four writers at once.
+async fn load(store: &PgStore, events: usize, end: DateTime<Utc>) -> Duration {
+    let started = Instant::now();
+    let per_hour = (events / (30 * 24)).max(1) as u32;
+    for day in 0..30u32 {
+        let o = DemoOptions {
+            project: ProjectId::parse(PROJECT).expect("slug"),
+            end: end - Span::days(i64::from(day)),
+            days: 1,
+            per_hour,
+            seed: 7 + u64::from(day),
+        };
+        let batch = traffic(&o);
+        let chunks: Vec<_> = batch.chunks(batch.len().div_ceil(4).max(1)).collect();
+        let writes = chunks.into_iter().map(|part| async move {
+            for c in part.chunks(2000) {
+                store.write_batch(c).await.expect("write batch");
+            }
+        });
+        join_all(writes).await;
+    }
+    started.elapsed()
+}
+
+/// Rolls everything up (35-day retention: nothing is deleted).
+async fn roll(store: &PgStore, now: DateTime<Utc>) -> Duration {
+    let started = Instant::now();
+    let s = RollupScheduler::new(
+        RollupSpecs::defaults(),
+        SchedulerOptions {
+            default_retention_days: 35,
+            ..SchedulerOptions::default()
+        },
+    );
+    loop {
+        let report = s.tick(store, now).await.expect("rollup tick");
+        if !report.backlog {
+            break;
+        }
+    }
+    started.elapsed()
+}
+
+/// `n` varied configurations: 70% thresholds, 15% rate of change, 15% anomaly, over three
+/// metrics, overall or per route, windows of 5 min, 15 min and 1 h.
+fn configs(n: usize) -> Vec<AlertConfigSpec> {
+    (0..n)
+        .map(|i| {
+            let (metric, stat) = match i % 3 {
+                0 => (metrics::API_LATENCY_MS, Stat::P95),
+                1 => (metrics::API_ERRORS, Stat::Avg),
+                _ => (metrics::API_LATENCY_MS, Stat::Count),
+            };
+            let condition = match i % 20 {
+                0..14 => Condition::ThresholdAbove,
+                14..17 => Condition::RateOfChange,
+                _ => Condition::Anomaly,
+            };
+            let dimensions = if i % 2 == 0 {
+                Dimensions::none()
+            } else {
+                Dimensions::from_pairs([("route", ROUTES[i % ROUTES.len()])]).expect("dims")
+            };
+            AlertConfigSpec {
+                project: ProjectId::parse(PROJECT).expect("slug"),
+                name: format!("config {i}"),
+                metric: MetricName::parse(metric).expect("metric"),
+                stat,
+                dimensions,
+                condition,
+                threshold: Threshold::new(1e9).expect("threshold"),
+                window_secs: [300, 900, 3600][i % 3],
+                severity: Severity::Warning,
+                cooldown_secs: 0,
+                channels: vec![],
+                recipients: vec![],
+                enabled: true,
+                for_secs: 0,
+                recovery_threshold: None,
+                auto_resolve: true,
+                no_data: NoDataPolicy::Keep,
+            }
+        })
+        .collect()
+}
+
+async fn time_get(http: &reqwest::Client, url: &str, auth: &str, samples: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..samples + 2 {
+        let started = Instant::now();
+        let r = http
+            .get(url)
+            .header("authorization", auth)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        let body = r.bytes().await.expect("body");
+        assert!(status.is_success(), "{url}: {status} {body:?}");
+        if i >= 2 {
+            out.push(ms(started.elapsed()));
+        }
+    }
+    out
+}
+
+fn main() {
+    let measure = std::env::args().any(|a| a == "--bench");
+    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("TEST_DATABASE_URL is not set: skipping the read-path benchmark");
+        return;
+    };
+    let events = if measure {
+        env_usize("BENCH_EVENTS", 10_000_000)
+    } else {
+        20_000
+    };
+    let n_configs = if measure {
+        env_usize("BENCH_CONFIGS", 1_000)
+    } else {
+        20
+    };
+    let samples = if measure {
+        env_usize("BENCH_SAMPLES", 15)
+    } else {
+        2
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let name = format!("bench_reads_{}", uuid::Uuid::new_v4().simple());
+        analytics_store_pg::admin::create_database(&admin, &name)
+            .await
+            .expect("create database");
+        let url = with_database(&admin, &name);
+        let store = PgStore::connect(&url, PgStoreOptions::default())
+            .await
+            .expect("connect");
+        let now = Utc::now();
+        let end = now.duration_trunc(Span::hours(1)).expect("hour");
+        let loaded = load(&store, events, end).await;
+        let rolled = roll(&store, now).await;
+        println!(
+            "read_paths: {events} events over 30 days loaded in {:.1} s, rolled up in {:.1} s",
+            loaded.as_secs_f64(),
+            rolled.as_secs_f64()
+        );
+
+        // The bench drives the alert engine itself: it holds the engine's singleton lock so
+        // the server's own loop stays idle.
+        let _engine_lock = store
+            .try_lock(analytics_server::alerting::LOCK_NAME)
+            .await
+            .expect("lock")
+            .expect("the engine lock is free");
+        // The server, on the same database.
+        let mut settings = Settings::new("127.0.0.1:0", &url, JwtSettings::new(Secret::new(SECRET)));
+        settings.drain_delay = Duration::ZERO;
+        let app = Application::build(settings).await.expect("server builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.shutdown_handle();
+        let server = tokio::spawn(app.run_until_stopped());
+        let token = JwtSettings::new(Secret::new(SECRET))
+            .issue("bench", &[Role::Admin], Utc::now().timestamp(), 3600)
+            .expect("token");
+        let auth = format!("Bearer {token}");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+
+        let project = ProjectId::parse(PROJECT).expect("slug");
+        for (range, days) in [("24h", 1), ("30d", 30)] {
+            let window = TimeRange::new(now - Span::days(days), now).expect("window");
+            // The baseline: the store's own read of the window's rollup rows (overall
+            // series of the request metrics, coarsest granularity that fits).
+            let granularity = if days == 1 { Granularity::Hour } else { Granularity::Day };
+            let mut base_ms = Vec::new();
+            for i in 0..samples + 2 {
+                let started = Instant::now();
+                store
+                    .query_rollups(&RollupQuery {
+                        project: project.clone(),
+                        granularity,
+                        range: window,
+                        metrics: vec![
+                            MetricName::parse(metrics::API_LATENCY_MS).expect("metric"),
+                            MetricName::parse(metrics::API_ERRORS).expect("metric"),
+                        ],
+                        dimensions: Dimensions::none(),
+                        dimension_names: Some(vec![]),
+                    })
+                    .await
+                    .expect("rollup read");
+                if i >= 2 {
+                    base_ms.push(ms(started.elapsed()));
+                }
+            }
+            let base_p50 = percentile(base_ms.clone(), 0.5);
+            println!(
+                "range={range}: store rollup read p50 {base_p50:.2} ms p95 {:.2} ms",
+                percentile(base_ms, 0.95)
+            );
+            for route in ["overview", "api", "database", "timeseries"] {
+                let u = format!(
+                    "{base}/api/v1/analytics/health/{route}?project={PROJECT}&range={range}"
+                );
+                let t = time_get(&http, &u, &auth, samples).await;
+                let (p50, p95) = (percentile(t.clone(), 0.5), percentile(t, 0.95));
+                println!(
+                    "  health/{route:<10} p50 {p50:>8.2} ms  p95 {p95:>8.2} ms  ({:.1}x the store read)",
+                    p50 / base_p50
+                );
+            }
+        }
+
+        // The alert engine: one tick over `n_configs` configurations.
+        let arc: Arc<dyn Store> = Arc::new(store.clone());
+        for (i, spec) in configs(n_configs).iter().enumerate() {
+            arc.create_config(uuid::Uuid::from_u128(i as u128 + 1), spec, "bench", now)
+                .await
+                .expect("create config");
+        }
+        let specs = Arc::new(RollupSpecs::defaults());
+        let every = Duration::from_secs(60);
+        let mut runner = AlertRunner::new(arc.clone(), specs.clone(), every);
+        let now = Utc::now();
+        runner.run(now).await.expect("first tick");
+        let mut tick_ms = Vec::new();
+        for k in 1..=samples as i64 {
+            let at = now + Span::minutes(k);
+            let started = Instant::now();
+            let report = runner.run(at).await.expect("tick");
+            tick_ms.push(ms(started.elapsed()));
+            assert_eq!(report.steps, 1);
+        }
+        // The bare reads the tick needs: every configuration's current value, one metric
+        // read each (the previous and seasonal windows of the few rate-of-change and anomaly
+        // configurations are not counted, which favours the baseline).
+        let reader = RollupReader::new(arc.clone(), specs);
+        let configs = arc.list_configs(None, true).await.expect("configs");
+        let mut reads_ms = Vec::new();
+        for _ in 0..samples.min(5) {
+            let at = Utc::now();
+            let started = Instant::now();
+            for c in &configs {
+                let w = Span::seconds(i64::from(c.spec.window_secs));
+                reader
+                    .metric_value(&MetricQuery {
+                        project: c.spec.project.clone(),
+                        metric: c.spec.metric.clone(),
+                        stat: c.spec.stat,
+                        dimensions: c.spec.dimensions.clone(),
+                        window: TimeRange::new(at - w, at).expect("window"),
+                    })
+                    .await
+                    .expect("metric read");
+            }
+            reads_ms.push(ms(started.elapsed()));
+        }
+        let (tick50, tick95) = (percentile(tick_ms.clone(), 0.5), percentile(tick_ms, 0.95));
+        let reads50 = percentile(reads_ms, 0.5);
+        println!(
+            "alert tick over {n_configs} configs: p50 {tick50:.1} ms p95 {tick95:.1} ms; one \
+             metric read per config: {reads50:.1} ms ({:.2}x)",
+            tick50 / reads50
+        );
+        handle.shutdown();
+        let _ = server.await;
+        if !measure {
+            println!("read_paths: smoke run ok (pass --bench to measure)");
+        }
+    });
+}
