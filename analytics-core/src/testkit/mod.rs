@@ -3,6 +3,7 @@
 
 pub mod conformance;
 pub mod fixtures;
+pub mod health;
 pub mod services;
 
 /// Expands to one `#[tokio::test]` per conformance case, each calling `$make().await` for a

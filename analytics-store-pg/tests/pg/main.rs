@@ -4,6 +4,7 @@
 
 mod alert_step;
 mod conformance;
+mod health;
 mod listing;
 mod lock;
 mod retention;

@@ -7,6 +7,7 @@ mod common;
 mod concurrency;
 mod conformance;
 mod durability;
+mod health;
 mod locks;
 mod migrations;
 mod retention;
