@@ -97,6 +97,10 @@ struct Common {
     /// this server's own `/metrics`).
     #[arg(long, env = "ANALYTICS_PROMETHEUS_URL", global = true)]
     prometheus_url: Option<String>,
+    /// Redis for the dashboard summary cache, shared by every replica (default: cache
+    /// in-process).
+    #[arg(long, env = "REDIS_URL", global = true)]
+    redis_url: Option<String>,
     /// `health/overview` says `degraded` above this error rate (a fraction).
     #[arg(long, env = "ANALYTICS_HEALTH_MAX_ERROR_RATE", global = true,
           default_value_t = HealthThresholds::default().max_error_rate)]
@@ -354,6 +358,7 @@ async fn serve(common: Common) -> anyhow::Result<()> {
     settings.connections.idle_timeout = Duration::from_secs(common.idle_timeout_secs.max(1));
     settings.connections.max_connections = connection_budget(common.max_connections);
     settings.prometheus_url = common.prometheus_url.clone();
+    settings.redis_url = common.redis_url.clone().filter(|u| !u.trim().is_empty());
     settings.health_thresholds = HealthThresholds {
         max_error_rate: common.health_max_error_rate,
         max_p95_ms: common.health_max_p95_ms,

@@ -17,6 +17,7 @@ pub mod realtime;
 mod serve;
 pub mod startup;
 pub mod state;
+pub mod summary_cache;
 mod workers;
 
 pub use api::build_app;

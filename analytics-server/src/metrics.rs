@@ -1,11 +1,12 @@
 //! Prometheus metrics of the server: HTTP requests by route template and status, the
 //! collector's ingest counters, the store's reachability and its connection pools.
 
+use crate::summary_cache::CacheMetrics;
 use analytics_core::CollectorStats;
 use analytics_core::ports::PoolStats;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// The `method` label of a request: the standard methods by name, anything else `other`, so
@@ -37,6 +38,9 @@ pub struct Metrics {
     store_up: IntGaugeVec,
     pool: IntGaugeVec,
     draining: IntGauge,
+    summary_redis_up: IntGauge,
+    summary_redis_errors: IntCounter,
+    summary_computations: IntCounter,
 }
 
 impl Metrics {
@@ -89,6 +93,22 @@ impl Metrics {
         .expect("valid metric");
         let draining =
             IntGauge::new("analytics_draining", "1 while shutting down").expect("valid metric");
+        let summary_redis_up = IntGauge::new(
+            "analytics_summary_cache_redis_up",
+            "1 while the dashboard summary cache is shared through Redis; 0 while it caches \
+             in-process only (no REDIS_URL, or Redis unreachable)",
+        )
+        .expect("valid metric");
+        let summary_redis_errors = IntCounter::new(
+            "analytics_summary_cache_redis_errors_total",
+            "Failed or timed-out Redis calls of the dashboard summary cache",
+        )
+        .expect("valid metric");
+        let summary_computations = IntCounter::new(
+            "analytics_summary_cache_computations_total",
+            "Dashboard summary sections computed (cache misses) by this process",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -97,6 +117,9 @@ impl Metrics {
             Box::new(store_up.clone()),
             Box::new(pool.clone()),
             Box::new(draining.clone()),
+            Box::new(summary_redis_up.clone()),
+            Box::new(summary_redis_errors.clone()),
+            Box::new(summary_computations.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -109,6 +132,18 @@ impl Metrics {
             store_up,
             pool,
             draining,
+            summary_redis_up,
+            summary_redis_errors,
+            summary_computations,
+        }
+    }
+
+    /// The summary cache's metrics (registered here).
+    pub fn summary_cache_metrics(&self) -> CacheMetrics {
+        CacheMetrics {
+            redis_up: self.summary_redis_up.clone(),
+            redis_errors: self.summary_redis_errors.clone(),
+            computations: self.summary_computations.clone(),
         }
     }
 

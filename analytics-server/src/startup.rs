@@ -53,6 +53,11 @@ pub struct Settings {
     /// The Prometheus text endpoint of the live health view; `None`: this server's own
     /// `/metrics`.
     pub prometheus_url: Option<String>,
+    /// Redis shared by the replicas for the dashboard summary cache (`REDIS_URL`); `None`:
+    /// in-process caching.
+    pub redis_url: Option<String>,
+    /// How long a dashboard summary entry is served (60 s).
+    pub summary_ttl: Duration,
     /// When `health/overview` says `degraded`.
     pub health_thresholds: HealthThresholds,
 }
@@ -74,6 +79,8 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(30),
             api_key_ttl: crate::state::DEFAULT_API_KEY_TTL,
             prometheus_url: None,
+            redis_url: None,
+            summary_ttl: crate::summary_cache::DEFAULT_TTL,
             health_thresholds: HealthThresholds::default(),
         }
     }
@@ -98,6 +105,8 @@ impl std::fmt::Debug for Settings {
                 "prometheus_url",
                 &self.prometheus_url.as_deref().map(redact_url),
             )
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("summary_ttl", &self.summary_ttl)
             .field("health_thresholds", &self.health_thresholds)
             .finish()
     }
@@ -228,6 +237,8 @@ impl Application {
             settings.limits.clone(),
         )
         .with_api_key_ttl(settings.api_key_ttl)
+        .with_summary_cache(settings.summary_ttl, settings.redis_url.as_deref())
+        .context("REDIS_URL")?
         .with_health(HealthContext {
             thresholds: settings.health_thresholds,
             realtime: Some(PrometheusScrapeSource::new(prometheus_url, DEFAULT_BUDGET)),

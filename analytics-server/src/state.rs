@@ -13,6 +13,7 @@ use crate::age_limits::{AgeLimitCache, DEFAULT_AGE_LIMIT_TTL};
 use crate::auth::{ApiKeyCache, JwtSettings};
 use crate::metrics::Metrics;
 use crate::realtime::PrometheusScrapeSource;
+use crate::summary_cache::{DEFAULT_TTL as SUMMARY_TTL, SummaryCache};
 
 /// How long a verified API key is trusted without asking the store again, by default.
 pub const DEFAULT_API_KEY_TTL: Duration = Duration::from_secs(30);
@@ -127,6 +128,8 @@ pub struct AppState {
     pub health: Arc<HealthContext>,
     /// Recently read age limits of projects (how old an ingested event may be).
     pub age_limits: AgeLimitCache,
+    /// The dashboard summary's cache (in-process; Redis with [`Self::with_summary_cache`]).
+    pub summary_cache: Arc<SummaryCache>,
     draining: Arc<AtomicBool>,
 }
 
@@ -169,17 +172,35 @@ impl AppState {
         });
         let collector = Arc::new(AnalyticsEventCollector::start(sink, collector));
         let _ = timer.set(Arc::downgrade(&collector));
+        let metrics = Metrics::new();
+        let summary_cache = SummaryCache::new(SUMMARY_TTL, None, metrics.summary_cache_metrics())
+            .expect("an in-process cache needs no URL");
         Self {
+            summary_cache: Arc::new(summary_cache),
             collector,
             health: Arc::new(HealthContext::default()),
             store,
             jwt: Arc::new(jwt),
-            metrics: Metrics::new(),
+            metrics,
             limits: Arc::new(limits),
             api_keys: ApiKeyCache::new(DEFAULT_API_KEY_TTL),
             age_limits: AgeLimitCache::new(DEFAULT_AGE_LIMIT_TTL),
             draining: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Shares the dashboard summary cache through Redis at `url` (entries live `ttl`).
+    pub fn with_summary_cache(
+        mut self,
+        ttl: Duration,
+        redis_url: Option<&str>,
+    ) -> Result<Self, redis::RedisError> {
+        self.summary_cache = Arc::new(SummaryCache::new(
+            ttl,
+            redis_url,
+            self.metrics.summary_cache_metrics(),
+        )?);
+        Ok(self)
     }
 
     /// Sets how long a verified API key is trusted without asking the store again (zero:

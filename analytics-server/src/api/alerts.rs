@@ -913,7 +913,7 @@ impl AlertsApi {
             .ok_or_else(|| ApiError::internal("no alert body"))
     }
 
-    async fn bodies(&self, alerts: Vec<Alert>) -> Result<Vec<AlertBody>, ApiError> {
+    pub(crate) async fn bodies(&self, alerts: Vec<Alert>) -> Result<Vec<AlertBody>, ApiError> {
         let store = &self.state.store;
         let mut configs: HashMap<Uuid, Option<AlertConfig>> = HashMap::new();
         let mut out = Vec::with_capacity(alerts.len());

@@ -435,6 +435,46 @@ fn parse_project(p: Option<String>) -> Result<ProjectId, ApiError> {
 }
 
 impl HealthApi {
+    /// The health overview of `project` over `window` (the `health/overview` answer; the
+    /// dashboard summary's `system_health` section).
+    pub(crate) async fn overview_of(
+        &self,
+        project: &ProjectId,
+        window: &Window,
+    ) -> Result<HealthOverview, ApiError> {
+        let range = window.range();
+        let health = self.health();
+        let figures = async {
+            let figures = self.timed(health.requests(project, range)).await?;
+            let source = self.timed(health.source(project, range, None)).await?;
+            Ok::<_, analytics_core::Error>((figures, source))
+        };
+        let (figures, realtime) = tokio::join!(figures, self.realtime());
+        let (figures, source, store_available) = match figures {
+            Ok((f, s)) => (f, s, true),
+            Err(analytics_core::Error::Unavailable(reason)) => {
+                tracing::warn!(error = %reason, "health overview: store unavailable");
+                (RequestFigures::default(), Source::Raw, false)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let status = HealthStatus::decide(store_available, &figures, &self.state.health.thresholds);
+        Ok(HealthOverview {
+            range: range.into(),
+            project: project.to_string(),
+            status: status.into(),
+            uptime_seconds: self.state.health.started.elapsed().as_secs(),
+            requests: figures.requests,
+            errors: figures.errors,
+            error_rate: figures.error_rate,
+            latency_ms: figures.latency_ms.into(),
+            sampled: figures.sampled,
+            source: source.into(),
+            store_available,
+            realtime,
+        })
+    }
+
     fn health(&self) -> SystemHealth {
         SystemHealth::new(RollupReader::new(
             self.state.store.clone(),
@@ -507,37 +547,7 @@ impl HealthApi {
         require_admin(req)?;
         let window = parse_window(range.0, from.0, to.0)?;
         let project = parse_project(project.0)?;
-        let range = window.range();
-        let health = self.health();
-        let figures = async {
-            let figures = self.timed(health.requests(&project, range)).await?;
-            let source = self.timed(health.source(&project, range, None)).await?;
-            Ok::<_, analytics_core::Error>((figures, source))
-        };
-        let (figures, realtime) = tokio::join!(figures, self.realtime());
-        let (figures, source, store_available) = match figures {
-            Ok((f, s)) => (f, s, true),
-            Err(analytics_core::Error::Unavailable(reason)) => {
-                tracing::warn!(error = %reason, "health overview: store unavailable");
-                (RequestFigures::default(), Source::Raw, false)
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let status = HealthStatus::decide(store_available, &figures, &self.state.health.thresholds);
-        Ok(Json(HealthOverview {
-            range: range.into(),
-            project: project.to_string(),
-            status: status.into(),
-            uptime_seconds: self.state.health.started.elapsed().as_secs(),
-            requests: figures.requests,
-            errors: figures.errors,
-            error_rate: figures.error_rate,
-            latency_ms: figures.latency_ms.into(),
-            sampled: figures.sampled,
-            source: source.into(),
-            store_available,
-            realtime,
-        }))
+        Ok(Json(self.overview_of(&project, &window).await?))
     }
 
     /// Latency and errors by endpoint (role `admin`): one entry per (method, route), most

@@ -4,6 +4,7 @@
 pub mod alert_transfer;
 pub mod alerts;
 mod allow;
+pub mod dashboard;
 mod events;
 mod health;
 mod ingest_body;
@@ -40,6 +41,8 @@ use crate::state::AppState;
 pub enum ApiTags {
     /// Alert configurations, the metric catalog and alert history (role admin).
     Alerts,
+    /// The admin dashboard in one call (roles admin, business_viewer).
+    Dashboard,
     /// Event ingestion and listing.
     Events,
     /// System health: request figures, endpoints, the store, timeseries (role admin).
@@ -49,7 +52,8 @@ pub enum ApiTags {
 }
 
 /// Every path the API serves (the spec test checks that each is documented).
-pub const PATHS: [&str; 19] = [
+pub const PATHS: [&str; 20] = [
+    "/api/v1/analytics/dashboard/summary",
     "/api/v1/analytics/alerts/metrics",
     "/api/v1/analytics/alerts/configs",
     "/api/v1/analytics/alerts/configs/export",
@@ -77,6 +81,7 @@ type Operations = (
     health::HealthApi,
     alerts::AlertsApi,
     alert_transfer::AlertTransferApi,
+    dashboard::DashboardApi,
     ops::OpsApi,
 );
 
@@ -94,6 +99,9 @@ pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
                 state: state.clone(),
             },
             alert_transfer::AlertTransferApi {
+                state: state.clone(),
+            },
+            dashboard::DashboardApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
@@ -137,6 +145,7 @@ pub fn route_template(path: &str) -> &'static str {
         "/api/v1/analytics/health/api" => "/api/v1/analytics/health/api",
         "/api/v1/analytics/health/database" => "/api/v1/analytics/health/database",
         "/api/v1/analytics/health/timeseries" => "/api/v1/analytics/health/timeseries",
+        "/api/v1/analytics/dashboard/summary" => "/api/v1/analytics/dashboard/summary",
         "/livez" => "/livez",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",

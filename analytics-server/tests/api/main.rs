@@ -4,6 +4,7 @@
 mod alerts;
 mod auth;
 mod blackbox;
+mod dashboard;
 mod durability;
 mod hardening;
 mod health;
