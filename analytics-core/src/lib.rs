@@ -15,6 +15,7 @@ pub mod clock;
 pub mod collector;
 pub mod error;
 pub mod event;
+pub mod funnel;
 pub mod health;
 pub mod ids;
 pub mod memory;

@@ -210,6 +210,27 @@ impl RollupReader {
         Ok(out)
     }
 
+    /// Every row of `metric` grouped by exactly `names` covering `range`, in time order:
+    /// rollup rows of complete buckets (by bucket start) and rows computed from raw events
+    /// for the rest (one per raw piece). For state that composes in time order, like the
+    /// session funnel.
+    pub async fn rows_in_order(
+        &self,
+        project: &ProjectId,
+        metric: &MetricName,
+        names: &[&str],
+        range: TimeRange,
+    ) -> Result<Vec<Rollup>> {
+        self.check_names(metric, names.to_vec())?;
+        let selector = Selector {
+            project,
+            metric,
+            filter: &Dimensions::none(),
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+        };
+        self.rows_for(&selector, range).await
+    }
+
     /// Where an answer over `range` comes from: [`Source::Rollups`] when rollup rows cover
     /// part of it (raw events then fill only the unaligned edges and the open hour),
     /// [`Source::Raw`] when it is read from raw events alone.
@@ -318,7 +339,7 @@ impl RollupReader {
             self.store.as_ref(),
             &q.project,
             range,
-            vec![spec.kind.clone()],
+            spec.kinds(),
             self.page_size,
             |e| {
                 buckets
@@ -385,7 +406,7 @@ impl RollupReader {
             self.store.as_ref(),
             sel.project,
             range,
-            vec![spec.kind.clone()],
+            spec.kinds(),
             self.page_size,
             |e| agg.add(e),
         )
