@@ -11,6 +11,7 @@
 //! ([`testkit::conformance`]) that every store implementation runs.
 
 pub mod alert;
+pub mod business;
 pub mod clock;
 pub mod collector;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod funnel;
 pub mod health;
 pub mod ids;
 pub mod memory;
+pub mod ml;
 pub mod notification;
 pub mod page;
 pub mod ports;
