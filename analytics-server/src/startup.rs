@@ -55,6 +55,8 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
     /// When `health/overview` says `degraded`.
     pub health_thresholds: HealthThresholds,
+    /// The ML price table and the business collections.
+    pub analytics: crate::state::AnalyticsSettings,
 }
 
 impl Settings {
@@ -75,6 +77,7 @@ impl Settings {
             api_key_ttl: crate::state::DEFAULT_API_KEY_TTL,
             prometheus_url: None,
             health_thresholds: HealthThresholds::default(),
+            analytics: crate::state::AnalyticsSettings::default(),
         }
     }
 }
@@ -99,6 +102,7 @@ impl std::fmt::Debug for Settings {
                 &self.prometheus_url.as_deref().map(redact_url),
             )
             .field("health_thresholds", &self.health_thresholds)
+            .field("analytics", &self.analytics)
             .finish()
     }
 }
@@ -228,6 +232,7 @@ impl Application {
             settings.limits.clone(),
         )
         .with_api_key_ttl(settings.api_key_ttl)
+        .with_analytics(settings.analytics.clone())
         .with_health(HealthContext {
             thresholds: settings.health_thresholds,
             realtime: Some(PrometheusScrapeSource::new(prometheus_url, DEFAULT_BUDGET)),

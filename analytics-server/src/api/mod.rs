@@ -3,9 +3,11 @@
 
 pub mod alerts;
 mod allow;
+pub mod business;
 mod events;
 mod health;
 mod ingest_body;
+pub mod ml;
 mod ops;
 mod request;
 pub mod responses;
@@ -39,16 +41,22 @@ use crate::state::AppState;
 pub enum ApiTags {
     /// Alert configurations, the metric catalog and alert history (role admin).
     Alerts,
+    /// Business analytics: revenue, orders, products, collections, the session funnel
+    /// (roles admin, business_viewer).
+    Business,
     /// Event ingestion and listing.
     Events,
     /// System health: request figures, endpoints, the store, timeseries (role admin).
     Health,
+    /// ML pipelines: jobs, success rates, durations and costs per pipeline, provider and
+    /// stage (role admin).
+    Ml,
     /// Health, readiness and metrics.
     Operations,
 }
 
 /// Every path the API serves (the spec test checks that each is documented).
-pub const PATHS: [&str; 17] = [
+pub const PATHS: [&str; 27] = [
     "/api/v1/analytics/alerts/metrics",
     "/api/v1/analytics/alerts/configs",
     "/api/v1/analytics/alerts/configs/{id}",
@@ -63,6 +71,16 @@ pub const PATHS: [&str; 17] = [
     "/api/v1/analytics/health/api",
     "/api/v1/analytics/health/database",
     "/api/v1/analytics/health/timeseries",
+    "/api/v1/analytics/ml/overview",
+    "/api/v1/analytics/ml/3d",
+    "/api/v1/analytics/ml/descriptions",
+    "/api/v1/analytics/ml/assets",
+    "/api/v1/analytics/ml/providers",
+    "/api/v1/analytics/business/overview",
+    "/api/v1/analytics/business/sales",
+    "/api/v1/analytics/business/products",
+    "/api/v1/analytics/business/collections",
+    "/api/v1/analytics/business/funnel",
     "/livez",
     "/readyz",
     "/metrics",
@@ -73,6 +91,8 @@ type Operations = (
     events::EventsApi,
     health::HealthApi,
     alerts::AlertsApi,
+    ml::MlApi,
+    business::BusinessApi,
     ops::OpsApi,
 );
 
@@ -87,6 +107,12 @@ pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
                 state: state.clone(),
             },
             alerts::AlertsApi {
+                state: state.clone(),
+            },
+            ml::MlApi {
+                state: state.clone(),
+            },
+            business::BusinessApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
