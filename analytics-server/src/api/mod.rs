@@ -161,7 +161,12 @@ pub fn route_template(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         p if p == "/docs" || p.starts_with("/docs/") => "/docs",
-        p => alert_route(p).unwrap_or("unmatched"),
+        p => PATHS
+            .iter()
+            .copied()
+            .find(|known| !known.contains('{') && *known == p)
+            .or_else(|| alert_route(p))
+            .unwrap_or("unmatched"),
     }
 }
 

@@ -4,6 +4,7 @@
 mod alerts;
 mod auth;
 mod blackbox;
+mod business;
 mod durability;
 mod hardening;
 mod health;
