@@ -339,16 +339,28 @@ async fn previous_year_maps_feb_29_to_feb_28() {
     )
     .await;
     assert_eq!(o.status, StatusCode::OK, "{:#}", o.body);
-    assert_eq!(o.body["compare"]["range"]["from"], "2023-02-28T00:00:00+00:00");
-    assert_eq!(o.body["compare"]["range"]["to"], "2023-03-01T00:00:00+00:00");
+    assert_eq!(
+        o.body["compare"]["range"]["from"],
+        "2023-02-28T00:00:00+00:00"
+    );
+    assert_eq!(
+        o.body["compare"]["range"]["to"],
+        "2023-03-01T00:00:00+00:00"
+    );
     let p = get(
         &app,
         "/api/v1/analytics/business/overview?from=2024-03-01T00:00:00Z&to=2024-03-08T00:00:00Z&compare=previous_period",
         &admin,
     )
     .await;
-    assert_eq!(p.body["compare"]["range"]["from"], "2024-02-23T00:00:00+00:00");
-    assert_eq!(p.body["compare"]["range"]["to"], "2024-03-01T00:00:00+00:00");
+    assert_eq!(
+        p.body["compare"]["range"]["from"],
+        "2024-02-23T00:00:00+00:00"
+    );
+    assert_eq!(
+        p.body["compare"]["range"]["to"],
+        "2024-03-01T00:00:00+00:00"
+    );
 }
 
 #[tokio::test]
