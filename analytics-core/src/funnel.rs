@@ -294,10 +294,13 @@ fn progress_row(
     })
 }
 
-/// Per session: per bucket start (in order), per collection value, the progress (the most
-/// recently computed row wins when a re-rolled bucket left a stale one behind).
-type Timeline<'r> =
-    BTreeMap<&'r str, BTreeMap<DateTime<Utc>, HashMap<&'r str, (Progress, DateTime<Utc>, u64)>>>;
+/// One bucket of a session: per collection value, the progress, when its row was computed,
+/// and the events behind it.
+type BucketRows<'r> = HashMap<&'r str, (Progress, DateTime<Utc>, u64)>;
+
+/// Per session: per bucket start (in order), its rows (the most recently computed row wins
+/// when a re-rolled bucket left a stale one behind).
+type Timeline<'r> = BTreeMap<&'r str, BTreeMap<DateTime<Utc>, BucketRows<'r>>>;
 
 fn timeline<'r>(rows: impl IntoIterator<Item = &'r Rollup>) -> Timeline<'r> {
     let mut t: Timeline<'r> = BTreeMap::new();
@@ -327,7 +330,7 @@ fn timeline<'r>(rows: impl IntoIterator<Item = &'r Rollup>) -> Timeline<'r> {
 
 /// The progress of one session over its buckets for `collection` (`None`: all events).
 fn compose(
-    buckets: &BTreeMap<DateTime<Utc>, HashMap<&str, (Progress, DateTime<Utc>, u64)>>,
+    buckets: &BTreeMap<DateTime<Utc>, BucketRows<'_>>,
     collection: Option<&str>,
 ) -> Progress {
     buckets.values().fold(Progress::IDENTITY, |acc, b| {

@@ -159,8 +159,10 @@ enum Command {
     /// Print the OpenAPI document.
     Openapi,
     /// Fill a project with a realistic, reproducible month of API traffic (a diurnal cycle,
-    /// ~20 routes, an error burst, a latency incident), written through the store's batch
-    /// path; re-running with the same seed adds nothing.
+    /// ~20 routes, an error burst, a latency incident) and of the shop behind it (ML jobs
+    /// on four providers, shopping sessions with drop-off, orders in three collections and
+    /// two currencies, inventory), written through the store's batch path; re-running with
+    /// the same seed adds nothing.
     Demo {
         /// Project slug.
         #[arg(long, default_value = "default")]
@@ -289,7 +291,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let (generated, inserted) = crate::demo::fill(&*store, &options).await?;
             out(format_args!(
-                "project {project}: {generated} api_request events generated, {inserted} new"
+                "project {project}: {generated} events generated (api requests, ml jobs, \
+                 sessions, orders, inventory), {inserted} new"
             ))
         }
         Command::Retention { project, days } => {

@@ -324,7 +324,7 @@ fn shop_session(
             e.user_id = Some(format!("user-{}", n % 500));
         } else {
             e.session_id = Some(format!("sess-{n}"));
-            e.user_id = (n % 3 == 0).then(|| format!("user-{}", n % 500));
+            e.user_id = n.is_multiple_of(3).then(|| format!("user-{}", n % 500));
         }
         out.push(e);
     };
@@ -353,7 +353,7 @@ fn shop_session(
         at += Duration::seconds(20 + (rng.unit() * 600.0) as i64);
         let payload = match kind {
             EventKind::Order => {
-                let currency = if n % 15 == 0 { "EUR" } else { "USD" };
+                let currency = if n.is_multiple_of(15) { "EUR" } else { "USD" };
                 let items = vec![LineItem {
                     product_id: product.clone(),
                     collection: slug.clone(),

@@ -359,6 +359,7 @@ impl MlApi {
 
     /// The 3D pipeline (role `admin`): its figures and one entry per provider.
     #[oai(path = "/api/v1/analytics/ml/3d", method = "get", tag = "ApiTags::Ml")]
+    #[allow(clippy::too_many_arguments)]
     async fn three_d(
         &self,
         req: &Request,
@@ -386,6 +387,7 @@ impl MlApi {
         method = "get",
         tag = "ApiTags::Ml"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn descriptions(
         &self,
         req: &Request,
@@ -414,6 +416,7 @@ impl MlApi {
         method = "get",
         tag = "ApiTags::Ml"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn assets(
         &self,
         req: &Request,

@@ -255,7 +255,7 @@ fn windows(sealed: bool) -> Vec<(Window, TimeRange)> {
     .collect()
 }
 
-fn in_range<'e>(events: &'e [Event], range: TimeRange) -> impl Iterator<Item = &'e Event> {
+fn in_range(events: &[Event], range: TimeRange) -> impl Iterator<Item = &Event> {
     events.iter().filter(move |e| range.contains(e.occurred_at))
 }
 
