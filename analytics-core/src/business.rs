@@ -12,7 +12,8 @@ use chrono::Duration;
 use crate::error::{FieldError, Result};
 use crate::event::canonical_collection;
 use crate::funnel::{FunnelStepKind, STEPS, count_sessions};
-use crate::ids::{MetricName, ProjectId};
+use crate::health::{is_sampled as sampled, metric, to_count};
+use crate::ids::ProjectId;
 use crate::ml::cents;
 use crate::rollup::read::{RollupReader, SeriesQuery};
 use crate::rollup::spec::metrics;
@@ -300,22 +301,6 @@ pub fn funnel_steps(counts: [u64; STEPS]) -> Vec<FunnelStepFigures> {
             }
         })
         .collect()
-}
-
-fn to_count(v: f64) -> u64 {
-    if v.is_finite() && v > 0.0 {
-        v.round() as u64
-    } else {
-        0
-    }
-}
-
-fn metric(name: &str) -> MetricName {
-    MetricName::parse(name).unwrap_or_else(|e| panic!("default metric {name}: {e}"))
-}
-
-fn sampled(s: &RollupStats) -> bool {
-    (s.count - s.samples as f64).abs() > 1e-9 * s.count.max(1.0)
 }
 
 fn dims(pairs: &[(&str, &str)]) -> Result<Dimensions> {

@@ -280,18 +280,21 @@ fn progress_row(
     digest.push(f64::from(progress.reached()));
     let digest = digest.finish();
     let count = events as f64;
-    Some(Rollup {
-        key: RollupKey {
-            project: project.clone(),
-            granularity,
-            bucket_start,
-            metric: metric.clone(),
-            dimensions,
-        },
-        stats: crate::rollup::aggregate::stats_of(&digest, events, count, count),
-        digest: digest.to_bytes(),
+    let key = RollupKey {
+        project: project.clone(),
+        granularity,
+        bucket_start,
+        metric: metric.clone(),
+        dimensions,
+    };
+    Some(crate::rollup::aggregate::row(
+        key,
+        &digest,
+        events,
+        count,
+        count,
         computed_at,
-    })
+    ))
 }
 
 /// One bucket of a session: per collection value, the progress, when its row was computed,

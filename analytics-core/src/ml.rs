@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{FieldError, Result};
 use crate::event::{AssetStage, JobStatus, Pipeline};
 use crate::health::Percentiles;
-use crate::ids::{MetricName, ProjectId};
+use crate::health::{is_sampled as sampled, metric, to_count};
+use crate::ids::ProjectId;
 use crate::rollup::read::{RollupReader, SeriesQuery};
 use crate::rollup::spec::metrics;
 use crate::rollup::{Dimensions, RollupStats};
@@ -132,22 +133,6 @@ impl MlStats {
 /// Rounds money to cents.
 pub fn cents(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
-}
-
-fn to_count(v: f64) -> u64 {
-    if v.is_finite() && v > 0.0 {
-        v.round() as u64
-    } else {
-        0
-    }
-}
-
-fn metric(name: &str) -> MetricName {
-    MetricName::parse(name).unwrap_or_else(|e| panic!("default metric {name}: {e}"))
-}
-
-fn sampled(s: &RollupStats) -> bool {
-    (s.count - s.samples as f64).abs() > 1e-9 * s.count.max(1.0)
 }
 
 /// Per provider: re-weighted jobs by status, and cost statistics.

@@ -199,7 +199,8 @@ pub fn stats_of(digest: &Digest, samples: u64, count: f64, sum: f64) -> RollupSt
     }
 }
 
-fn row(
+/// A row from its key, digest and (re-weighted) count and sum.
+pub(crate) fn row(
     key: RollupKey,
     digest: &Digest,
     samples: u64,

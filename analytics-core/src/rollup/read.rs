@@ -183,14 +183,7 @@ impl RollupReader {
         names: &[&str],
         range: TimeRange,
     ) -> Result<Vec<(Dimensions, RollupStats)>> {
-        self.check_names(metric, names.to_vec())?;
-        let selector = Selector {
-            project,
-            metric,
-            filter: &Dimensions::none(),
-            names: names.iter().map(|n| (*n).to_owned()).collect(),
-        };
-        let rows = self.rows_for(&selector, range).await?;
+        let rows = self.rows_in_order(project, metric, names, range).await?;
         let mut groups: BTreeMap<&Dimensions, Vec<&Rollup>> = BTreeMap::new();
         for r in &rows {
             groups.entry(&r.key.dimensions).or_default().push(r);
