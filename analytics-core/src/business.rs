@@ -703,6 +703,20 @@ mod tests {
     }
 
     #[test]
+    fn collection_names_canonicalise_to_slugs() {
+        for (input, slug) in [
+            ("Black Rose", Some("black-rose")),
+            (" black__rose ", Some("black-rose")),
+            ("BLACK - ROSE", Some("black-rose")),
+            ("-signature-", Some("signature")),
+            ("Été", Some("été")),
+            (" _-\t", None),
+        ] {
+            assert_eq!(canonical_collection(input).as_deref(), slug, "{input:?}");
+        }
+    }
+
+    #[test]
     fn collections_are_slugs_with_names() {
         let c = Collections::parse("Black Rose; love_hurts=Love Hurts", "x").unwrap();
         assert_eq!(c.slugs().collect::<Vec<_>>(), ["black-rose", "love-hurts"]);

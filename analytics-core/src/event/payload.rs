@@ -165,14 +165,14 @@ pub struct Inventory {
     pub on_hand: u64,
 }
 
-/// The slug of a collection name: trimmed, lower case, runs of spaces, underscores and
-/// hyphens become one `-` (`"Black Rose"`, `"black_rose"` and `"black-rose"` are one
+/// The slug of a collection name: trimmed, lower case, runs of ASCII whitespace,
+/// underscores and hyphens become one `-` (`"Black Rose"`, `"black_rose"` and `"black-rose"` are one
 /// collection). `None` when nothing is left.
 pub fn canonical_collection(name: &str) -> Option<String> {
     let mut out = String::with_capacity(name.len());
     let mut pending_dash = false;
-    for c in name.trim().chars() {
-        if c == ' ' || c == '_' || c == '-' || c.is_whitespace() {
+    for c in name.trim_matches(|c: char| c.is_ascii_whitespace()).chars() {
+        if c == '_' || c == '-' || c.is_ascii_whitespace() {
             pending_dash = !out.is_empty();
             continue;
         }

@@ -651,8 +651,8 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures (default `USD`).
-        #[oai(validator(max_length = 8))]
+        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` (Feb 29 -> Feb 28) window.
         compare: Query<Option<CompareParam>>,
@@ -706,8 +706,8 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures (default `USD`).
-        #[oai(validator(max_length = 8))]
+        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` window.
         compare: Query<Option<CompareParam>>,
@@ -796,8 +796,8 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures (default `USD`).
-        #[oai(validator(max_length = 8))]
+        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` window.
         compare: Query<Option<CompareParam>>,
@@ -903,8 +903,8 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures (default `USD`).
-        #[oai(validator(max_length = 8))]
+        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` window.
         compare: Query<Option<CompareParam>>,
@@ -987,13 +987,14 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// Accepted for symmetry with the other business routes (the funnel has no money).
-        #[oai(validator(max_length = 8))]
+        /// Accepted for symmetry with the other business routes (the funnel has no money);
+        /// an unknown code is 400.
+        #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` window.
         compare: Query<Option<CompareParam>>,
         /// Only events of this collection (name or slug; events naming none stay).
-        #[oai(validator(max_length = 256))]
+        #[oai(validator(max_length = 256, pattern = r"[^\t\n\x0C\r _-]"))]
         collection: Query<Option<String>>,
     ) -> ApiResult<Json<BusinessFunnel>, NotFound> {
         let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
