@@ -180,7 +180,38 @@ fn generated() -> Vec<Event> {
             ));
         }
     }
+    out.extend(midnight_session());
     out
+}
+
+/// A session spanning midnight five days before `now` (rolled into two day rows, and past
+/// the 3-day retention), with an early checkout start that does not count and a repeated
+/// one that does; and steps without any session key, which count nowhere.
+fn midnight_session() -> Vec<Event> {
+    let step = |kind: &str, at: &str, session: bool| {
+        let mut e = match kind {
+            "order" => json!({"kind": "order", "payload": {"order_id": "o-midnight",
+                "amount": 12.5, "currency": "USD", "items": [{"product_id": "p-1",
+                "collection": "Signature", "quantity": 1, "unit_price": 12.5}]}}),
+            "page_view" => json!({"kind": kind, "payload": {"path": "/"}}),
+            _ => json!({"kind": kind, "payload": {"product_id": "p-1",
+                "collection": "signature"}}),
+        };
+        if session {
+            e["session_id"] = json!("s-midnight");
+        }
+        ev(e, t(at))
+    };
+    vec![
+        step("checkout_start", "2024-03-04T23:50:00Z", true),
+        step("page_view", "2024-03-04T23:55:00Z", true),
+        step("product_view", "2024-03-05T00:05:00Z", true),
+        step("cart_add", "2024-03-05T00:20:00Z", true),
+        step("checkout_start", "2024-03-05T01:10:00Z", true),
+        step("order", "2024-03-05T01:30:00Z", true),
+        step("page_view", "2024-03-05T01:35:00Z", false),
+        step("product_view", "2024-03-05T01:36:00Z", false),
+    ]
 }
 
 /// Shortens the project's raw retention to 3 days and ticks: the raw events of the older
@@ -274,6 +305,7 @@ async fn check_ml(store: &Arc<dyn Store>, events: &[Event], sealed: bool, when: 
                 let got = ml.stats(&shop, w.range(), &filter).await.expect("ml");
                 let (mut s, mut f, mut c, mut cost, mut max, mut n) =
                     (0u64, 0u64, 0u64, 0.0, None::<f64>, 0u64);
+                let mut durations = Vec::new();
                 for e in in_range(events, effective) {
                     let Payload::MlJob(j) = &e.payload else {
                         continue;
@@ -294,6 +326,7 @@ async fn check_ml(store: &Arc<dyn Store>, events: &[Event], sealed: bool, when: 
                         .or_else(|| prices().price(&j.provider))
                         .unwrap_or(0.0);
                     max = Some(max.map_or(j.duration_ms, |m: f64| m.max(j.duration_ms)));
+                    durations.push(j.duration_ms);
                     n += 1;
                 }
                 let ctx = format!("{what} {pipeline:?} {provider:?}");
@@ -304,6 +337,25 @@ async fn check_ml(store: &Arc<dyn Store>, events: &[Event], sealed: bool, when: 
                 );
                 assert_eq!(got.cost_usd, cents(cost), "{ctx}: cost");
                 assert_eq!(got.duration_ms.max, max, "{ctx}: max duration");
+                // Percentiles within one rank point of the exact nearest-rank quantile (the
+                // digest's accuracy after merging hour, day and week digests).
+                durations.sort_by(f64::total_cmp);
+                let rank = |q: f64| {
+                    let r =
+                        ((q * durations.len() as f64).ceil() as usize).clamp(1, durations.len());
+                    durations[r - 1]
+                };
+                for (q, est) in [(0.5, got.duration_ms.p50), (0.95, got.duration_ms.p95)] {
+                    match est {
+                        None => assert!(durations.is_empty(), "{ctx}: p{q}"),
+                        Some(est) => assert!(
+                            rank((q - 0.01_f64).max(0.0)) <= est
+                                && est <= rank((q + 0.01_f64).min(1.0)),
+                            "{ctx}: p{q} = {est}, exact {}",
+                            rank(q)
+                        ),
+                    }
+                }
                 let rate = (s + f > 0).then(|| s as f64 / (s + f) as f64);
                 assert_eq!(got.success_rate, rate, "{ctx}: success rate");
                 let source = match provider {
@@ -517,6 +569,14 @@ async fn check_business(store: &Arc<dyn Store>, events: &[Event], sealed: bool, 
 /// views, cart adds, conversion; the ordered session funnel) equal the recomputation from
 /// raw events before and after the rollup tick and after retention.
 pub async fn business_figures_equal_the_raw_truth(store: Arc<dyn Store>) {
+    let midnight = midnight_session();
+    let whole =
+        TimeRange::new(t("2024-03-04T00:00:00Z"), t("2024-03-06T00:00:00Z")).expect("range");
+    assert_eq!(
+        funnel_truth(&midnight, whole, None),
+        [1; STEPS],
+        "the scenario is complete"
+    );
     let events = generated();
     for chunk in events.chunks(500) {
         store.write_batch(chunk).await.expect("write");
