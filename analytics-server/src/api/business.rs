@@ -347,6 +347,7 @@ pub struct ProductDelta {
 
 /// One product.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct ProductBody {
     /// Product id.
     pub product_id: String,
@@ -426,6 +427,7 @@ pub struct BusinessProducts {
 
 /// One collection.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct CollectionBody {
     /// Slug.
     pub collection: String,
@@ -501,6 +503,7 @@ pub struct BusinessCollections {
 
 /// One funnel step.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct FunnelStepBody {
     /// `page_view`, `product_view`, `cart_add`, `checkout_start` or `order`.
     pub step: String,
@@ -1037,6 +1040,49 @@ impl BusinessApi {
             steps: now.iter().map(Into::into).collect(),
             compare,
         }))
+    }
+}
+
+impl poem_openapi::types::Example for ProductBody {
+    fn example() -> Self {
+        Self {
+            product_id: "black-rose-hoodie".into(),
+            collection: Some("black-rose".into()),
+            views: 1840,
+            cart_adds: 212,
+            units: 97,
+            orders: 88,
+            revenue: 8633.0,
+            conversion_rate: Some(88.0 / 1840.0),
+            inventory: Some(41),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for CollectionBody {
+    fn example() -> Self {
+        Self {
+            collection: "love-hurts".into(),
+            name: "Love Hurts".into(),
+            revenue: 5120.5,
+            orders: 64,
+            units: 81,
+            aov: Some(80.01),
+            views: 2210,
+            conversion_rate: Some(64.0 / 2210.0),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for FunnelStepBody {
+    fn example() -> Self {
+        Self {
+            step: "cart_add".into(),
+            sessions: 240,
+            conversion_from_previous: Some(240.0 / 800.0),
+            conversion_from_start: Some(240.0 / 2000.0),
+            drop_off: 560,
+        }
     }
 }
 
