@@ -15,6 +15,8 @@ they are sent (`before_call` runs in every phase; `map_query` would skip the cov
   Positive (schema-valid) cases are repaired into a valid configuration; negative cases are
   left alone. A bulk acknowledgement keeps one of `ids` / `filter`. A well-formed `If-Match`
   is dropped (the version is a guess; a stale one is 412).
+- Business routes: `currency` is three letters in the schema, but only ISO 4217 codes are
+  known (another is 400 naming `currency`); a positive case's unknown code becomes `USD`.
 """
 
 import re
@@ -51,6 +53,22 @@ def before_call(ctx, case, **kwargs):
         end = None
     if path.startswith("/api/v1/analytics/") and not path.startswith("/api/v1/analytics/events"):
         _window_rule(query, start, end)
+    if path.startswith("/api/v1/analytics/business/") and _positive(case):
+        currency = query.get("currency")
+        if isinstance(currency, str) and currency.upper() not in _KNOWN_CURRENCIES:
+            query["currency"] = "USD"
+
+
+# The codes `analytics_core::business::parse_currency` knows (ISO 4217, active).
+_KNOWN_CURRENCIES = set(
+    """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN
+    BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP
+    GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS
+    KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR
+    MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF
+    SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS
+    UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL""".split()
+)
 
 
 def _positive(case):

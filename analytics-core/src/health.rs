@@ -69,10 +69,7 @@ impl RequestFigures {
     /// the `api.latency_ms` statistics of the same events.
     pub fn from_stats(errors: Option<&RollupStats>, latency: Option<&RollupStats>) -> Self {
         let (count, failed) = errors.map_or((0.0, 0.0), |s| (s.count, s.sum));
-        let sampled = [errors, latency]
-            .into_iter()
-            .flatten()
-            .any(|s| (s.count - s.samples as f64).abs() > 1e-9 * s.count.max(1.0));
+        let sampled = [errors, latency].into_iter().flatten().any(is_sampled);
         Self {
             requests: to_count(count),
             errors: to_count(failed),
@@ -83,7 +80,14 @@ impl RequestFigures {
     }
 }
 
-fn to_count(v: f64) -> u64 {
+/// Whether sampled events (rate < 1) went into `s`: its re-weighted count differs from its
+/// raw samples.
+pub(crate) fn is_sampled(s: &RollupStats) -> bool {
+    (s.count - s.samples as f64).abs() > 1e-9 * s.count.max(1.0)
+}
+
+/// A re-weighted count rounded to an integer (0 for nothing or garbage).
+pub(crate) fn to_count(v: f64) -> u64 {
     if v.is_finite() && v > 0.0 {
         v.round() as u64
     } else {
@@ -259,7 +263,8 @@ pub fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize,
     }
 }
 
-fn metric(name: &str) -> MetricName {
+/// A default metric's name (valid by construction).
+pub(crate) fn metric(name: &str) -> MetricName {
     MetricName::parse(name).unwrap_or_else(|e| panic!("default metric {name}: {e}"))
 }
 

@@ -11,13 +11,16 @@
 //! ([`testkit::conformance`]) that every store implementation runs.
 
 pub mod alert;
+pub mod business;
 pub mod clock;
 pub mod collector;
 pub mod error;
 pub mod event;
+pub mod funnel;
 pub mod health;
 pub mod ids;
 pub mod memory;
+pub mod ml;
 pub mod notification;
 pub mod page;
 pub mod ports;

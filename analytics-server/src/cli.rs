@@ -109,6 +109,14 @@ struct Common {
     #[arg(long, env = "ANALYTICS_HEALTH_MAX_P95_MS", global = true,
           default_value_t = HealthThresholds::default().max_p95_ms)]
     health_max_p95_ms: f64,
+    /// Estimated USD per finished ML job for providers whose events report no cost:
+    /// `provider=usd,provider=usd` (e.g. `huggingface=0.01,gemini=0.002`).
+    #[arg(long, env = "ANALYTICS_ML_PRICES", global = true, default_value = "")]
+    ml_prices: String,
+    /// The business collections and their display names, `;`-separated, each `Name` or
+    /// `slug=Name` (default `Black Rose;Love Hurts;Signature`).
+    #[arg(long, env = "ANALYTICS_COLLECTIONS", global = true, default_value = "")]
+    collections: String,
     /// Seconds between alert engine evaluations (1 to 60).
     #[arg(long, env = "ANALYTICS_ALERT_INTERVAL_SECS", global = true, default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=60))]
@@ -155,8 +163,10 @@ enum Command {
     /// Print the OpenAPI document.
     Openapi,
     /// Fill a project with a realistic, reproducible month of API traffic (a diurnal cycle,
-    /// ~20 routes, an error burst, a latency incident), written through the store's batch
-    /// path; re-running with the same seed adds nothing.
+    /// ~20 routes, an error burst, a latency incident) and of the shop behind it (ML jobs
+    /// on four providers, shopping sessions with drop-off, orders in three collections and
+    /// two currencies, inventory), written through the store's batch path; re-running with
+    /// the same seed adds nothing.
     Demo {
         /// Project slug.
         #[arg(long, default_value = "default")]
@@ -285,7 +295,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let (generated, inserted) = crate::demo::fill(&*store, &options).await?;
             out(format_args!(
-                "project {project}: {generated} api_request events generated, {inserted} new"
+                "project {project}: {generated} events generated (api requests, ml jobs, \
+                 sessions, orders, inventory), {inserted} new"
             ))
         }
         Command::Retention { project, days } => {
@@ -363,6 +374,7 @@ async fn serve(common: Common) -> anyhow::Result<()> {
         max_error_rate: common.health_max_error_rate,
         max_p95_ms: common.health_max_p95_ms,
     };
+    settings.analytics = analytics_settings(&common)?;
     let app = Application::build(settings).await?;
     let backend = app.state().store.backend();
     let host = common.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
@@ -380,6 +392,23 @@ async fn serve(common: Common) -> anyhow::Result<()> {
 
 /// Raises the open-files limit to its hard limit and caps `wanted` connections so that the
 /// database pool, the SQLite files and the listener still get descriptors.
+/// The ML price table and the collections from `ANALYTICS_ML_PRICES` and
+/// `ANALYTICS_COLLECTIONS` (empty: no prices; the default collections).
+fn analytics_settings(common: &Common) -> anyhow::Result<crate::state::AnalyticsSettings> {
+    let prices = analytics_core::ml::PriceTable::parse(&common.ml_prices, "ANALYTICS_ML_PRICES")
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?;
+    let collections = if common.collections.trim().is_empty() {
+        analytics_core::business::Collections::default()
+    } else {
+        analytics_core::business::Collections::parse(&common.collections, "ANALYTICS_COLLECTIONS")
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.message))?
+    };
+    Ok(crate::state::AnalyticsSettings {
+        prices,
+        collections,
+    })
+}
+
 fn connection_budget(wanted: usize) -> usize {
     const RESERVED: u64 = 128;
     match rlimit::increase_nofile_limit(u64::MAX) {

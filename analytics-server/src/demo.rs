@@ -1,9 +1,15 @@
-//! `analytics-server demo`: a realistic, reproducible month of `api_request` traffic for one
-//! project — a diurnal cycle, ~20 routes with their own weights and latencies, a weekend
-//! dip, one burst of server errors and one latency incident — written through the store's
-//! batch path, so the health routes have something to show.
+//! `analytics-server demo`: a realistic, reproducible month for one project, written through
+//! the store's batch path so every route has something to show: `api_request` traffic (a
+//! diurnal cycle, ~20 routes with their own weights and latencies, a weekend dip, one burst
+//! of server errors and one latency incident), and the shop behind it ([`commerce`]): ML
+//! jobs of the three pipelines on Replicate, Tripo, HuggingFace and Gemini (several status
+//! events per job, costs, failures), shopping sessions walking the funnel with realistic
+//! drop-off, orders across Black Rose, Love Hurts and Signature (a few in EUR), and
+//! inventory snapshots.
 
-use analytics_core::event::ApiRequest;
+use analytics_core::event::{
+    ApiRequest, AssetStage, FunnelStep, Inventory, JobStatus, LineItem, MlJob, Order, Pipeline,
+};
 use analytics_core::ports::Store;
 use analytics_core::{CorrelationId, Event, EventId, EventKind, Payload, ProjectId};
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
@@ -152,6 +158,28 @@ fn event(
     status: u16,
     latency: f64,
 ) -> Event {
+    base_event(
+        o,
+        rng,
+        at,
+        EventKind::ApiRequest,
+        Payload::ApiRequest(ApiRequest {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status,
+            latency_ms: (latency * 1000.0).round() / 1000.0,
+        }),
+    )
+}
+
+/// An event of `kind` with a reproducible id (no session or user).
+fn base_event(
+    o: &DemoOptions,
+    rng: &mut SplitMix,
+    at: DateTime<Utc>,
+    kind: EventKind,
+    payload: Payload,
+) -> Event {
     let at = analytics_core::time::truncate_to_micros(at);
     let id = uuid::Builder::from_random_bytes(
         [rng.next_u64().to_le_bytes(), rng.next_u64().to_le_bytes()]
@@ -163,7 +191,7 @@ fn event(
     Event {
         id: EventId(id),
         project: o.project.clone(),
-        kind: EventKind::ApiRequest,
+        kind,
         occurred_at: at,
         received_at: at,
         correlation_id: CorrelationId::parse(id.simple().to_string())
@@ -172,20 +200,186 @@ fn event(
         session_id: None,
         source: Some("demo".to_owned()),
         sample_rate: 1.0,
-        payload: Payload::ApiRequest(ApiRequest {
-            method: method.to_owned(),
-            route: route.to_owned(),
-            status,
-            latency_ms: (latency * 1000.0).round() / 1000.0,
-        }),
+        payload,
         properties: Map::new(),
+    }
+}
+
+/// `(provider, typical seconds, failure share, cost per job in USD or none)`.
+const PROVIDERS: [(&str, f64, f64, Option<f64>); 4] = [
+    ("replicate", 45.0, 0.06, Some(0.045)),
+    ("tripo", 90.0, 0.12, Some(0.20)),
+    ("huggingface", 8.0, 0.04, None),
+    ("gemini", 3.0, 0.02, None),
+];
+
+/// `(slug or display name as shops send it, products, typical unit price)`.
+const COLLECTIONS: [(&str, u32, f64); 3] = [
+    ("Black Rose", 12, 89.0),
+    ("love_hurts", 10, 65.0),
+    ("signature", 8, 140.0),
+];
+
+/// The shop behind the API traffic, oldest first: per hour about `per_hour / 30` ML jobs
+/// (queued, running and a terminal event each; a few never finish) and `per_hour / 10`
+/// shopping sessions (60% view a product, 35% of those add to the cart, 60% of those start
+/// a checkout, 70% of those order; one in fifteen orders is in EUR; some sessions are known
+/// by user only), and a daily inventory snapshot per product.
+pub fn commerce(o: &DemoOptions) -> Vec<Event> {
+    let mut rng = SplitMix(o.seed ^ 0x5EED_C0DE);
+    let start = o.end - Duration::days(i64::from(o.days));
+    let mut out = Vec::new();
+    let mut job = 0u64;
+    let mut session = 0u64;
+    let mut hour = start;
+    while hour < o.end {
+        let jobs = (f64::from(o.per_hour) / 30.0 * rng.spread(0.3)).round() as u64;
+        for _ in 0..jobs {
+            job += 1;
+            let at = hour + Duration::milliseconds((rng.unit() * 3_600_000.0) as i64);
+            let pipeline = Pipeline::ALL[(rng.unit() * 3.0) as usize % 3];
+            let (provider, secs, fail, cost) = PROVIDERS[(rng.unit() * 4.0) as usize % 4];
+            let stage = (pipeline == Pipeline::Assets)
+                .then(|| AssetStage::ALL[(rng.unit() * 3.0) as usize % 3]);
+            let roll = rng.unit();
+            let terminal = if roll < 0.02 {
+                None
+            } else if roll < 0.02 + fail {
+                Some(JobStatus::Failed)
+            } else if roll < 0.04 + fail {
+                Some(JobStatus::Cancelled)
+            } else {
+                Some(JobStatus::Succeeded)
+            };
+            let duration = secs * 1000.0 * rng.spread(0.5);
+            let statuses = [Some(JobStatus::Queued), Some(JobStatus::Running), terminal];
+            for (i, status) in statuses.into_iter().flatten().enumerate() {
+                let t = at + Duration::milliseconds((duration * i as f64 / 2.0) as i64);
+                if t >= o.end {
+                    break;
+                }
+                let payload = Payload::MlJob(MlJob {
+                    pipeline,
+                    provider: provider.to_owned(),
+                    status,
+                    duration_ms: if status.is_terminal() {
+                        duration.round()
+                    } else {
+                        0.0
+                    },
+                    cost_usd: cost.filter(|_| status.is_terminal()),
+                    model: None,
+                    job_id: Some(format!("job-{job}")),
+                    stage,
+                });
+                out.push(base_event(o, &mut rng, t, EventKind::MlJob, payload));
+            }
+        }
+        let sessions = (f64::from(o.per_hour) / 10.0 * rng.spread(0.2)).round() as u64;
+        for _ in 0..sessions {
+            session += 1;
+            shop_session(o, &mut rng, hour, session, &mut out);
+        }
+        if hour.hour() == 6 {
+            for (name, products, _) in COLLECTIONS {
+                for p in 0..products {
+                    let payload = Payload::Inventory(Inventory {
+                        product_id: product_id(name, p),
+                        collection: analytics_core::event::canonical_collection(name),
+                        on_hand: (rng.unit() * 120.0) as u64,
+                    });
+                    out.push(base_event(o, &mut rng, hour, EventKind::Inventory, payload));
+                }
+            }
+        }
+        hour += Duration::hours(1);
+    }
+    out.retain(|e| e.occurred_at < o.end);
+    out.sort_by_key(|e| e.occurred_at);
+    out
+}
+
+fn product_id(collection: &str, n: u32) -> String {
+    let slug = analytics_core::event::canonical_collection(collection).unwrap_or_default();
+    format!("{slug}-{n:02}")
+}
+
+/// One shopping session starting in `hour`: a landing page view, then each funnel step
+/// with its drop-off, ending in an order for some.
+fn shop_session(
+    o: &DemoOptions,
+    rng: &mut SplitMix,
+    hour: DateTime<Utc>,
+    n: u64,
+    out: &mut Vec<Event>,
+) {
+    let (name, products, price) = COLLECTIONS[(rng.unit() * 3.0) as usize % 3];
+    let slug = analytics_core::event::canonical_collection(name);
+    let product = product_id(name, (rng.unit() * f64::from(products)) as u32 % products);
+    let mut at = hour + Duration::milliseconds((rng.unit() * 3_600_000.0) as i64);
+    let user_only = rng.unit() < 0.1;
+    let mut push = |rng: &mut SplitMix, at: DateTime<Utc>, kind: EventKind, payload: Payload| {
+        let mut e = base_event(o, rng, at, kind, payload);
+        if user_only {
+            e.user_id = Some(format!("user-{}", n % 500));
+        } else {
+            e.session_id = Some(format!("sess-{n}"));
+            e.user_id = n.is_multiple_of(3).then(|| format!("user-{}", n % 500));
+        }
+        out.push(e);
+    };
+    let step = |path: Option<&str>, quantity: Option<u32>, value: Option<f64>| {
+        Payload::Funnel(FunnelStep {
+            path: path.map(str::to_owned),
+            product_id: Some(product.clone()),
+            collection: slug.clone(),
+            quantity,
+            value,
+        })
+    };
+    push(rng, at, EventKind::PageView, step(Some("/"), None, None));
+    let unit_price = (price * rng.spread(0.2) * 100.0).round() / 100.0;
+    let quantity = 1 + (rng.unit() * 2.0) as u32;
+    let chain = [
+        (0.6, EventKind::ProductView),
+        (0.35, EventKind::CartAdd),
+        (0.6, EventKind::CheckoutStart),
+        (0.7, EventKind::Order),
+    ];
+    for (share, kind) in chain {
+        if rng.unit() >= share {
+            return;
+        }
+        at += Duration::seconds(20 + (rng.unit() * 600.0) as i64);
+        let payload = match kind {
+            EventKind::Order => {
+                let currency = if n.is_multiple_of(15) { "EUR" } else { "USD" };
+                let items = vec![LineItem {
+                    product_id: product.clone(),
+                    collection: slug.clone(),
+                    quantity,
+                    unit_price,
+                }];
+                Payload::Order(Order {
+                    order_id: format!("order-{n}"),
+                    amount: f64::from(quantity) * unit_price,
+                    currency: currency.to_owned(),
+                    items,
+                })
+            }
+            EventKind::CartAdd => step(None, Some(quantity), Some(unit_price)),
+            EventKind::CheckoutStart => step(None, None, Some(f64::from(quantity) * unit_price)),
+            _ => step(None, None, None),
+        };
+        push(rng, at, kind, payload);
     }
 }
 
 /// Writes the demo traffic through `write_batch` in batches of 1000; returns how many
 /// events were new (a re-run with the same seed and end writes none).
 pub async fn fill(store: &dyn Store, o: &DemoOptions) -> analytics_core::Result<(u64, u64)> {
-    let events = traffic(o);
+    let mut events = traffic(o);
+    events.extend(commerce(o));
     let mut accepted = 0;
     for chunk in events.chunks(1000) {
         accepted += store.write_batch(chunk).await?.inserted() as u64;
@@ -247,5 +441,53 @@ mod tests {
         // The diurnal cycle: 16:00 is busier than 04:00.
         let at_hour = |h: u32| a.iter().filter(|e| e.occurred_at.hour() == h).count();
         assert!(at_hour(16) > 2 * at_hour(4));
+    }
+
+    #[test]
+    fn demo_shop_has_jobs_orders_sessions_and_inventory() {
+        let o = options();
+        let a = commerce(&o);
+        assert_eq!(a, commerce(&o), "same seed, same data");
+        let kinds = |k: EventKind| a.iter().filter(|e| e.kind == k).count();
+        for k in [
+            EventKind::MlJob,
+            EventKind::Order,
+            EventKind::PageView,
+            EventKind::ProductView,
+            EventKind::CartAdd,
+            EventKind::CheckoutStart,
+            EventKind::Inventory,
+        ] {
+            assert!(kinds(k.clone()) > 0, "{k}");
+        }
+        // Drop-off: fewer events at every later step.
+        assert!(kinds(EventKind::PageView) > kinds(EventKind::ProductView));
+        assert!(kinds(EventKind::ProductView) > kinds(EventKind::CartAdd));
+        assert!(kinds(EventKind::CheckoutStart) > kinds(EventKind::Order));
+        let mut providers = std::collections::BTreeSet::new();
+        let mut currencies = std::collections::BTreeSet::new();
+        let mut collections = std::collections::BTreeSet::new();
+        let mut failed = 0;
+        for e in &a {
+            match &e.payload {
+                Payload::MlJob(j) => {
+                    providers.insert(j.provider.clone());
+                    failed += usize::from(j.status == JobStatus::Failed);
+                    assert_eq!(j.stage.is_some(), j.pipeline == Pipeline::Assets);
+                }
+                Payload::Order(x) => {
+                    currencies.insert(x.currency.clone());
+                    collections.extend(x.items.iter().filter_map(|i| i.collection.clone()));
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(providers.len(), 4);
+        assert!(failed > 0);
+        assert_eq!(currencies.into_iter().collect::<Vec<_>>(), ["EUR", "USD"]);
+        assert_eq!(
+            collections.into_iter().collect::<Vec<_>>(),
+            ["black-rose", "love-hurts", "signature"]
+        );
     }
 }

@@ -60,6 +60,8 @@ pub struct Settings {
     pub summary_ttl: Duration,
     /// When `health/overview` says `degraded`.
     pub health_thresholds: HealthThresholds,
+    /// The ML price table and the business collections.
+    pub analytics: crate::state::AnalyticsSettings,
 }
 
 impl Settings {
@@ -82,6 +84,7 @@ impl Settings {
             redis_url: None,
             summary_ttl: crate::summary_cache::DEFAULT_TTL,
             health_thresholds: HealthThresholds::default(),
+            analytics: crate::state::AnalyticsSettings::default(),
         }
     }
 }
@@ -108,6 +111,7 @@ impl std::fmt::Debug for Settings {
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("summary_ttl", &self.summary_ttl)
             .field("health_thresholds", &self.health_thresholds)
+            .field("analytics", &self.analytics)
             .finish()
     }
 }
@@ -239,6 +243,7 @@ impl Application {
         .with_api_key_ttl(settings.api_key_ttl)
         .with_summary_cache(settings.summary_ttl, settings.redis_url.as_deref())
         .context("REDIS_URL")?
+        .with_analytics(settings.analytics.clone())
         .with_health(HealthContext {
             thresholds: settings.health_thresholds,
             realtime: Some(PrometheusScrapeSource::new(prometheus_url, DEFAULT_BUDGET)),

@@ -130,6 +130,8 @@ pub struct AppState {
     pub age_limits: AgeLimitCache,
     /// The dashboard summary's cache (in-process; Redis with [`Self::with_summary_cache`]).
     pub summary_cache: Arc<SummaryCache>,
+    /// The ML price table and the business collections.
+    pub analytics: Arc<AnalyticsSettings>,
     draining: Arc<AtomicBool>,
 }
 
@@ -144,6 +146,16 @@ pub struct HealthContext {
     pub specs: Arc<RollupSpecs>,
     /// The live Prometheus view; `None`: `realtime.available = false`.
     pub realtime: Option<PrometheusScrapeSource>,
+}
+
+/// What the ML and business endpoints need beyond the store.
+#[derive(Debug, Clone, Default)]
+pub struct AnalyticsSettings {
+    /// Estimated USD per finished job of providers whose events carry no cost
+    /// (`ANALYTICS_ML_PRICES`).
+    pub prices: analytics_core::ml::PriceTable,
+    /// The configured collections and their display names (`ANALYTICS_COLLECTIONS`).
+    pub collections: analytics_core::business::Collections,
 }
 
 impl Default for HealthContext {
@@ -185,6 +197,7 @@ impl AppState {
             limits: Arc::new(limits),
             api_keys: ApiKeyCache::new(DEFAULT_API_KEY_TTL),
             age_limits: AgeLimitCache::new(DEFAULT_AGE_LIMIT_TTL),
+            analytics: Arc::new(AnalyticsSettings::default()),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -209,6 +222,24 @@ impl AppState {
     pub fn with_api_key_ttl(mut self, ttl: Duration) -> Self {
         self.api_keys = ApiKeyCache::new(ttl);
         self
+    }
+
+    /// Sets the ML price table and the business collections.
+    #[must_use]
+    pub fn with_analytics(mut self, analytics: AnalyticsSettings) -> Self {
+        self.analytics = Arc::new(analytics);
+        self
+    }
+
+    /// Runs a store read serving a request and records its timing (operation `read`).
+    pub async fn timed_read<T>(
+        &self,
+        read: impl Future<Output = analytics_core::Result<T>>,
+    ) -> analytics_core::Result<T> {
+        let started = Instant::now();
+        let out = read.await;
+        self.record_store_call(StoreOperation::Read, started);
+        out
     }
 
     /// Sets the health endpoints' context (thresholds, the Prometheus source).

@@ -81,6 +81,8 @@ fn events(n: usize, start: DateTime<Utc>, span: ChronoDuration, rng: &mut Lcg) -
                         duration_ms: rng.below(90_000) as f64,
                         cost_usd: Some(0.05),
                         model: None,
+                        job_id: None,
+                        stage: None,
                     }),
                 ),
                 80..95 => (

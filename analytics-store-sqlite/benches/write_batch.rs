@@ -98,6 +98,8 @@ fn event(i: u64, at: DateTime<Utc>) -> Event {
                 duration_ms: 900.0 + (i % 300) as f64,
                 cost_usd: Some(0.002),
                 model: None,
+                job_id: None,
+                stage: None,
             }),
         ),
     };

@@ -52,6 +52,7 @@ fn check_event(e: &Event) -> Result<(), FieldError> {
         | (EventKind::Order, Payload::Order(_))
         | (EventKind::Error, Payload::Error(_))
         | (EventKind::Alert, Payload::Alert(_))
+        | (EventKind::Inventory, Payload::Inventory(_))
         | (EventKind::Custom(_), Payload::Custom(_)) => true,
         (kind, Payload::Funnel(_)) => kind.is_funnel(),
         _ => false,
@@ -97,7 +98,7 @@ fn check_event(e: &Event) -> Result<(), FieldError> {
                 finite("value", v)?;
             }
         }
-        Payload::Error(_) | Payload::Custom(_) => {}
+        Payload::Error(_) | Payload::Custom(_) | Payload::Inventory(_) => {}
     }
     Ok(())
 }

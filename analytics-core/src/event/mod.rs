@@ -12,8 +12,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use payload::{
-    AlertEvent, ApiRequest, ErrorEvent, FunnelStep, JobStatus, LineItem, MAX_ID_LEN,
-    MAX_LINE_ITEMS, MAX_TEXT_LEN, MlJob, Order, Payload, Pipeline,
+    AlertEvent, ApiRequest, AssetStage, ErrorEvent, FunnelStep, Inventory, JobStatus, LineItem,
+    MAX_ID_LEN, MAX_LINE_ITEMS, MAX_TEXT_LEN, MlJob, Order, Payload, Pipeline,
+    canonical_collection,
 };
 
 use crate::error::{FieldError, ValidationErrors};
@@ -43,13 +44,15 @@ pub enum EventKind {
     CartAdd,
     /// `checkout_start`
     CheckoutStart,
+    /// `inventory`
+    Inventory,
     /// Any other name matching `custom.<name>` or `[a-z][a-z0-9_.:-]*` up to 64 characters.
     Custom(String),
 }
 
 impl EventKind {
     /// The known kinds.
-    pub const KNOWN: [EventKind; 9] = [
+    pub const KNOWN: [EventKind; 10] = [
         Self::ApiRequest,
         Self::MlJob,
         Self::Order,
@@ -59,6 +62,7 @@ impl EventKind {
         Self::ProductView,
         Self::CartAdd,
         Self::CheckoutStart,
+        Self::Inventory,
     ];
 
     /// The wire name.
@@ -73,6 +77,7 @@ impl EventKind {
             Self::ProductView => "product_view",
             Self::CartAdd => "cart_add",
             Self::CheckoutStart => "checkout_start",
+            Self::Inventory => "inventory",
             Self::Custom(name) => name,
         }
     }
@@ -104,7 +109,7 @@ impl FromStr for EventKind {
             Err(FieldError::new(
                 "kind",
                 "must be a known kind (api_request, ml_job, order, error, alert, page_view, \
-                 product_view, cart_add, checkout_start) or a custom name of lowercase letters, \
+                 product_view, cart_add, checkout_start, inventory) or a custom name of lowercase letters, \
                  digits and _.:- up to 64 characters",
             ))
         }
@@ -183,6 +188,7 @@ impl Event {
     pub fn collection(&self) -> Option<&str> {
         match &self.payload {
             Payload::Funnel(s) => s.collection.as_deref(),
+            Payload::Inventory(i) => i.collection.as_deref(),
             Payload::Order(o) => {
                 let mut cols = o.items.iter().filter_map(|i| i.collection.as_deref());
                 let first = cols.next()?;

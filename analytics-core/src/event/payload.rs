@@ -72,6 +72,14 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Whether the job has ended (`succeeded`, `failed` or `cancelled`).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    /// The terminal statuses.
+    pub const TERMINAL: [JobStatus; 3] = [Self::Succeeded, Self::Failed, Self::Cancelled];
+
     const ALL: [JobStatus; 5] = [
         Self::Queued,
         Self::Running,
@@ -92,7 +100,35 @@ impl JobStatus {
     }
 }
 
-/// One ML job (a 3D generation, an image description, an asset step).
+/// The steps of the assets pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetStage {
+    /// Files taken in.
+    Ingestion,
+    /// A new version recorded.
+    Versioning,
+    /// Reviewed for publication.
+    Approval,
+}
+
+impl AssetStage {
+    /// All stages, in pipeline order.
+    pub const ALL: [AssetStage; 3] = [Self::Ingestion, Self::Versioning, Self::Approval];
+
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingestion => "ingestion",
+            Self::Versioning => "versioning",
+            Self::Approval => "approval",
+        }
+    }
+}
+
+/// One status event of an ML job (a 3D generation, an image description, an asset step).
+/// A job reports several (`queued`, `running`, then a terminal one); it is counted once,
+/// by its terminal event ([`JobStatus::is_terminal`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MlJob {
     /// Which pipeline ran it.
@@ -109,6 +145,44 @@ pub struct MlJob {
     /// The provider's model name, where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The job this status event belongs to, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The step of an assets-pipeline job (only on `assets` jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<AssetStage>,
+}
+
+/// A stock snapshot of one product: the latest `on_hand` per product wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Product id.
+    pub product_id: String,
+    /// The product's collection (a slug, see [`canonical_collection`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+    /// Units in stock.
+    pub on_hand: u64,
+}
+
+/// The slug of a collection name: trimmed, lower case, runs of ASCII whitespace,
+/// underscores and hyphens become one `-` (`"Black Rose"`, `"black_rose"` and `"black-rose"` are one
+/// collection). `None` when nothing is left.
+pub fn canonical_collection(name: &str) -> Option<String> {
+    let mut out = String::with_capacity(name.len());
+    let mut pending_dash = false;
+    for c in name.trim_matches(|c: char| c.is_ascii_whitespace()).chars() {
+        if c == '_' || c == '-' || c.is_ascii_whitespace() {
+            pending_dash = !out.is_empty();
+            continue;
+        }
+        if pending_dash {
+            out.push('-');
+            pending_dash = false;
+        }
+        out.extend(c.to_lowercase());
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// One line of an order.
@@ -205,6 +279,8 @@ pub enum Payload {
     Alert(AlertEvent),
     /// `page_view`, `product_view`, `cart_add`, `checkout_start`
     Funnel(FunnelStep),
+    /// `inventory`
+    Inventory(Inventory),
     /// A custom kind: any JSON object.
     Custom(Map<String, Value>),
 }
@@ -286,6 +362,16 @@ impl<'a> Fields<'a> {
             }
             Some(s) => Some(s.to_owned()),
         }
+    }
+
+    /// An optional collection name, canonicalised to its slug ([`canonical_collection`]).
+    pub(crate) fn opt_collection(&mut self) -> Option<String> {
+        let raw = self.opt_str("collection", MAX_ID_LEN)?;
+        let slug = canonical_collection(&raw);
+        if slug.is_none() {
+            self.fail("collection", "must name a collection");
+        }
+        slug
     }
 
     pub(crate) fn req_str(&mut self, name: &'static str, max: usize) -> Option<String> {
@@ -434,6 +520,15 @@ fn parse_ml_job(f: &mut Fields<'_>) -> Option<Payload> {
     let duration_ms = f.req_number("duration_ms", 0.0);
     let cost_usd = f.opt_number("cost_usd", 0.0);
     let model = f.opt_str("model", MAX_ID_LEN);
+    let job_id = f.opt_str("job_id", MAX_ID_LEN);
+    let stage = match f.get("stage") {
+        None => None,
+        Some(_) => f.req_enum("stage", &AssetStage::ALL, AssetStage::as_str),
+    };
+    if stage.is_some() && pipeline.is_some_and(|p| p != Pipeline::Assets) {
+        f.fail("stage", "is only for the assets pipeline");
+        return None;
+    }
     Some(Payload::MlJob(MlJob {
         pipeline: pipeline?,
         provider: provider?,
@@ -441,6 +536,19 @@ fn parse_ml_job(f: &mut Fields<'_>) -> Option<Payload> {
         duration_ms: duration_ms?,
         cost_usd,
         model,
+        job_id,
+        stage,
+    }))
+}
+
+fn parse_inventory(f: &mut Fields<'_>) -> Option<Payload> {
+    let product_id = f.req_str("product_id", MAX_ID_LEN);
+    let collection = f.opt_collection();
+    let on_hand = f.req_int("on_hand", 0, 1_000_000_000_000);
+    Some(Payload::Inventory(Inventory {
+        product_id: product_id?,
+        collection,
+        on_hand: on_hand?,
     }))
 }
 
@@ -450,7 +558,7 @@ fn parse_line_item(prefix: String, value: &Value) -> Result<LineItem, Vec<FieldE
     };
     let mut f = Fields::new(prefix, obj);
     let product_id = f.req_str("product_id", MAX_ID_LEN);
-    let collection = f.opt_str("collection", MAX_ID_LEN);
+    let collection = f.opt_collection();
     let quantity = f.req_int("quantity", 1, 1_000_000);
     let unit_price = f.req_number("unit_price", 0.0);
     let errors = f.finish();
@@ -547,7 +655,7 @@ fn parse_funnel(kind: &super::EventKind, f: &mut Fields<'_>) -> Option<Payload> 
     use super::EventKind as K;
     let path = f.opt_str("path", 2048);
     let product_id = f.opt_str("product_id", MAX_ID_LEN);
-    let collection = f.opt_str("collection", MAX_ID_LEN);
+    let collection = f.opt_collection();
     let quantity = f.opt_int("quantity", 1, 1_000_000);
     let value = f.opt_number("value", 0.0);
     match kind {
@@ -595,6 +703,7 @@ pub(crate) fn parse_payload(
         K::Error => parse_error(&mut f),
         K::Alert => parse_alert(&mut f),
         K::PageView | K::ProductView | K::CartAdd | K::CheckoutStart => parse_funnel(kind, &mut f),
+        K::Inventory => parse_inventory(&mut f),
         K::Custom(_) => None,
     };
     let errors = f.finish();

@@ -7,9 +7,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::event::Event;
+use crate::funnel::SessionAccumulator;
 use crate::ids::{MetricName, ProjectId};
 use crate::rollup::digest::{Digest, DigestBuilder};
-use crate::rollup::spec::{RollupSpecs, dimension_value, stored_dimension_name};
+use crate::rollup::spec::{
+    RollupSpecs, ValueSource, dimension_value, metrics, stored_dimension_name,
+};
 use crate::rollup::{Dimensions, Rollup, RollupKey, RollupStats};
 use crate::time::Granularity;
 
@@ -31,6 +34,8 @@ pub struct Aggregator<'a> {
     groups: Vec<Vec<HashMap<String, Acc>>>,
     scratch: Vec<(f64, Option<usize>)>,
     key: String,
+    // Per spec: the session funnel state of `SessionFunnel` specs.
+    sessions: Vec<Option<SessionAccumulator>>,
 }
 
 impl<'a> Aggregator<'a> {
@@ -45,6 +50,13 @@ impl<'a> Aggregator<'a> {
                 .collect(),
             scratch: Vec::new(),
             key: String::new(),
+            sessions: specs
+                .0
+                .iter()
+                .map(|s| {
+                    matches!(s.value, ValueSource::SessionFunnel).then(SessionAccumulator::default)
+                })
+                .collect(),
         }
     }
 
@@ -58,6 +70,10 @@ impl<'a> Aggregator<'a> {
         };
         for (si, spec) in self.specs.0.iter().enumerate() {
             if !spec.accepts(e) {
+                continue;
+            }
+            if let Some(sessions) = &mut self.sessions[si] {
+                sessions.add(e);
                 continue;
             }
             let mut obs = std::mem::take(&mut self.scratch);
@@ -101,6 +117,21 @@ impl<'a> Aggregator<'a> {
         bucket_start: DateTime<Utc>,
         computed_at: DateTime<Utc>,
     ) -> Vec<Rollup> {
+        let funnel_rows: Vec<Rollup> = self
+            .sessions
+            .into_iter()
+            .enumerate()
+            .filter_map(|(si, acc)| Some((si, acc?)))
+            .flat_map(|(si, acc)| {
+                acc.finish(
+                    &self.specs.0[si].metric,
+                    project,
+                    granularity,
+                    bucket_start,
+                    computed_at,
+                )
+            })
+            .collect();
         let mut rows: Vec<Rollup> = self
             .groups
             .into_iter()
@@ -145,6 +176,7 @@ impl<'a> Aggregator<'a> {
                 ))
             })
             .collect();
+        rows.extend(funnel_rows);
         rows.sort_by(|a, b| {
             (&a.key.metric, &a.key.dimensions).cmp(&(&b.key.metric, &b.key.dimensions))
         });
@@ -167,7 +199,8 @@ pub fn stats_of(digest: &Digest, samples: u64, count: f64, sum: f64) -> RollupSt
     }
 }
 
-fn row(
+/// A row from its key, digest and (re-weighted) count and sum.
+pub(crate) fn row(
     key: RollupKey,
     digest: &Digest,
     samples: u64,
@@ -238,7 +271,13 @@ pub fn merge_rows(
     computed_at: DateTime<Utc>,
 ) -> Vec<Rollup> {
     let mut series: HashMap<(&MetricName, &Dimensions), Vec<&Rollup>> = HashMap::new();
+    // Session funnel rows compose in time order instead of merging by dimensions.
+    let mut funnel: HashMap<&MetricName, Vec<&Rollup>> = HashMap::new();
     for c in children {
+        if c.key.metric.as_str() == metrics::FUNNEL_SESSIONS {
+            funnel.entry(&c.key.metric).or_default().push(c);
+            continue;
+        }
         series
             .entry((&c.key.metric, &c.key.dimensions))
             .or_default()
@@ -265,6 +304,15 @@ pub fn merge_rows(
             })
         })
         .collect();
+    for children in funnel.values() {
+        rows.extend(crate::funnel::merge_rows(
+            children,
+            project,
+            granularity,
+            bucket_start,
+            computed_at,
+        ));
+    }
     rows.sort_by(|a, b| {
         (&a.key.metric, &a.key.dimensions).cmp(&(&b.key.metric, &b.key.dimensions))
     });
@@ -413,7 +461,7 @@ mod tests {
             .iter()
             .filter(|r| {
                 r.key.metric.as_str() == metrics::LINE_UNITS
-                    && r.key.dimensions.get("collection").is_some()
+                    && r.key.dimensions.names().eq(["collection"])
             })
             .map(|r| r.stats.sum)
             .sum();
@@ -444,8 +492,14 @@ mod tests {
                 .max,
             Some(300.0)
         );
-        // Cost counts every job that reports one, finished or not.
-        assert_eq!(find(&rows, metrics::ML_COST_USD, &[]).stats.sum, 1.5);
+        // Cost counts finished jobs that report one: a running job's event adds nothing.
+        assert_eq!(find(&rows, metrics::ML_COST_USD, &[]).stats.sum, 1.0);
+        let jobs = find(
+            &rows,
+            metrics::ML_JOBS,
+            &[("provider", "tripo"), ("status", "failed")],
+        );
+        assert_eq!(jobs.stats.count, 1.0);
     }
 
     #[test]

@@ -114,7 +114,19 @@ impl MetricCatalog {
     /// The catalog of `specs`.
     pub fn from_specs(specs: &RollupSpecs) -> Self {
         Self {
-            metrics: specs.0.iter().map(MetricInfo::from_spec).collect(),
+            // Session funnel state and snapshot times are read by their routes, not
+            // charted or alerted on.
+            metrics: specs
+                .0
+                .iter()
+                .filter(|s| {
+                    !matches!(
+                        s.value,
+                        ValueSource::SessionFunnel | ValueSource::OccurredAt
+                    )
+                })
+                .map(MetricInfo::from_spec)
+                .collect(),
         }
     }
 
@@ -168,7 +180,18 @@ mod tests {
     fn every_default_metric_is_in_the_catalog_with_a_description() {
         let specs = RollupSpecs::defaults();
         let catalog = MetricCatalog::from_specs(&specs);
-        assert_eq!(catalog.iter().count(), specs.0.len());
+        let hidden = specs
+            .0
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.value,
+                    ValueSource::SessionFunnel | ValueSource::OccurredAt
+                )
+            })
+            .count();
+        assert_eq!(hidden, 2);
+        assert_eq!(catalog.iter().count(), specs.0.len() - hidden);
         for info in catalog.iter() {
             assert!(
                 !info.description.is_empty(),
@@ -196,7 +219,7 @@ mod tests {
         assert!(errors.has_grouping(["method", "route"]));
         // Line dimensions are catalogued under their stored names.
         let line = catalog.resolve(m::LINE_REVENUE).unwrap();
-        assert_eq!(line.dimensions, ["collection", "product_id"]);
+        assert_eq!(line.dimensions, ["collection", "currency", "product_id"]);
         assert!(!line.has_grouping(std::iter::empty()));
         let store = catalog.resolve(m::STORE_LATENCY_MS).unwrap();
         assert_eq!(store.dimensions, ["operation"]);

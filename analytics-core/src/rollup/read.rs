@@ -183,14 +183,7 @@ impl RollupReader {
         names: &[&str],
         range: TimeRange,
     ) -> Result<Vec<(Dimensions, RollupStats)>> {
-        self.check_names(metric, names.to_vec())?;
-        let selector = Selector {
-            project,
-            metric,
-            filter: &Dimensions::none(),
-            names: names.iter().map(|n| (*n).to_owned()).collect(),
-        };
-        let rows = self.rows_for(&selector, range).await?;
+        let rows = self.rows_in_order(project, metric, names, range).await?;
         let mut groups: BTreeMap<&Dimensions, Vec<&Rollup>> = BTreeMap::new();
         for r in &rows {
             groups.entry(&r.key.dimensions).or_default().push(r);
@@ -208,6 +201,27 @@ impl RollupReader {
             }
         }
         Ok(out)
+    }
+
+    /// Every row of `metric` grouped by exactly `names` covering `range`, in time order:
+    /// rollup rows of complete buckets (by bucket start) and rows computed from raw events
+    /// for the rest (one per raw piece). For state that composes in time order, like the
+    /// session funnel.
+    pub async fn rows_in_order(
+        &self,
+        project: &ProjectId,
+        metric: &MetricName,
+        names: &[&str],
+        range: TimeRange,
+    ) -> Result<Vec<Rollup>> {
+        self.check_names(metric, names.to_vec())?;
+        let selector = Selector {
+            project,
+            metric,
+            filter: &Dimensions::none(),
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+        };
+        self.rows_for(&selector, range).await
     }
 
     /// Where an answer over `range` comes from: [`Source::Rollups`] when rollup rows cover
@@ -318,7 +332,7 @@ impl RollupReader {
             self.store.as_ref(),
             &q.project,
             range,
-            vec![spec.kind.clone()],
+            spec.kinds(),
             self.page_size,
             |e| {
                 buckets
@@ -446,7 +460,7 @@ impl RollupReader {
             self.store.as_ref(),
             sel.project,
             range,
-            vec![spec.kind.clone()],
+            spec.kinds(),
             self.page_size,
             |e| agg.add(e),
         )

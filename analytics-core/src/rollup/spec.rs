@@ -26,12 +26,26 @@ pub enum ValueSource {
     LineRevenue,
     /// The sum of an order's line quantities.
     OrderUnits,
+    /// One observation of 1 per distinct value of a line field (`product_id`,
+    /// `collection`) among an order's lines, read at the first line carrying it: `count`
+    /// is the distinct orders containing a line of the value, not the lines.
+    DistinctLines(String),
+    /// The event's time in seconds since the Unix epoch (microsecond precision): `max` is
+    /// the latest event of the group (the latest inventory snapshot).
+    OccurredAt,
+    /// Per-session funnel progress (see [`crate::funnel`]): not per-event observations;
+    /// the aggregator keeps each session's ordered steps and writes one row per session and
+    /// bucket, and coarser rows compose the finer ones in time order.
+    SessionFunnel,
 }
 
 impl ValueSource {
     /// Whether each order line is its own observation.
     pub fn per_line(&self) -> bool {
-        matches!(self, Self::LineQuantity | Self::LineRevenue)
+        matches!(
+            self,
+            Self::LineQuantity | Self::LineRevenue | Self::DistinctLines(_)
+        )
     }
 }
 
@@ -89,7 +103,22 @@ pub struct RollupSpec {
 impl RollupSpec {
     /// Whether `e` feeds this spec.
     pub fn accepts(&self, e: &Event) -> bool {
-        e.kind == self.kind && self.filters.iter().all(|f| f.matches(e))
+        let kind = match self.value {
+            ValueSource::SessionFunnel => crate::funnel::FunnelStepKind::of(&e.kind).is_some(),
+            _ => e.kind == self.kind,
+        };
+        kind && self.filters.iter().all(|f| f.matches(e))
+    }
+
+    /// The event kinds it reads (the funnel's five for [`ValueSource::SessionFunnel`]).
+    pub fn kinds(&self) -> Vec<EventKind> {
+        match self.value {
+            ValueSource::SessionFunnel => crate::funnel::FunnelStepKind::ALL
+                .iter()
+                .map(|s| s.kind())
+                .collect(),
+            _ => vec![self.kind.clone()],
+        }
     }
 
     /// The observations `e` contributes, as `(value, line index)`; the line index is set for
@@ -112,6 +141,28 @@ impl RollupSpec {
                 };
                 if let Some(f) = failed {
                     out.push((if f { 1.0 } else { 0.0 }, None));
+                }
+            }
+            ValueSource::OccurredAt => {
+                out.push((e.occurred_at.timestamp_micros() as f64 / 1e6, None));
+            }
+            ValueSource::SessionFunnel => {}
+            ValueSource::DistinctLines(field) => {
+                if let Payload::Order(o) = &e.payload {
+                    let mut seen: Vec<&str> = Vec::new();
+                    for (i, line) in o.items.iter().enumerate() {
+                        let v = match field.as_str() {
+                            "product_id" => Some(line.product_id.as_str()),
+                            "collection" => line.collection.as_deref(),
+                            _ => None,
+                        };
+                        if let Some(v) = v
+                            && !seen.contains(&v)
+                        {
+                            seen.push(v);
+                            out.push((1.0, Some(i)));
+                        }
+                    }
                 }
             }
             ValueSource::OrderUnits => {
@@ -154,6 +205,7 @@ pub fn field_value(e: &Event, name: &str) -> Option<f64> {
         (Payload::Alert(a), "value") => a.value,
         (Payload::Funnel(s), "quantity") => s.quantity.map(f64::from),
         (Payload::Funnel(s), "value") => s.value,
+        (Payload::Inventory(i), "on_hand") => Some(i.on_hand as f64),
         (Payload::Custom(m), _) => m.get(name).and_then(serde_json::Value::as_f64),
         _ => None,
     }
@@ -213,6 +265,10 @@ pub fn field_text<'e>(e: &'e Event, name: &str) -> Option<Cow<'e, str>> {
         (Payload::Alert(a), "metric") => borrowed(&a.metric),
         (Payload::Funnel(s), "path") => s.path.as_deref().map(Cow::Borrowed),
         (Payload::Funnel(s), "product_id") => s.product_id.as_deref().map(Cow::Borrowed),
+        (Payload::MlJob(j), "stage") => j.stage.map(|s| Cow::Borrowed(s.as_str())),
+        (Payload::MlJob(j), "job_id") => j.job_id.as_deref().map(Cow::Borrowed),
+        (Payload::Inventory(i), "product_id") => borrowed(&i.product_id),
+        (Payload::Inventory(i), "on_hand") => Some(Cow::Owned(i.on_hand.to_string())),
         (Payload::Custom(m), _) => m.get(name).and_then(|v| v.as_str()).map(Cow::Borrowed),
         _ => None,
     }
@@ -279,8 +335,19 @@ pub mod metrics {
     pub const ML_DURATION_MS: &str = "ml.duration_ms";
     /// 1 per failed finished ML job, else 0: `avg` = failure rate.
     pub const ML_FAILED: &str = "ml.failed";
-    /// Provider cost of ML jobs that report one.
+    /// Provider cost of finished ML jobs that report one.
     pub const ML_COST_USD: &str = "ml.cost_usd";
+    /// Finished ML jobs (one terminal event each), by status.
+    pub const ML_JOBS: &str = "ml.jobs";
+    /// Distinct orders containing a line of a collection.
+    pub const LINE_ORDERS: &str = "sales.orders";
+    /// Distinct orders containing a line of a product.
+    pub const PRODUCT_ORDERS: &str = "sales.product_orders";
+    /// Inventory snapshots: `max` is the time of the latest snapshot of a (product,
+    /// on_hand) pair.
+    pub const INVENTORY: &str = "inventory.snapshot";
+    /// Per-session funnel progress rows (one per session and bucket).
+    pub const FUNNEL_SESSIONS: &str = "funnel.sessions";
     /// Order totals: `sum` = revenue, `count` = orders, `avg` = average order value.
     pub const ORDER_REVENUE: &str = "orders.revenue";
     /// Units per order.
@@ -324,14 +391,31 @@ impl RollupSpecs {
             field: "status".into(),
             values: vec!["succeeded".into(), "failed".into()],
         };
+        let terminal = Filter::In {
+            field: "status".into(),
+            values: crate::event::JobStatus::TERMINAL
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
+        };
+        // Every ML route filters by provider and pipeline, the assets route by stage; the
+        // price-table estimate needs the provider of each figure.
+        let ml_groupings: &[&[&str]] = &[
+            &[],
+            &["pipeline"],
+            &["provider"],
+            &["pipeline", "provider"],
+            &["stage"],
+            &["provider", "stage"],
+        ];
         let mut ml_duration = spec(
             m::ML_DURATION_MS,
             K::MlJob,
             V::Field("duration_ms".into()),
-            &[&[], &["pipeline"], &["provider"], &["pipeline", "provider"]],
-            "Duration in milliseconds of finished (succeeded or failed) ML jobs",
+            ml_groupings,
+            "Duration in milliseconds of finished (succeeded, failed or cancelled) ML jobs",
         );
-        ml_duration.filters.push(finished.clone());
+        ml_duration.filters.push(terminal.clone());
         let mut ml_failed = spec(
             m::ML_FAILED,
             K::MlJob,
@@ -340,6 +424,36 @@ impl RollupSpecs {
             "1 per failed finished ML job, else 0: sum is the failures, avg the failure rate",
         );
         ml_failed.filters.push(finished);
+        let mut ml_cost = spec(
+            m::ML_COST_USD,
+            K::MlJob,
+            V::Field("cost_usd".into()),
+            ml_groupings,
+            "Provider cost in USD of finished ML jobs that report one",
+        );
+        ml_cost.filters.push(terminal.clone());
+        let mut ml_jobs = spec(
+            m::ML_JOBS,
+            K::MlJob,
+            V::One,
+            &[
+                &["status"],
+                &["pipeline", "status"],
+                &["provider", "status"],
+                &["pipeline", "provider", "status"],
+                &["stage", "status"],
+                &["provider", "stage", "status"],
+            ],
+            "Finished ML jobs, one per terminal status event, by status",
+        );
+        ml_jobs.filters.push(terminal);
+        let line_groupings: &[&[&str]] = &[
+            &["line.collection"],
+            &["line.product_id"],
+            &["currency", "line.collection"],
+            &["currency", "line.product_id"],
+            &["line.collection", "line.product_id"],
+        ];
         let operations = |ops: &[&str]| Filter::In {
             field: "operation".into(),
             values: ops.iter().map(|o| (*o).to_owned()).collect(),
@@ -394,13 +508,8 @@ impl RollupSpecs {
             ),
             ml_duration,
             ml_failed,
-            spec(
-                m::ML_COST_USD,
-                K::MlJob,
-                V::Field("cost_usd".into()),
-                &[&[], &["pipeline"], &["provider"], &["pipeline", "provider"]],
-                "Provider cost in USD of ML jobs that report one",
-            ),
+            ml_cost,
+            ml_jobs,
             spec(
                 m::ORDER_REVENUE,
                 K::Order,
@@ -412,22 +521,51 @@ impl RollupSpecs {
                 m::ORDER_UNITS,
                 K::Order,
                 V::OrderUnits,
-                &[&[]],
+                &[&[], &["currency"]],
                 "Units per order",
             ),
             spec(
                 m::LINE_REVENUE,
                 K::Order,
                 V::LineRevenue,
-                &[&["line.collection"], &["line.product_id"]],
+                line_groupings,
                 "Revenue per order line (quantity x unit price), by collection and product",
             ),
             spec(
                 m::LINE_UNITS,
                 K::Order,
                 V::LineQuantity,
-                &[&["line.collection"], &["line.product_id"]],
+                line_groupings,
                 "Units per order line, by collection and product",
+            ),
+            spec(
+                m::LINE_ORDERS,
+                K::Order,
+                V::DistinctLines("collection".into()),
+                &[&["currency", "line.collection"]],
+                "Distinct orders containing a line of the collection",
+            ),
+            spec(
+                m::PRODUCT_ORDERS,
+                K::Order,
+                V::DistinctLines("product_id".into()),
+                &[&["currency", "line.product_id"]],
+                "Distinct orders containing a line of the product",
+            ),
+            spec(
+                m::INVENTORY,
+                K::Inventory,
+                V::OccurredAt,
+                &[&["product_id", "on_hand"]],
+                "Inventory snapshots: max is the time of the latest snapshot of a product \
+                 with that on_hand",
+            ),
+            spec(
+                m::FUNNEL_SESSIONS,
+                K::PageView,
+                V::SessionFunnel,
+                &[&["collection", "progress", "session"]],
+                "Per-session funnel progress (one row per session and bucket)",
             ),
             spec(
                 m::FUNNEL_PAGE_VIEW,
@@ -440,7 +578,12 @@ impl RollupSpecs {
                 m::FUNNEL_PRODUCT_VIEW,
                 K::ProductView,
                 V::One,
-                &[&[], &["collection"], &["product_id"]],
+                &[
+                    &[],
+                    &["collection"],
+                    &["product_id"],
+                    &["collection", "product_id"],
+                ],
                 "Funnel: product views",
             ),
             spec(

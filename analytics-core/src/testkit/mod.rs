@@ -53,6 +53,20 @@ macro_rules! store_conformance_tests {
             job_locks_are_exclusive_until_dropped,
             ping_answers,
         );
+        $crate::store_conformance_tests!(@shared_cases $make;
+            business_figures_equal_the_raw_truth,
+            ml_figures_equal_the_raw_truth,
+        );
+    };
+    (@shared_cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store: ::std::sync::Arc<dyn $crate::ports::Store> =
+                    ::std::sync::Arc::from($make().await);
+                $crate::testkit::conformance::$case(store).await;
+            }
+        )*
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(

@@ -19,10 +19,12 @@ use poem_openapi::{Object, OpenApi, Union};
 
 use super::ApiTags;
 use super::alerts::{AlertBody, AlertsApi};
+use super::business::{BusinessApi, BusinessOverview};
 use super::events::BearerAuth;
 use super::health::{HealthApi, HealthOverview, RangeBody, RangePreset, parse_window};
-use super::request::{identity, project_param};
-use super::responses::ApiResult;
+use super::ml::{MlApi, MlOverview};
+use super::request::{identity, readable_project};
+use super::responses::{ApiResult, NotFound};
 use crate::auth::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -116,6 +118,26 @@ pub enum HealthSection {
     Failed(SectionFailure),
 }
 
+/// `ml_pipelines`: the ML overview, or its failure.
+#[derive(Debug, Clone, Union)]
+#[oai(one_of)]
+pub enum MlSection {
+    /// The answer of `ml/overview`.
+    Ok(MlOverview),
+    /// It failed.
+    Failed(SectionFailure),
+}
+
+/// `business`: the business overview (in USD), or its failure.
+#[derive(Debug, Clone, Union)]
+#[oai(one_of)]
+pub enum BusinessSection {
+    /// The answer of `business/overview`.
+    Ok(BusinessOverview),
+    /// It failed.
+    Failed(SectionFailure),
+}
+
 /// `active_alerts`, or its failure.
 #[derive(Debug, Clone, Union)]
 #[oai(one_of)]
@@ -132,6 +154,12 @@ pub struct SummarySections {
     /// The health overview.
     #[oai(skip_serializing_if_is_none)]
     pub system_health: Option<HealthSection>,
+    /// The ML overview.
+    #[oai(skip_serializing_if_is_none)]
+    pub ml_pipelines: Option<MlSection>,
+    /// The business overview (in USD).
+    #[oai(skip_serializing_if_is_none)]
+    pub business: Option<BusinessSection>,
     /// The active alerts.
     #[oai(skip_serializing_if_is_none)]
     pub active_alerts: Option<AlertsSection>,
@@ -304,7 +332,7 @@ impl DashboardApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-    ) -> ApiResult<Json<DashboardSummary>> {
+    ) -> ApiResult<Json<DashboardSummary>, NotFound> {
         let id = identity(req)?;
         let view = if id.has_role(Role::Admin) {
             "admin"
@@ -337,7 +365,7 @@ impl DashboardApi {
             }
         }
         let window = parse_window(range.0, from.0, to.0)?;
-        let project = project_param(project.0)?.unwrap_or_else(ProjectId::default_project);
+        let project = readable_project(req, project.0)?;
         let (allowed, omitted): (Vec<Section>, Vec<Section>) = wanted
             .into_iter()
             .partition(|s| view == "admin" || s.for_business_viewers());
@@ -366,6 +394,52 @@ impl DashboardApi {
                 .await,
             )
         };
+        let ml = MlApi {
+            state: self.state.clone(),
+        };
+        let ml_section = async {
+            if !allowed.contains(&Section::Ml) {
+                return None;
+            }
+            Some(
+                self.section::<MlOverview, _, _>(key(Section::Ml), || async {
+                    let c = super::ml::Common {
+                        project: project.clone(),
+                        range: window.range(),
+                        provider: None,
+                    };
+                    ml.overview_of(&c, None)
+                        .await
+                        .map(|o| to_json(&o))
+                        .map_err(section_error)
+                })
+                .await,
+            )
+        };
+        let business = BusinessApi {
+            state: self.state.clone(),
+        };
+        let business_section = async {
+            if !allowed.contains(&Section::Business) {
+                return None;
+            }
+            Some(
+                self.section::<BusinessOverview, _, _>(key(Section::Business), || async {
+                    let c = super::business::Common {
+                        project: project.clone(),
+                        window: window.clone(),
+                        currency: "USD".to_owned(),
+                        compare: None,
+                    };
+                    business
+                        .overview_of(&c)
+                        .await
+                        .map(|o| to_json(&o))
+                        .map_err(section_error)
+                })
+                .await,
+            )
+        };
         let alerts_section = async {
             if !allowed.contains(&Section::Alerts) {
                 return None;
@@ -380,7 +454,8 @@ impl DashboardApi {
                 .await,
             )
         };
-        let (health_got, alerts_got) = tokio::join!(health_section, alerts_section);
+        let (health_got, ml_got, business_got, alerts_got) =
+            tokio::join!(health_section, ml_section, business_section, alerts_section);
 
         let mut generated_at: Option<DateTime<Utc>> = None;
         let mut cached = false;
@@ -397,6 +472,20 @@ impl DashboardApi {
                 Err(f) => HealthSection::Failed(f),
             }
         });
+        let ml_pipelines = ml_got.map(|g| {
+            note(g.generated_at, g.computed);
+            match g.value {
+                Ok(v) => MlSection::Ok(v),
+                Err(f) => MlSection::Failed(f),
+            }
+        });
+        let business = business_got.map(|g| {
+            note(g.generated_at, g.computed);
+            match g.value {
+                Ok(v) => BusinessSection::Ok(v),
+                Err(f) => BusinessSection::Failed(f),
+            }
+        });
         let active_alerts = alerts_got.map(|g| {
             note(g.generated_at, g.computed);
             match g.value {
@@ -411,6 +500,8 @@ impl DashboardApi {
             project: project.to_string(),
             sections: SummarySections {
                 system_health,
+                ml_pipelines,
+                business,
                 active_alerts,
             },
             omitted: omitted.into_iter().map(|s| s.name().to_owned()).collect(),

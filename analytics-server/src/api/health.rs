@@ -487,10 +487,7 @@ impl HealthApi {
         &self,
         read: impl Future<Output = analytics_core::Result<T>>,
     ) -> analytics_core::Result<T> {
-        let started = Instant::now();
-        let out = read.await;
-        self.state.record_store_call(StoreOperation::Read, started);
-        out
+        self.state.timed_read(read).await
     }
 
     async fn realtime(&self) -> RealtimeBody {

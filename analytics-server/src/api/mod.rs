@@ -4,10 +4,12 @@
 pub mod alert_transfer;
 pub mod alerts;
 mod allow;
+pub mod business;
 pub mod dashboard;
 mod events;
 mod health;
 mod ingest_body;
+pub mod ml;
 mod ops;
 mod request;
 pub mod responses;
@@ -43,16 +45,22 @@ pub enum ApiTags {
     Alerts,
     /// The admin dashboard in one call (roles admin, business_viewer).
     Dashboard,
+    /// Business analytics: revenue, orders, products, collections, the session funnel
+    /// (roles admin, business_viewer).
+    Business,
     /// Event ingestion and listing.
     Events,
     /// System health: request figures, endpoints, the store, timeseries (role admin).
     Health,
+    /// ML pipelines: jobs, success rates, durations and costs per pipeline, provider and
+    /// stage (role admin).
+    Ml,
     /// Health, readiness and metrics.
     Operations,
 }
 
 /// Every path the API serves (the spec test checks that each is documented).
-pub const PATHS: [&str; 20] = [
+pub const PATHS: &[&str] = &[
     "/api/v1/analytics/dashboard/summary",
     "/api/v1/analytics/alerts/metrics",
     "/api/v1/analytics/alerts/configs",
@@ -70,6 +78,16 @@ pub const PATHS: [&str; 20] = [
     "/api/v1/analytics/health/api",
     "/api/v1/analytics/health/database",
     "/api/v1/analytics/health/timeseries",
+    "/api/v1/analytics/ml/overview",
+    "/api/v1/analytics/ml/3d",
+    "/api/v1/analytics/ml/descriptions",
+    "/api/v1/analytics/ml/assets",
+    "/api/v1/analytics/ml/providers",
+    "/api/v1/analytics/business/overview",
+    "/api/v1/analytics/business/sales",
+    "/api/v1/analytics/business/products",
+    "/api/v1/analytics/business/collections",
+    "/api/v1/analytics/business/funnel",
     "/livez",
     "/readyz",
     "/metrics",
@@ -82,6 +100,8 @@ type Operations = (
     alerts::AlertsApi,
     alert_transfer::AlertTransferApi,
     dashboard::DashboardApi,
+    ml::MlApi,
+    business::BusinessApi,
     ops::OpsApi,
 );
 
@@ -102,6 +122,12 @@ pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
                 state: state.clone(),
             },
             dashboard::DashboardApi {
+                state: state.clone(),
+            },
+            ml::MlApi {
+                state: state.clone(),
+            },
+            business::BusinessApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
@@ -151,7 +177,12 @@ pub fn route_template(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         p if p == "/docs" || p.starts_with("/docs/") => "/docs",
-        p => alert_route(p).unwrap_or("unmatched"),
+        p => PATHS
+            .iter()
+            .copied()
+            .find(|known| !known.contains('{') && *known == p)
+            .or_else(|| alert_route(p))
+            .unwrap_or("unmatched"),
     }
 }
 

@@ -37,3 +37,29 @@ pub(crate) fn project_param(p: Option<String>) -> Result<Option<ProjectId>, ApiE
 pub(crate) fn default_limit() -> u32 {
     100
 }
+
+/// Requires a role that may read business figures (`admin` or `business_viewer`; 403
+/// otherwise, also for API keys).
+pub(crate) fn require_business(req: &Request) -> Result<(), ApiError> {
+    let id = identity(req)?;
+    if id.has_role(Role::BusinessViewer) {
+        return Ok(());
+    }
+    id.require(Role::Admin)
+}
+
+/// The `project` parameter of the analytics routes (default `default`), which the caller's
+/// token must cover: a project outside a `projects` claim is 404 (not 403), like every
+/// route's.
+pub(crate) fn readable_project(req: &Request, p: Option<String>) -> Result<ProjectId, ApiError> {
+    let project = project_param(p)?.unwrap_or_else(ProjectId::default_project);
+    if identity(req)?.may_access(&project) {
+        Ok(project)
+    } else {
+        Err(ApiError::new(
+            poem::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!("project {project} not found"),
+        ))
+    }
+}

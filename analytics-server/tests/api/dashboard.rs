@@ -41,6 +41,10 @@ async fn admins_get_every_section_and_viewers_only_business() {
     assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
     let s = &r.body["sections"];
     assert!(s["system_health"]["status"].is_string(), "{:#}", r.body);
+    assert_eq!(s["ml_pipelines"]["jobs"], 0, "{:#}", r.body);
+    assert_eq!(s["business"]["revenue"], 0.0, "{:#}", r.body);
+    assert_eq!(s["business"]["currency"], "USD");
+    assert_eq!(r.body["omitted"], serde_json::json!([]));
     assert_eq!(s["active_alerts"]["count"], 1);
     assert_eq!(s["active_alerts"]["by_severity"]["critical"], 1);
     assert_eq!(s["active_alerts"]["items"][0]["id"], alert.id.to_string());
@@ -55,6 +59,8 @@ async fn admins_get_every_section_and_viewers_only_business() {
     let v = app.call(Method::GET, SUMMARY, Some(&viewer)).await;
     assert_eq!(v.status, StatusCode::OK, "{:#}", v.body);
     let sections = v.body["sections"].as_object().unwrap();
+    assert_eq!(sections.keys().collect::<Vec<_>>(), ["business"], "{:#}", v.body);
+    assert_eq!(sections["business"]["orders"], 0);
     assert!(!sections.contains_key("system_health"), "{:#}", v.body);
     assert!(!sections.contains_key("active_alerts"), "{:#}", v.body);
     assert!(!sections.contains_key("ml_pipelines"), "{:#}", v.body);

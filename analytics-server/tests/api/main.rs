@@ -4,6 +4,7 @@
 mod alerts;
 mod auth;
 mod blackbox;
+mod business;
 mod dashboard;
 mod durability;
 mod hardening;

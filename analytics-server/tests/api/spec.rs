@@ -10,7 +10,7 @@ async fn spec_contains_every_endpoint_path() {
     let app = TestApp::new();
     let spec: serde_json::Value = serde_json::from_str(&openapi_spec(app.state.clone())).unwrap();
     let paths = spec["paths"].as_object().unwrap();
-    for p in PATHS {
+    for &p in PATHS {
         assert!(paths.contains_key(p), "{p} missing from the spec");
     }
     let events = &paths["/api/v1/analytics/events"];

@@ -419,3 +419,55 @@ async fn events_of_years_zero_and_below_land_in_partitions_of_their_own() {
         .expect("retention");
     assert_eq!(deleted, 4);
 }
+
+/// Migration 0008 on a store that holds events written before it: the indexed collection
+/// column becomes the slug, and every hour with raw events is marked dirty (re-rolled with
+/// the new specs).
+#[tokio::test]
+async fn migration_0008_rewrites_collections_and_marks_kept_hours_dirty() {
+    use analytics_core::testkit::fixtures::{event_at, t};
+    let Some(store) = crate::support::fresh_pg().await else {
+        return;
+    };
+    let at = [t("2024-03-10T10:15:00Z"), t("2024-03-10T12:40:00Z")];
+    let events: Vec<_> = at
+        .iter()
+        .map(|at| {
+            event_at(
+                serde_json::json!({"kind": "product_view", "occurred_at": at.to_rfc3339(),
+                       "payload": {"product_id": "p1", "collection": "black-rose"}}),
+                *at,
+            )
+        })
+        .collect();
+    store.write_batch(&events).await.expect("write");
+    let dirty = store.dirty_hours(10).await.expect("dirty");
+    store.clear_dirty_hours(&dirty).await.expect("clear");
+    // As an older version stored it.
+    sqlx::query("UPDATE analytics_events SET collection = 'Black  Rose'")
+        .execute(store.pool())
+        .await
+        .expect("old name");
+    let sql = include_str!("../../migrations/0008_collection_slugs_and_reroll.sql");
+    sqlx::raw_sql(sql)
+        .execute(store.pool())
+        .await
+        .expect("migration 0008");
+    let collections: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT collection FROM analytics_events")
+            .fetch_all(store.pool())
+            .await
+            .expect("collections");
+    assert_eq!(collections, ["black-rose"]);
+    let hours: Vec<_> = store
+        .dirty_hours(10)
+        .await
+        .expect("dirty")
+        .into_iter()
+        .map(|d| d.hour)
+        .collect();
+    assert_eq!(
+        hours,
+        [t("2024-03-10T10:00:00Z"), t("2024-03-10T12:00:00Z")]
+    );
+}

@@ -115,3 +115,68 @@ async fn a_new_database_file_is_readable_by_its_owner_only() {
     }
     drop(store);
 }
+
+/// Migration 0003 on a store that holds events written before it: the indexed collection
+/// column becomes the slug, and every hour with raw events is marked dirty (re-rolled with
+/// the new specs).
+#[tokio::test]
+async fn migration_0003_rewrites_collections_and_marks_kept_hours_dirty() {
+    use analytics_core::ports::{EventSink, EventStore};
+    use analytics_core::testkit::fixtures::{event_at, t};
+    use serde_json::json;
+
+    let db = TempDb::new("migrate-0003");
+    let store = db.open().await;
+    let at = [t("2024-03-10T10:15:00Z"), t("2024-03-10T12:40:00Z")];
+    let events: Vec<_> = at
+        .iter()
+        .map(|at| {
+            event_at(
+                json!({"kind": "product_view", "occurred_at": at.to_rfc3339(),
+                       "payload": {"product_id": "p1", "collection": "black-rose"}}),
+                *at,
+            )
+        })
+        .collect();
+    store.write_batch(&events).await.expect("write");
+    let dirty = store.dirty_hours(10).await.expect("dirty");
+    store.clear_dirty_hours(&dirty).await.expect("clear");
+    store.close().await;
+
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(&db.path))
+        .await
+        .expect("pool");
+    // As an older version stored it.
+    sqlx::query("UPDATE analytics_events SET collection = 'Black_Rose'")
+        .execute(&pool)
+        .await
+        .expect("old name");
+    let sql = include_str!("../../migrations/0003_collection_slugs_and_reroll.sql");
+    sqlx::raw_sql(sql)
+        .execute(&pool)
+        .await
+        .expect("migration 0003");
+    let collections: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT collection FROM analytics_events")
+            .fetch_all(&pool)
+            .await
+            .expect("collections");
+    assert_eq!(collections, ["black-rose"]);
+    pool.close().await;
+
+    let store = db.open().await;
+    let hours: Vec<_> = store
+        .dirty_hours(10)
+        .await
+        .expect("dirty")
+        .into_iter()
+        .map(|d| d.hour)
+        .collect();
+    assert_eq!(
+        hours,
+        [t("2024-03-10T10:00:00Z"), t("2024-03-10T12:00:00Z")]
+    );
+    store.close().await;
+}

@@ -6,6 +6,7 @@
 //! listed as active, a lease that hands one entry to two claimers.
 
 mod alerts;
+mod analytics;
 mod events;
 mod jobs;
 mod notifications;
@@ -13,6 +14,7 @@ mod projects;
 mod rollups;
 
 pub use alerts::*;
+pub use analytics::*;
 pub use events::*;
 pub use jobs::*;
 pub use notifications::*;
