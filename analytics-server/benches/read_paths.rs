@@ -26,7 +26,7 @@ use analytics_core::rollup::{Dimensions, RollupQuery};
 use analytics_core::testkit::services::with_database;
 use analytics_core::{Granularity, MetricName, ProjectId, Threshold, TimeRange};
 use analytics_server::alerting::AlertRunner;
-use analytics_server::demo::{DemoOptions, traffic};
+use analytics_server::demo::{DemoOptions, commerce, traffic};
 use analytics_server::{Application, JwtSettings, Role, Secret, Settings};
 use analytics_store_pg::{PgStore, PgStoreOptions};
 use chrono::{DateTime, Duration as Span, DurationRound, Utc};
@@ -60,11 +60,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Writes `events` events of demo traffic ending at `end` through the store's batch path,
-/// a day at a time, four writers at once.
-async fn load(store: &PgStore, events: usize, end: DateTime<Utc>) -> Duration {
+/// Writes about `events` events of the demo month ending at `end` (API traffic, and ML jobs,
+/// shopping sessions, orders and inventory at the demo's proportions, ~0.38 of the traffic)
+/// through the store's batch path, a day at a time, four writers at once; how many.
+async fn load(store: &PgStore, events: usize, end: DateTime<Utc>) -> (usize, Duration) {
     let started = Instant::now();
-    let per_hour = (events / (30 * 24)).max(1) as u32;
+    let per_hour = ((events as f64 / (30.0 * 24.0 * 1.38)) as u32).max(1);
+    let mut written = 0;
     for day in 0..30u32 {
         let o = DemoOptions {
             project: ProjectId::parse(PROJECT).expect("slug"),
@@ -73,7 +75,9 @@ async fn load(store: &PgStore, events: usize, end: DateTime<Utc>) -> Duration {
             per_hour,
             seed: 7 + u64::from(day),
         };
-        let batch = traffic(&o);
+        let mut batch = traffic(&o);
+        batch.extend(commerce(&o));
+        written += batch.len();
         let chunks: Vec<_> = batch.chunks(batch.len().div_ceil(4).max(1)).collect();
         let writes = chunks.into_iter().map(|part| async move {
             for c in part.chunks(2000) {
@@ -82,7 +86,7 @@ async fn load(store: &PgStore, events: usize, end: DateTime<Utc>) -> Duration {
         });
         join_all(writes).await;
     }
-    started.elapsed()
+    (written, started.elapsed())
 }
 
 /// Rolls everything up (35-day retention: nothing is deleted).
@@ -147,9 +151,20 @@ fn configs(n: usize) -> Vec<AlertConfigSpec> {
         .collect()
 }
 
-async fn time_get(http: &reqwest::Client, url: &str, auth: &str, samples: usize) -> Vec<f64> {
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+/// `samples` timings of GET `url`, after `warmup` untimed requests.
+async fn time_get(
+    http: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    samples: usize,
+    warmup: usize,
+) -> Vec<f64> {
     let mut out = Vec::with_capacity(samples);
-    for i in 0..samples + 2 {
+    for i in 0..samples + warmup {
         let started = Instant::now();
         let r = http
             .get(url)
@@ -160,7 +175,7 @@ async fn time_get(http: &reqwest::Client, url: &str, auth: &str, samples: usize)
         let status = r.status();
         let body = r.bytes().await.expect("body");
         assert!(status.is_success(), "{url}: {status} {body:?}");
-        if i >= 2 {
+        if i >= warmup {
             out.push(ms(started.elapsed()));
         }
     }
@@ -204,7 +219,7 @@ fn main() {
             .expect("connect");
         let now = Utc::now();
         let end = now.duration_trunc(Span::hours(1)).expect("hour");
-        let loaded = load(&store, events, end).await;
+        let (events, loaded) = load(&store, events, end).await;
         let rolled = roll(&store, now).await;
         println!(
             "read_paths: {events} events over 30 days loaded in {:.1} s, rolled up in {:.1} s",
@@ -220,7 +235,8 @@ fn main() {
             .expect("lock")
             .expect("the engine lock is free");
         // The server, on the same database.
-        let mut settings = Settings::new("127.0.0.1:0", &url, JwtSettings::new(Secret::new(SECRET)));
+        let mut settings =
+            Settings::new("127.0.0.1:0", &url, JwtSettings::new(Secret::new(SECRET)));
         settings.drain_delay = Duration::ZERO;
         let app = Application::build(settings).await.expect("server builds");
         let base = format!("http://127.0.0.1:{}", app.port());
@@ -241,7 +257,11 @@ fn main() {
             let window = TimeRange::new(now - Span::days(days), now).expect("window");
             // The baseline: the store's own read of the window's rollup rows (overall
             // series of the request metrics, coarsest granularity that fits).
-            let granularity = if days == 1 { Granularity::Hour } else { Granularity::Day };
+            let granularity = if days == 1 {
+                Granularity::Hour
+            } else {
+                Granularity::Day
+            };
             let mut base_ms = Vec::new();
             for i in 0..samples + 2 {
                 let started = Instant::now();
@@ -268,17 +288,54 @@ fn main() {
                 "range={range}: store rollup read p50 {base_p50:.2} ms p95 {:.2} ms",
                 percentile(base_ms, 0.95)
             );
-            for route in ["overview", "api", "database", "timeseries"] {
-                let u = format!(
-                    "{base}/api/v1/analytics/health/{route}?project={PROJECT}&range={range}"
-                );
-                let t = time_get(&http, &u, &auth, samples).await;
+            for route in [
+                "health/overview",
+                "health/api",
+                "health/database",
+                "health/timeseries",
+                "ml/overview",
+                "ml/providers",
+                "business/overview",
+                "business/sales",
+                "business/products",
+                "business/collections",
+                "business/funnel",
+            ] {
+                let u = format!("{base}/api/v1/analytics/{route}?project={PROJECT}&range={range}");
+                let t = time_get(&http, &u, &auth, samples, 2).await;
                 let (p50, p95) = (percentile(t.clone(), 0.5), percentile(t, 0.95));
                 println!(
-                    "  health/{route:<10} p50 {p50:>8.2} ms  p95 {p95:>8.2} ms  ({:.1}x the store read)",
+                    "  {route:<21} p50 {p50:>8.2} ms  p95 {p95:>8.2} ms  ({:.1}x the store read)",
                     p50 / base_p50
                 );
             }
+            // The dashboard: cached (the same key again) and uncached (a new window each
+            // time, so every request computes its four sections).
+            let cached_url = format!(
+                "{base}/api/v1/analytics/dashboard/summary?project={PROJECT}&range={range}"
+            );
+            let t = time_get(&http, &cached_url, &auth, samples, 2).await;
+            println!(
+                "  dashboard/summary     cached p50 {:>8.2} ms  p99 {:>8.2} ms",
+                percentile(t.clone(), 0.5),
+                percentile(t, 0.99)
+            );
+            let mut uncached = Vec::new();
+            for i in 0..samples {
+                let to = (now + Span::microseconds(i as i64 + 1)).to_rfc3339();
+                let from = (now - Span::days(days) + Span::microseconds(i as i64 + 1)).to_rfc3339();
+                let u = format!(
+                    "{base}/api/v1/analytics/dashboard/summary?project={PROJECT}&from={}&to={}",
+                    urlencode(&from),
+                    urlencode(&to)
+                );
+                uncached.extend(time_get(&http, &u, &auth, 1, 0).await);
+            }
+            println!(
+                "  dashboard/summary   uncached p50 {:>8.2} ms  p99 {:>8.2} ms",
+                percentile(uncached.clone(), 0.5),
+                percentile(uncached, 0.99)
+            );
         }
 
         // The alert engine: one tick over `n_configs` configurations.
@@ -307,7 +364,7 @@ fn main() {
         let reader = RollupReader::new(arc.clone(), specs);
         let configs = arc.list_configs(None, true).await.expect("configs");
         let mut reads_ms = Vec::new();
-        for _ in 0..samples.min(5) {
+        for _ in 0..samples.min(1) {
             let at = Utc::now();
             let started = Instant::now();
             for c in &configs {

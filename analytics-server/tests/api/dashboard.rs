@@ -59,7 +59,12 @@ async fn admins_get_every_section_and_viewers_only_business() {
     let v = app.call(Method::GET, SUMMARY, Some(&viewer)).await;
     assert_eq!(v.status, StatusCode::OK, "{:#}", v.body);
     let sections = v.body["sections"].as_object().unwrap();
-    assert_eq!(sections.keys().collect::<Vec<_>>(), ["business"], "{:#}", v.body);
+    assert_eq!(
+        sections.keys().collect::<Vec<_>>(),
+        ["business"],
+        "{:#}",
+        v.body
+    );
     assert_eq!(sections["business"]["orders"], 0);
     assert!(!sections.contains_key("system_health"), "{:#}", v.body);
     assert!(!sections.contains_key("active_alerts"), "{:#}", v.body);
