@@ -145,6 +145,13 @@ impl Dispatcher {
         self
     }
 
+    /// Reports a channel as disabled while keeping its notifier (Slack without a default
+    /// webhook still reaches the recipients' own webhooks).
+    pub fn with_disabled_report(mut self, channel: Channel, reason: impl Into<String>) -> Self {
+        self.disabled.insert(channel, reason.into());
+        self
+    }
+
     /// Shares a wake-up signal (the alert loop notifies it after enqueueing).
     pub fn with_waker(mut self, wake: Arc<Notify>) -> Self {
         self.wake = wake;

@@ -37,6 +37,8 @@ pub struct Metrics {
     store_up: IntGaugeVec,
     pool: IntGaugeVec,
     draining: IntGauge,
+    channel_enabled: IntGaugeVec,
+    notifications: IntGaugeVec,
 }
 
 impl Metrics {
@@ -89,6 +91,22 @@ impl Metrics {
         .expect("valid metric");
         let draining =
             IntGauge::new("analytics_draining", "1 while shutting down").expect("valid metric");
+        let channel_enabled = IntGaugeVec::new(
+            Opts::new(
+                "analytics_notify_channel_enabled",
+                "1 when the notification channel has its settings, 0 when it is disabled",
+            ),
+            &["channel"],
+        )
+        .expect("valid metric");
+        let notifications = IntGaugeVec::new(
+            Opts::new(
+                "analytics_notify_attempts",
+                "Delivery attempts since start by channel and outcome (sent, retry, failed)",
+            ),
+            &["channel", "outcome"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -97,6 +115,8 @@ impl Metrics {
             Box::new(store_up.clone()),
             Box::new(pool.clone()),
             Box::new(draining.clone()),
+            Box::new(channel_enabled.clone()),
+            Box::new(notifications.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -109,6 +129,8 @@ impl Metrics {
             store_up,
             pool,
             draining,
+            channel_enabled,
+            notifications,
         }
     }
 
@@ -163,6 +185,23 @@ impl Metrics {
     /// Records whether the server is draining.
     pub fn set_draining(&self, draining: bool) {
         self.draining.set(i64::from(draining));
+    }
+
+    /// Copies the notification channels' state and the dispatcher's counters.
+    pub fn set_channels(&self, report: &crate::notify::ChannelReport) {
+        let Some(stats) = &report.stats else {
+            return;
+        };
+        for c in analytics_core::notification::Channel::ALL {
+            self.channel_enabled
+                .with_label_values(&[c.as_str()])
+                .set(i64::from(!report.disabled.contains_key(&c)));
+        }
+        for ((channel, outcome), n) in stats.snapshot() {
+            self.notifications
+                .with_label_values(&[channel.as_str(), outcome])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// The text exposition format.

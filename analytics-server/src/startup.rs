@@ -55,6 +55,8 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
     /// When `health/overview` says `degraded`.
     pub health_thresholds: HealthThresholds,
+    /// Notification channels and the dispatcher's tuning.
+    pub notify: crate::notify::NotifySettings,
 }
 
 impl Settings {
@@ -75,6 +77,7 @@ impl Settings {
             api_key_ttl: crate::state::DEFAULT_API_KEY_TTL,
             prometheus_url: None,
             health_thresholds: HealthThresholds::default(),
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 }
@@ -99,6 +102,7 @@ impl std::fmt::Debug for Settings {
                 &self.prometheus_url.as_deref().map(redact_url),
             )
             .field("health_thresholds", &self.health_thresholds)
+            .field("notify", &self.notify)
             .finish()
     }
 }
@@ -180,6 +184,7 @@ pub struct Application {
     state: AppState,
     settings: Settings,
     stop: Arc<watch::Sender<bool>>,
+    dispatcher: Arc<analytics_notify::Dispatcher>,
 }
 
 impl std::fmt::Debug for Application {
@@ -218,6 +223,8 @@ impl Application {
         let writers = settings
             .ingest_writers
             .unwrap_or_else(|| store.write_concurrency());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let dispatcher = Arc::new(settings.notify.dispatcher(store.clone(), wake));
         let state = AppState::new(
             store,
             settings.jwt.clone(),
@@ -232,6 +239,10 @@ impl Application {
             thresholds: settings.health_thresholds,
             realtime: Some(PrometheusScrapeSource::new(prometheus_url, DEFAULT_BUDGET)),
             ..HealthContext::default()
+        })
+        .with_channels(crate::notify::ChannelReport {
+            disabled: dispatcher.disabled().clone(),
+            stats: Some(dispatcher.stats()),
         });
         let (stop, _) = watch::channel(false);
         Ok(Self {
@@ -240,6 +251,7 @@ impl Application {
             state,
             settings,
             stop: Arc::new(stop),
+            dispatcher,
         })
     }
 
@@ -267,6 +279,7 @@ impl Application {
             state,
             settings,
             stop,
+            dispatcher,
             ..
         } = self;
         let (workers_stop, workers_rx) = watch::channel(false);
@@ -280,8 +293,10 @@ impl Application {
             state.store.clone(),
             state.health.specs.clone(),
             settings.alert_interval,
+            dispatcher.waker(),
             workers_rx.clone(),
         ));
+        let deliveries = tokio::spawn(dispatcher.run(workers_rx.clone()));
         let mut stop_rx = stop.subscribe();
         let drain_state = state.clone();
         let drain_delay = settings.drain_delay;
@@ -311,6 +326,10 @@ impl Application {
         match alerts.await {
             Ok(()) => tracing::info!("alert engine stopped"),
             Err(e) => tracing::error!(error = %e, "alert engine failed"),
+        }
+        match deliveries.await {
+            Ok(()) => tracing::info!("notification dispatcher stopped"),
+            Err(e) => tracing::error!(error = %e, "notification dispatcher failed"),
         }
         state.collector.shutdown().await;
         let stats = state.collector.stats();

@@ -127,6 +127,8 @@ pub struct AppState {
     pub health: Arc<HealthContext>,
     /// Recently read age limits of projects (how old an ingested event may be).
     pub age_limits: AgeLimitCache,
+    /// Which notification channels are enabled, and the dispatcher's counters.
+    pub channels: Arc<crate::notify::ChannelReport>,
     draining: Arc<AtomicBool>,
 }
 
@@ -178,6 +180,7 @@ impl AppState {
             limits: Arc::new(limits),
             api_keys: ApiKeyCache::new(DEFAULT_API_KEY_TTL),
             age_limits: AgeLimitCache::new(DEFAULT_AGE_LIMIT_TTL),
+            channels: Arc::default(),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -208,6 +211,13 @@ impl AppState {
     #[must_use]
     pub fn with_age_limit_ttl(mut self, ttl: Duration) -> Self {
         self.age_limits = AgeLimitCache::new(ttl);
+        self
+    }
+
+    /// Sets what `/readyz` and `/metrics` report about the notification channels.
+    #[must_use]
+    pub fn with_channels(mut self, channels: crate::notify::ChannelReport) -> Self {
+        self.channels = Arc::new(channels);
         self
     }
 

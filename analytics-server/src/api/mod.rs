@@ -25,7 +25,7 @@ pub use health::{
     ApiHealth, DatabaseHealth, GranularityParam, HealthOverview, HealthPointBody, HealthTimeseries,
     RangePreset, RealtimeBody, RouteHealth,
 };
-pub use ops::{Readiness, ReadyResponse};
+pub use ops::{ChannelState, Readiness, ReadyResponse};
 pub use responses::ApiResult;
 
 pub(crate) use ingest_body::EventEntry;
