@@ -6,6 +6,7 @@ mod allow;
 mod events;
 mod health;
 mod ingest_body;
+pub mod notifications;
 mod ops;
 mod request;
 pub mod responses;
@@ -43,12 +44,15 @@ pub enum ApiTags {
     Events,
     /// System health: request figures, endpoints, the store, timeseries (role admin).
     Health,
+    /// In-app notifications and notification preferences (any signed-in user, for
+    /// themselves; admin for anyone).
+    Notifications,
     /// Health, readiness and metrics.
     Operations,
 }
 
 /// Every path the API serves (the spec test checks that each is documented).
-pub const PATHS: [&str; 17] = [
+pub const PATHS: [&str; 23] = [
     "/api/v1/analytics/alerts/metrics",
     "/api/v1/analytics/alerts/configs",
     "/api/v1/analytics/alerts/configs/{id}",
@@ -59,6 +63,12 @@ pub const PATHS: [&str; 17] = [
     "/api/v1/analytics/alerts/{id}/resolve",
     "/api/v1/analytics/alerts/acknowledge",
     "/api/v1/analytics/events",
+    "/api/v1/analytics/notifications",
+    "/api/v1/analytics/notifications/{id}/read",
+    "/api/v1/analytics/notifications/read-all",
+    "/api/v1/analytics/notifications/preferences",
+    "/api/v1/analytics/notifications/preferences/users/{user}",
+    "/api/v1/analytics/notifications/preferences/teams/{team}",
     "/api/v1/analytics/health/overview",
     "/api/v1/analytics/health/api",
     "/api/v1/analytics/health/database",
@@ -73,6 +83,7 @@ type Operations = (
     events::EventsApi,
     health::HealthApi,
     alerts::AlertsApi,
+    notifications::NotificationsApi,
     ops::OpsApi,
 );
 
@@ -87,6 +98,9 @@ pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
                 state: state.clone(),
             },
             alerts::AlertsApi {
+                state: state.clone(),
+            },
+            notifications::NotificationsApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
@@ -135,8 +149,29 @@ pub fn route_template(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         p if p == "/docs" || p.starts_with("/docs/") => "/docs",
-        p => alert_route(p).unwrap_or("unmatched"),
+        p => alert_route(p)
+            .or_else(|| notification_route(p))
+            .unwrap_or("unmatched"),
     }
+}
+
+/// The template of a notifications path (ids and names replaced), if it is one.
+fn notification_route(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("/api/v1/analytics/notifications")?;
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    Some(match segments.as_slice() {
+        [""] => "/api/v1/analytics/notifications",
+        ["read-all"] => "/api/v1/analytics/notifications/read-all",
+        ["preferences"] => "/api/v1/analytics/notifications/preferences",
+        ["preferences", "users", u] if !u.is_empty() => {
+            "/api/v1/analytics/notifications/preferences/users/{user}"
+        }
+        ["preferences", "teams", t] if !t.is_empty() => {
+            "/api/v1/analytics/notifications/preferences/teams/{team}"
+        }
+        [id, "read"] if !id.is_empty() => "/api/v1/analytics/notifications/{id}/read",
+        _ => return None,
+    })
 }
 
 /// The template of an alerting path (ids replaced by `{id}`), if it is one.

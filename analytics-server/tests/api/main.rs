@@ -9,6 +9,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod ingest;
+mod notifications;
 mod postgres_server;
 mod query;
 mod spec;
