@@ -14,17 +14,25 @@ use serde_json::{Value, json};
 
 use crate::helpers::{SECRET, fresh_postgres_url};
 
-struct Server {
-    child: Child,
-    base: String,
+/// The real binary, running.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 fn start(db_url: &str) -> Server {
+    start_with_env(db_url, &[])
+}
+
+/// Starts the binary on `db_url` on a free loopback port, with extra environment variables,
+/// and waits until it reports its address.
+pub(crate) fn start_with_env(db_url: &str, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_analytics-server"))
         .env("DATABASE_URL", db_url)
         .env("ANALYTICS_BIND", "127.0.0.1:0")
         .env("ANALYTICS_JWT_SECRET", SECRET)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod ingest;
 mod notifications;
+mod notify_e2e;
 mod postgres_server;
 mod query;
 mod spec;
