@@ -23,6 +23,7 @@ use analytics_core::notification::{
     AttemptOutcome, Channel, DeliveryAttempt, NotifyError, OutboxEntry,
 };
 use analytics_core::ports::{NotificationOutbox, Notifier};
+use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -44,6 +45,9 @@ pub struct DispatcherOptions {
     pub per_channel_concurrency: usize,
     /// Retry rules.
     pub retry: RetryPolicy,
+    /// Most deliveries started per channel per clock hour in this process (SMS cost); an
+    /// entry over the cap is put back until the next hour. Absent: no cap.
+    pub hourly_caps: BTreeMap<Channel, u32>,
 }
 
 impl Default for DispatcherOptions {
@@ -55,12 +59,13 @@ impl Default for DispatcherOptions {
             poll_interval: Duration::from_millis(500),
             per_channel_concurrency: 8,
             retry: RetryPolicy::default(),
+            hourly_caps: BTreeMap::new(),
         }
     }
 }
 
 /// Counters of what the dispatcher did, per channel and outcome (`sent`, `retry`,
-/// `failed`), for `/metrics`.
+/// `failed`, `capped`), for `/metrics`.
 #[derive(Debug, Default)]
 pub struct DispatcherStats {
     counts: Mutex<BTreeMap<(Channel, &'static str), u64>>,
@@ -99,6 +104,8 @@ pub struct Dispatcher {
     in_flight: Arc<Mutex<HashSet<Uuid>>>,
     wake: Arc<Notify>,
     stats: Arc<DispatcherStats>,
+    /// Per channel: the clock hour (seconds / 3600) and the deliveries started in it.
+    this_hour: Mutex<HashMap<Channel, (i64, u32)>>,
 }
 
 impl Dispatcher {
@@ -128,6 +135,7 @@ impl Dispatcher {
             in_flight: Arc::default(),
             wake: Arc::new(Notify::new()),
             stats: Arc::default(),
+            this_hour: Mutex::default(),
         }
     }
 
@@ -205,11 +213,46 @@ impl Dispatcher {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Counts one delivery against the channel's hourly cap; `Some(next hour)` when the cap
+    /// is reached.
+    fn over_cap(&self, channel: Channel, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cap = *self.options.hourly_caps.get(&channel)?;
+        let hour = now.timestamp().div_euclid(3600);
+        let mut counts = self.this_hour.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = counts.entry(channel).or_insert((hour, 0));
+        if slot.0 != hour {
+            *slot = (hour, 0);
+        }
+        if slot.1 >= cap {
+            return DateTime::from_timestamp((hour + 1) * 3600, 0);
+        }
+        slot.1 += 1;
+        None
+    }
+
     /// One attempt at one entry, recorded.
     pub async fn deliver(&self, entry: OutboxEntry) {
         let n = &entry.notification;
         let channel = n.channel;
         let started = Instant::now();
+        if let Some(next_hour) = self.over_cap(channel, self.clock.now()) {
+            let cap = self.options.hourly_caps[&channel];
+            tracing::warn!(
+                notification = %n.id, channel = channel.as_str(), cap,
+                "hourly cap reached; the delivery waits for the next hour"
+            );
+            self.stats.count(channel, "capped");
+            let attempt = DeliveryAttempt {
+                at: self.clock.now(),
+                outcome: AttemptOutcome::Failed {
+                    error: format!("{channel} hourly cap of {cap} reached; retried next hour"),
+                    retry_at: Some(next_hour),
+                },
+                duration_ms: 0,
+            };
+            self.record(n.id, &attempt).await;
+            return;
+        }
         let result = match (self.notifiers.get(&channel), self.disabled.get(&channel)) {
             (Some(notifier), _) => {
                 let _permit = self.limits[&channel].acquire().await;
@@ -266,10 +309,14 @@ impl Dispatcher {
             duration_ms,
         };
         self.stats.count(channel, label);
-        if let Err(e) = self.outbox.record_attempt(n.id, &attempt).await {
+        self.record(n.id, &attempt).await;
+    }
+
+    async fn record(&self, id: Uuid, attempt: &DeliveryAttempt) {
+        if let Err(e) = self.outbox.record_attempt(id, attempt).await {
             self.stats.record_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                notification = %n.id, error = %e,
+                notification = %id, error = %e,
                 "cannot record the attempt; the entry comes back after its lease"
             );
         }

@@ -177,6 +177,10 @@ struct NotifyArgs {
     #[arg(long, env = "ANALYTICS_NOTIFY_MAX_ATTEMPTS", global = true,
           default_value_t = DispatcherOptions::default().retry.max_attempts)]
     notify_max_attempts: u32,
+    /// Most SMS started per clock hour by this process (cost cap); more wait for the next
+    /// hour. Unset: no cap.
+    #[arg(long, env = "ANALYTICS_NOTIFY_SMS_HOURLY_CAP", global = true)]
+    notify_sms_hourly_cap: Option<u32>,
 }
 
 impl NotifyArgs {
@@ -202,6 +206,11 @@ impl NotifyArgs {
                     max_attempts: self.notify_max_attempts.max(1),
                     ..defaults.retry
                 },
+                hourly_caps: self
+                    .notify_sms_hourly_cap
+                    .map(|cap| (analytics_core::notification::Channel::Sms, cap))
+                    .into_iter()
+                    .collect(),
                 ..defaults
             },
         }

@@ -195,3 +195,40 @@ async fn a_hanging_smtp_server_does_not_delay_the_sms_of_the_same_alert() {
     assert!(e.last_error.unwrap().contains("timed out"));
     assert!(started.elapsed() >= Duration::from_secs(3));
 }
+
+/// An hourly cap of one SMS: the second SMS is not sent but put back until the next hour.
+#[tokio::test]
+async fn the_sms_hourly_cap_defers_what_is_over_it_to_the_next_hour() {
+    let (server, seq) = mock(vec![
+        ResponseTemplate::new(201).set_body_string(r#"{"sid": "SM1"}"#),
+    ])
+    .await;
+    let mut options = fast_options();
+    options.hourly_caps.insert(Channel::Sms, 1);
+    let run = Running::start(
+        Arc::new(MemoryStore::new()),
+        |d| d.with_notifier(Arc::new(twilio(&server, ALLOW_PRIVATE))),
+        options,
+    );
+    let first = notification(Severity::Critical, Channel::Sms, phone());
+    let second = notification(Severity::Critical, Channel::Sms, phone());
+    run.enqueue(&[first.clone(), second.clone()]).await;
+    let a = run.wait_for(first.id, |e| e.attempts >= 1).await;
+    let b = run.wait_for(second.id, |e| e.attempts >= 1).await;
+    let (sent, capped) = if a.status == OutboxStatus::Sent {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(sent.status, OutboxStatus::Sent);
+    assert_eq!(capped.status, OutboxStatus::Pending);
+    assert!(capped.last_error.unwrap().contains("hourly cap of 1"));
+    let next_hour = capped.next_attempt_at;
+    assert_eq!(
+        next_hour.timestamp() % 3600,
+        0,
+        "retried at the top of the hour"
+    );
+    assert!(next_hour > chrono::Utc::now());
+    assert_eq!(seq.requests().len(), 1);
+}

@@ -98,6 +98,7 @@ pub(crate) fn fast_options() -> DispatcherOptions {
             max_delay: Duration::from_millis(400),
             max_attempts: 5,
         },
+        hourly_caps: Default::default(),
     }
 }
 
