@@ -9,7 +9,7 @@ use analytics_core::ids::{EmailAddress, PhoneNumber, UserId, WebhookUrl};
 use analytics_core::notification::{
     Channel, InAppNotification, NotificationPreferences, PreferenceSubject, QuietHours,
 };
-use analytics_core::{Clock, Cursor, PageRequest, SystemClock};
+use analytics_core::{Clock, PageRequest, SystemClock};
 use chrono::{DateTime, Utc};
 use poem::Request;
 use poem_openapi::param::{Path, Query};
@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::alerts::{SeverityBody, StrictJson};
 use super::events::BearerAuth;
-use super::request::{caller, default_limit, require_admin};
+use super::request::{caller, default_limit, page_request, require_admin};
 use super::responses::{ApiResult, Body, NotFound};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -376,14 +376,7 @@ impl NotificationsApi {
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<InAppPage>> {
         let user = caller(req)?;
-        let cursor = cursor
-            .0
-            .filter(|c| !c.is_empty())
-            .map(|c| c.parse::<Cursor>())
-            .transpose()
-            .map_err(|e| ApiError::invalid("cursor", e.message))?;
-        let page =
-            PageRequest::new(limit.0, cursor).map_err(|e| ApiError::invalid(e.field, e.message))?;
+        let page = page_request(limit.0, cursor.0)?;
         let store = &self.state.store;
         let listed = store
             .list_in_app(&user, unread_only.0.unwrap_or(false), &page)

@@ -46,3 +46,18 @@ pub(crate) fn project_param(p: Option<String>) -> Result<Option<ProjectId>, ApiE
 pub(crate) fn default_limit() -> u32 {
     100
 }
+
+/// The page a list route asks for: `limit` and the opaque `cursor` (empty: the first page);
+/// 400 naming `cursor` or `limit`.
+pub(crate) fn page_request(
+    limit: u32,
+    cursor: Option<String>,
+) -> Result<analytics_core::PageRequest, ApiError> {
+    let cursor = cursor
+        .filter(|c| !c.is_empty())
+        .map(|c| c.parse::<analytics_core::Cursor>())
+        .transpose()
+        .map_err(|e| ApiError::invalid("cursor", e.message))?;
+    analytics_core::PageRequest::new(limit, cursor)
+        .map_err(|e| ApiError::invalid(e.field, e.message))
+}

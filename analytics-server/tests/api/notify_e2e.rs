@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use analytics_core::notification::OutboxStatus;
 use analytics_server::Role;
-use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
@@ -43,22 +42,10 @@ async fn fire_critical_alert(base: &str, phones: &[&str]) -> Value {
         .await
         .unwrap();
     assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
-    let now = Utc::now();
-    let events: Vec<Value> = (0..20)
-        .map(|i| {
-            json!({
-                "id": Uuid::new_v4().to_string(),
-                "kind": "api_request",
-                "occurred_at": (now - chrono::Duration::seconds(5)).to_rfc3339(),
-                "payload": {"method": "POST", "route": "/api/v1/checkout",
-                            "status": if i % 2 == 0 { 500 } else { 200 }, "latency_ms": 30.0},
-            })
-        })
-        .collect();
     let r = http
         .post(format!("{base}/api/v1/analytics/events"))
         .header("authorization", &auth)
-        .json(&json!({"events": events}))
+        .json(&crate::helpers::half_failing_requests("/api/v1/checkout"))
         .send()
         .await
         .unwrap();
@@ -145,14 +132,7 @@ async fn a_critical_alert_reaches_twilio_and_slack_and_disabled_channels_are_rep
     assert_eq!(slack_calls.len(), 1);
     assert_eq!(slack_calls[0].url.path(), "/services/T/B/SECRET");
 
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &server.base).await;
     assert!(
         metrics.contains(r#"analytics_notify_channel_enabled{channel="email"} 0"#),
         "{metrics}"
@@ -161,14 +141,7 @@ async fn a_critical_alert_reaches_twilio_and_slack_and_disabled_channels_are_rep
     // The counter is set when /metrics renders; the SMS was recorded right after it was sent.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let m = http
-            .get(format!("{}/metrics", server.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = metrics_text(&http, &server.base).await;
         if m.contains(r#"analytics_notify_attempts{channel="sms",outcome="sent"} 1"#) {
             break;
         }
@@ -177,6 +150,11 @@ async fn a_critical_alert_reaches_twilio_and_slack_and_disabled_channels_are_rep
     }
     assert!(!metrics.contains("SECRET"));
     server.stop().await;
+}
+
+async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+    r.text().await.unwrap()
 }
 
 /// An HTTP server that reads each request, records its idempotency key, and never
