@@ -162,7 +162,8 @@ pub struct PreferencesRequest {
     /// Only critical alerts (default false).
     #[oai(nullable)]
     pub mute_non_critical: Option<bool>,
-    /// A team's members (user ids, at most 500); not accepted for a user.
+    /// A team's members (user ids, at most 500, each 1 to 256 bytes without control
+    /// characters); ignored for a user.
     #[oai(nullable)]
     pub members: Option<Vec<String>>,
 }
@@ -237,11 +238,7 @@ impl PreferencesRequest {
             })
             .transpose()?;
         let members = match (&subject, self.members) {
-            (_, None) => Vec::new(),
-            (PreferenceSubject::User(_), Some(m)) if m.is_empty() => Vec::new(),
-            (PreferenceSubject::User(_), Some(_)) => {
-                return Err(ApiError::invalid("members", "only a team has members"));
-            }
+            (PreferenceSubject::User(_), _) | (_, None) => Vec::new(),
             (PreferenceSubject::Team(_), Some(m)) => {
                 if m.len() > 500 {
                     return Err(ApiError::invalid("members", "at most 500 members"));
@@ -481,7 +478,10 @@ impl NotificationsApi {
         req: &Request,
         _auth: BearerAuth,
         /// The user (JWT `sub`).
-        #[oai(validator(min_length = 1, max_length = 256))]
+        #[oai(validator(
+            max_length = 64,
+            pattern = r"^[^\s/\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]*$"
+        ))]
         user: Path<String>,
     ) -> ApiResult<Json<PreferencesBody>> {
         require_admin(req)?;
@@ -499,7 +499,10 @@ impl NotificationsApi {
         req: &Request,
         _auth: BearerAuth,
         /// The user (JWT `sub`).
-        #[oai(validator(min_length = 1, max_length = 256))]
+        #[oai(validator(
+            max_length = 64,
+            pattern = r"^[^\s/\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]*$"
+        ))]
         user: Path<String>,
         body: StrictJson<PreferencesRequest>,
     ) -> ApiResult<Json<PreferencesBody>, Body> {
@@ -521,7 +524,10 @@ impl NotificationsApi {
         req: &Request,
         _auth: BearerAuth,
         /// The team name.
-        #[oai(validator(min_length = 1, max_length = 200))]
+        #[oai(validator(
+            max_length = 50,
+            pattern = r"^[^\s/\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]*$"
+        ))]
         team: Path<String>,
     ) -> ApiResult<Json<PreferencesBody>> {
         require_admin(req)?;
@@ -539,7 +545,10 @@ impl NotificationsApi {
         req: &Request,
         _auth: BearerAuth,
         /// The team name.
-        #[oai(validator(min_length = 1, max_length = 200))]
+        #[oai(validator(
+            max_length = 50,
+            pattern = r"^[^\s/\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]*$"
+        ))]
         team: Path<String>,
         body: StrictJson<PreferencesRequest>,
     ) -> ApiResult<Json<PreferencesBody>, Body> {
