@@ -159,7 +159,7 @@ def _preferences(case):
     if isinstance(channels, dict):
         for severity, names in channels.items():
             if isinstance(names, list):
-                channels[severity] = [n for n in names if n in _CHANNELS]
+                channels[severity] = [n for n in names if isinstance(n, str) and n in _CHANNELS]
     members = body.get("members")
     if isinstance(members, list):
         body["members"] = [m for m in members if _user_id(m)][:500]
