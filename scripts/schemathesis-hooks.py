@@ -17,6 +17,9 @@ they are sent (`before_call` runs in every phase; `map_query` would skip the cov
   is dropped (the version is a guess; a stale one is 412).
 - Business routes: `currency` is three letters in the schema, but only ISO 4217 codes are
   known (another is 400 naming `currency`); a positive case's unknown code becomes `USD`.
+- Notification preferences (`PUT .../notifications/preferences[...]`): the server checks the
+  email, E.164 phone, https webhook, channel names, quiet hours (IANA zone) and member ids so
+  that the 400 names the field; positive cases get values that pass those checks.
 """
 
 import re
@@ -44,6 +47,8 @@ def before_call(ctx, case, **kwargs):
     method = (getattr(operation, "method", "") or "").upper()
     if path.startswith("/api/v1/analytics/alerts/"):
         _alerts(case, path, method)
+    if path.startswith("/api/v1/analytics/notifications/preferences") and method == "PUT":
+        _preferences(case)
     query = case.query
     if not isinstance(query, dict):
         return
@@ -142,3 +147,37 @@ def _alert_config(body):
             body[field] = value
     if isinstance(body.get("channels"), list):
         body["channels"] = [c for c in body["channels"] if c in ("in_app", "slack", "email", "sms")]
+
+
+_CHANNELS = {"in_app", "slack", "email", "sms"}
+
+
+def _user_id(value):
+    return (
+        isinstance(value, str)
+        and value.strip() != ""
+        and len(value.encode()) <= 256
+        and not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value)
+    )
+
+
+def _preferences(case):
+    if not _positive(case) or not isinstance(case.body, dict):
+        return
+    body = case.body
+    if body.get("email") is not None:
+        body["email"] = "ops@example.com"
+    if body.get("phone") is not None:
+        body["phone"] = "+14155550100"
+    if body.get("slack_webhook") is not None:
+        body["slack_webhook"] = "https://hooks.slack.com/services/T/B/X"
+    if body.get("quiet_hours") is not None:
+        body["quiet_hours"] = {"start": "22:00", "end": "07:00", "timezone": "UTC"}
+    channels = body.get("channels")
+    if isinstance(channels, dict):
+        for severity, names in channels.items():
+            if isinstance(names, list):
+                channels[severity] = [n for n in names if isinstance(n, str) and n in _CHANNELS]
+    members = body.get("members")
+    if isinstance(members, list):
+        body["members"] = [m for m in members if _user_id(m)][:500]

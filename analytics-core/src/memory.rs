@@ -631,6 +631,15 @@ impl InAppStore for MemoryStore {
         Ok(newest_first(matching, page, in_app_cursor))
     }
 
+    async fn get_in_app(&self, user: &UserId, id: Uuid) -> Result<Option<InAppNotification>> {
+        Ok(self
+            .lock()
+            .in_app
+            .get(&id)
+            .filter(|n| &n.user == user)
+            .cloned())
+    }
+
     async fn mark_in_app_read(
         &self,
         user: &UserId,

@@ -321,11 +321,81 @@ pub struct NotificationPreferences {
     pub slack_webhook: Option<WebhookUrl>,
     /// Mute everything but critical alerts.
     pub mute_non_critical: bool,
+    /// Hours in which only in-app notifications are sent (critical alerts override them).
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHours>,
+    /// A team's members (each also gets the team's alerts as a user); empty for a user.
+    #[serde(default)]
+    pub members: Vec<UserId>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
 
+/// A daily quiet period in a time zone: from `start` to `end` local time (`end` before
+/// `start` spans midnight; equal times mean none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuietHours {
+    /// Local start time.
+    pub start: chrono::NaiveTime,
+    /// Local end time (exclusive).
+    pub end: chrono::NaiveTime,
+    /// An IANA time zone name (`Europe/Berlin`, `UTC`).
+    pub timezone: String,
+}
+
+impl QuietHours {
+    /// Parses `HH:MM` times and an IANA zone; errors name `quiet_hours.start`, `.end` or
+    /// `.timezone`.
+    pub fn parse(start: &str, end: &str, timezone: &str) -> Result<Self, FieldError> {
+        let time = |field: &str, v: &str| {
+            chrono::NaiveTime::parse_from_str(v, "%H:%M")
+                .map_err(|_| FieldError::new(field, "must be a time HH:MM"))
+        };
+        let q = Self {
+            start: time("quiet_hours.start", start)?,
+            end: time("quiet_hours.end", end)?,
+            timezone: timezone.to_owned(),
+        };
+        q.zone()?;
+        Ok(q)
+    }
+
+    fn zone(&self) -> Result<chrono_tz::Tz, FieldError> {
+        self.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+            FieldError::new(
+                "quiet_hours.timezone",
+                "must be an IANA time zone such as Europe/Berlin or UTC",
+            )
+        })
+    }
+
+    /// Whether `at` falls inside the quiet period (an unknown zone is never quiet).
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        let Ok(zone) = self.zone() else {
+            return false;
+        };
+        let local = at.with_timezone(&zone).time();
+        if self.start <= self.end {
+            self.start <= local && local < self.end
+        } else {
+            local >= self.start || local < self.end
+        }
+    }
+}
+
 impl NotificationPreferences {
+    /// The channels to use for `severity` at `at`: [`Self::channels_for`], reduced to
+    /// in-app during quiet hours unless the alert is critical.
+    pub fn channels_at(&self, severity: Severity, at: DateTime<Utc>) -> Vec<Channel> {
+        let mut channels = self.channels_for(severity);
+        if severity != Severity::Critical
+            && self.quiet_hours.as_ref().is_some_and(|q| q.contains(at))
+        {
+            channels.retain(|c| *c == Channel::InApp);
+        }
+        channels
+    }
+
     /// The channels to use for `severity` under these preferences.
     pub fn channels_for(&self, severity: Severity) -> Vec<Channel> {
         if self.mute_non_critical && severity != Severity::Critical {
@@ -363,6 +433,8 @@ mod tests {
             phone: None,
             slack_webhook: None,
             mute_non_critical: false,
+            quiet_hours: None,
+            members: Vec::new(),
             updated_at: DateTime::UNIX_EPOCH,
         };
         assert_eq!(p.channels_for(Severity::Warning), [Channel::Email]);
@@ -370,6 +442,50 @@ mod tests {
         p.mute_non_critical = true;
         assert!(p.channels_for(Severity::Warning).is_empty());
         assert!(p.channels_for(Severity::Critical).contains(&Channel::Sms));
+    }
+
+    #[test]
+    fn quiet_hours_keep_only_in_app_unless_critical() {
+        let q = QuietHours::parse("22:00", "07:00", "Europe/Berlin").unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        // 23:30 in Berlin (winter, UTC+1) is quiet; 12:00 is not; 06:59 is.
+        assert!(q.contains(at("2026-01-15T22:30:00Z")));
+        assert!(!q.contains(at("2026-01-15T11:00:00Z")));
+        assert!(q.contains(at("2026-01-15T05:59:00Z")));
+        assert!(!q.contains(at("2026-01-15T06:00:00Z")));
+        let p = NotificationPreferences {
+            subject: PreferenceSubject::User(UserId::parse("bob").unwrap()),
+            channels: Vec::new(),
+            email: None,
+            phone: None,
+            slack_webhook: None,
+            mute_non_critical: false,
+            quiet_hours: Some(q),
+            members: Vec::new(),
+            updated_at: DateTime::UNIX_EPOCH,
+        };
+        let night = at("2026-01-15T22:30:00Z");
+        assert_eq!(p.channels_at(Severity::Warning, night), [Channel::InApp]);
+        assert!(
+            p.channels_at(Severity::Critical, night)
+                .contains(&Channel::Sms)
+        );
+        assert_eq!(
+            p.channels_at(Severity::Warning, at("2026-01-15T11:00:00Z")),
+            Channel::defaults_for(Severity::Warning)
+        );
+        assert_eq!(
+            QuietHours::parse("22:00", "07:00", "Mars/Olympus")
+                .unwrap_err()
+                .field,
+            "quiet_hours.timezone"
+        );
+        assert_eq!(
+            QuietHours::parse("25:00", "07:00", "UTC")
+                .unwrap_err()
+                .field,
+            "quiet_hours.start"
+        );
     }
 
     #[test]

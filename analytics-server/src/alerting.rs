@@ -12,14 +12,16 @@ pub use analytics_core::alert::runner::{
 use analytics_core::ports::Store;
 use analytics_core::rollup::spec::RollupSpecs;
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Runs the engine every `every` (kept within [`MIN_INTERVAL`]..=[`MAX_INTERVAL`]) while
-/// holding the `alert-engine` lock (see [`crate::workers::run_singleton`]).
+/// holding the `alert-engine` lock (see [`crate::workers::run_singleton`]); wakes the
+/// notification dispatcher through `wake` whenever a run enqueued notifications.
 pub async fn alert_loop(
     store: Arc<dyn Store>,
     specs: Arc<RollupSpecs>,
     every: Duration,
+    wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
 ) {
     let every = every.clamp(MIN_INTERVAL, MAX_INTERVAL);
@@ -28,6 +30,7 @@ pub async fn alert_loop(
         store: store.clone(),
         specs,
         every,
+        wake,
     };
     crate::workers::run_singleton(store, every, stop, job).await;
 }
@@ -38,6 +41,8 @@ struct AlertJob {
     store: Arc<dyn Store>,
     specs: Arc<RollupSpecs>,
     every: Duration,
+    /// The notification dispatcher's wake-up: notified when a run enqueued something.
+    wake: Arc<Notify>,
 }
 
 #[async_trait::async_trait]
@@ -53,6 +58,9 @@ impl crate::workers::SingletonJob for AlertJob {
 
     async fn step(&mut self, now: DateTime<Utc>) -> Result<()> {
         let r = self.runner.run(now).await?;
+        if r.enqueued > 0 {
+            self.wake.notify_one();
+        }
         for alert in &r.opened_alerts {
             tracing::warn!(
                 alert = %alert.id, config = %alert.config_id, metric = %alert.metric,

@@ -14,8 +14,11 @@ use analytics_core::{Clock, CollectorOptions, Error, ProjectId, SystemClock};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use analytics_notify::{DispatcherOptions, Secret as NotifySecret};
+
 use crate::api::openapi_spec;
 use crate::auth::{JwtSettings, Role, SECRET_HINT, Secret, parse_ttl};
+use crate::notify::NotifySettings;
 use crate::startup::{Application, Settings, connect_store};
 use crate::state::{AppState, ConnectionLimits, HttpLimits};
 
@@ -121,6 +124,109 @@ struct Common {
     #[arg(long, env = "ANALYTICS_ALERT_INTERVAL_SECS", global = true, default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=60))]
     alert_interval_secs: u64,
+    #[command(flatten)]
+    notify: NotifyArgs,
+}
+
+/// Notification channels and delivery (see "Notifications" in `docs/SERVER.md`).
+#[derive(Debug, Args)]
+struct NotifyArgs {
+    /// Default Slack incoming webhook (https; a secret).
+    #[arg(
+        long,
+        env = "SLACK_ANALYTICS_WEBHOOK",
+        global = true,
+        hide_env_values = true
+    )]
+    slack_webhook: Option<String>,
+    /// Twilio account SID.
+    #[arg(long, env = "TWILIO_ACCOUNT_SID", global = true)]
+    twilio_account_sid: Option<String>,
+    /// Twilio auth token (a secret).
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", global = true, hide_env_values = true)]
+    twilio_auth_token: Option<String>,
+    /// Sender number for SMS (E.164).
+    #[arg(long, env = "TWILIO_FROM_NUMBER", global = true)]
+    twilio_from_number: Option<String>,
+    /// Twilio API base URL.
+    #[arg(long, env = "TWILIO_API_BASE", global = true,
+          default_value = crate::notify::TWILIO_DEFAULT_BASE)]
+    twilio_api_base: String,
+    /// SMTP server: smtp://host:port (STARTTLS when offered), smtp+starttls:// (STARTTLS
+    /// required) or smtps:// (implicit TLS); user and password in the URL.
+    #[arg(
+        long,
+        env = "ANALYTICS_SMTP_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    smtp_url: Option<String>,
+    /// Sender address of emails.
+    #[arg(long, env = "ANALYTICS_SMTP_FROM", global = true)]
+    smtp_from: Option<String>,
+    /// Base URL of the admin UI, for the link in emails (`{url}/alerts/{id}`).
+    #[arg(long, env = "ANALYTICS_PUBLIC_URL", global = true)]
+    public_url: Option<String>,
+    /// Allow http and loopback / private / link-local targets for webhooks and APIs (local
+    /// development and tests only).
+    #[arg(long, env = "ANALYTICS_ALLOW_PRIVATE_TARGETS", global = true, default_value_t = false,
+          action = clap::ArgAction::Set)]
+    allow_private_targets: bool,
+    /// Seconds one provider call may take.
+    #[arg(long, env = "ANALYTICS_NOTIFY_TIMEOUT_SECS", global = true,
+          default_value_t = DispatcherOptions::default().call_timeout.as_secs())]
+    notify_timeout_secs: u64,
+    /// Seconds a claimed outbox entry stays hidden from other claimers (after a crash, an
+    /// unrecorded delivery is retried once this passes).
+    #[arg(long, env = "ANALYTICS_NOTIFY_LEASE_SECS", global = true,
+          default_value_t = DispatcherOptions::default().lease.as_secs())]
+    notify_lease_secs: u64,
+    /// Milliseconds between outbox polls when nothing wakes the dispatcher.
+    #[arg(long, env = "ANALYTICS_NOTIFY_POLL_MS", global = true,
+          default_value_t = DispatcherOptions::default().poll_interval.as_millis() as u64)]
+    notify_poll_ms: u64,
+    /// Attempts per notification before it is given up.
+    #[arg(long, env = "ANALYTICS_NOTIFY_MAX_ATTEMPTS", global = true,
+          default_value_t = DispatcherOptions::default().retry.max_attempts)]
+    notify_max_attempts: u32,
+    /// Most SMS started per clock hour by this process (cost cap); more wait for the next
+    /// hour. Unset: no cap.
+    #[arg(long, env = "ANALYTICS_NOTIFY_SMS_HOURLY_CAP", global = true)]
+    notify_sms_hourly_cap: Option<u32>,
+}
+
+impl NotifyArgs {
+    fn settings(&self) -> NotifySettings {
+        let defaults = DispatcherOptions::default();
+        let timeout = Duration::from_secs(self.notify_timeout_secs.max(1));
+        NotifySettings {
+            slack_webhook: self.slack_webhook.clone().map(NotifySecret::new),
+            twilio_account_sid: self.twilio_account_sid.clone(),
+            twilio_auth_token: self.twilio_auth_token.clone().map(NotifySecret::new),
+            twilio_from: self.twilio_from_number.clone(),
+            twilio_api_base: Some(self.twilio_api_base.clone()),
+            smtp_url: self.smtp_url.clone().map(NotifySecret::new),
+            smtp_from: self.smtp_from.clone(),
+            public_url: self.public_url.clone(),
+            allow_private_targets: self.allow_private_targets,
+            dispatcher: DispatcherOptions {
+                call_timeout: timeout,
+                // A lease shorter than a call would let another replica claim it mid-call.
+                lease: Duration::from_secs(self.notify_lease_secs).max(timeout * 2),
+                poll_interval: Duration::from_millis(self.notify_poll_ms.max(10)),
+                retry: analytics_notify::RetryPolicy {
+                    max_attempts: self.notify_max_attempts.max(1),
+                    ..defaults.retry
+                },
+                hourly_caps: self
+                    .notify_sms_hourly_cap
+                    .map(|cap| (analytics_core::notification::Channel::Sms, cap))
+                    .into_iter()
+                    .collect(),
+                ..defaults
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -370,6 +476,7 @@ async fn serve(common: Common) -> anyhow::Result<()> {
     settings.connections.max_connections = connection_budget(common.max_connections);
     settings.prometheus_url = common.prometheus_url.clone();
     settings.redis_url = common.redis_url.clone().filter(|u| !u.trim().is_empty());
+    settings.notify = common.notify.settings();
     settings.health_thresholds = HealthThresholds {
         max_error_rate: common.health_max_error_rate,
         max_p95_ms: common.health_max_p95_ms,

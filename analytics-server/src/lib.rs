@@ -13,6 +13,7 @@ pub mod cli;
 pub mod demo;
 pub mod error;
 pub mod metrics;
+pub mod notify;
 pub mod realtime;
 mod serve;
 pub mod startup;

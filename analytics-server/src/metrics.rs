@@ -41,6 +41,8 @@ pub struct Metrics {
     summary_redis_up: IntGauge,
     summary_redis_errors: IntCounter,
     summary_computations: IntCounter,
+    channel_enabled: IntGaugeVec,
+    notifications: IntGaugeVec,
 }
 
 impl Metrics {
@@ -109,6 +111,22 @@ impl Metrics {
             "Dashboard summary sections computed (cache misses) by this process",
         )
         .expect("valid metric");
+        let channel_enabled = IntGaugeVec::new(
+            Opts::new(
+                "analytics_notify_channel_enabled",
+                "1 when the notification channel has its settings, 0 when it is disabled",
+            ),
+            &["channel"],
+        )
+        .expect("valid metric");
+        let notifications = IntGaugeVec::new(
+            Opts::new(
+                "analytics_notify_attempts",
+                "Delivery attempts since start by channel and outcome (sent, retry, failed)",
+            ),
+            &["channel", "outcome"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -120,6 +138,8 @@ impl Metrics {
             Box::new(summary_redis_up.clone()),
             Box::new(summary_redis_errors.clone()),
             Box::new(summary_computations.clone()),
+            Box::new(channel_enabled.clone()),
+            Box::new(notifications.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -135,6 +155,8 @@ impl Metrics {
             summary_redis_up,
             summary_redis_errors,
             summary_computations,
+            channel_enabled,
+            notifications,
         }
     }
 
@@ -198,6 +220,23 @@ impl Metrics {
     /// Records whether the server is draining.
     pub fn set_draining(&self, draining: bool) {
         self.draining.set(i64::from(draining));
+    }
+
+    /// Copies the notification channels' state and the dispatcher's counters.
+    pub fn set_channels(&self, report: &crate::notify::ChannelReport) {
+        let Some(stats) = &report.stats else {
+            return;
+        };
+        for c in analytics_core::notification::Channel::ALL {
+            self.channel_enabled
+                .with_label_values(&[c.as_str()])
+                .set(i64::from(!report.disabled.contains_key(&c)));
+        }
+        for ((channel, outcome), n) in stats.snapshot() {
+            self.notifications
+                .with_label_values(&[channel.as_str(), outcome])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// The text exposition format.

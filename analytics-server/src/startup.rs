@@ -62,6 +62,8 @@ pub struct Settings {
     pub health_thresholds: HealthThresholds,
     /// The ML price table and the business collections.
     pub analytics: crate::state::AnalyticsSettings,
+    /// Notification channels and the dispatcher's tuning.
+    pub notify: crate::notify::NotifySettings,
 }
 
 impl Settings {
@@ -85,6 +87,7 @@ impl Settings {
             summary_ttl: crate::summary_cache::DEFAULT_TTL,
             health_thresholds: HealthThresholds::default(),
             analytics: crate::state::AnalyticsSettings::default(),
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 }
@@ -112,6 +115,7 @@ impl std::fmt::Debug for Settings {
             .field("summary_ttl", &self.summary_ttl)
             .field("health_thresholds", &self.health_thresholds)
             .field("analytics", &self.analytics)
+            .field("notify", &self.notify)
             .finish()
     }
 }
@@ -193,6 +197,7 @@ pub struct Application {
     state: AppState,
     settings: Settings,
     stop: Arc<watch::Sender<bool>>,
+    dispatcher: Arc<analytics_notify::Dispatcher>,
 }
 
 impl std::fmt::Debug for Application {
@@ -231,6 +236,8 @@ impl Application {
         let writers = settings
             .ingest_writers
             .unwrap_or_else(|| store.write_concurrency());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let dispatcher = Arc::new(settings.notify.dispatcher(store.clone(), wake));
         let state = AppState::new(
             store,
             settings.jwt.clone(),
@@ -248,6 +255,10 @@ impl Application {
             thresholds: settings.health_thresholds,
             realtime: Some(PrometheusScrapeSource::new(prometheus_url, DEFAULT_BUDGET)),
             ..HealthContext::default()
+        })
+        .with_channels(crate::notify::ChannelReport {
+            disabled: dispatcher.disabled().clone(),
+            stats: Some(dispatcher.stats()),
         });
         let (stop, _) = watch::channel(false);
         Ok(Self {
@@ -256,6 +267,7 @@ impl Application {
             state,
             settings,
             stop: Arc::new(stop),
+            dispatcher,
         })
     }
 
@@ -283,6 +295,7 @@ impl Application {
             state,
             settings,
             stop,
+            dispatcher,
             ..
         } = self;
         let (workers_stop, workers_rx) = watch::channel(false);
@@ -296,8 +309,10 @@ impl Application {
             state.store.clone(),
             state.health.specs.clone(),
             settings.alert_interval,
+            dispatcher.waker(),
             workers_rx.clone(),
         ));
+        let deliveries = tokio::spawn(dispatcher.run(workers_rx.clone()));
         let mut stop_rx = stop.subscribe();
         let drain_state = state.clone();
         let drain_delay = settings.drain_delay;
@@ -327,6 +342,10 @@ impl Application {
         match alerts.await {
             Ok(()) => tracing::info!("alert engine stopped"),
             Err(e) => tracing::error!(error = %e, "alert engine failed"),
+        }
+        match deliveries.await {
+            Ok(()) => tracing::info!("notification dispatcher stopped"),
+            Err(e) => tracing::error!(error = %e, "notification dispatcher failed"),
         }
         state.collector.shutdown().await;
         let stats = state.collector.stats();

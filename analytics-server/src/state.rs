@@ -132,6 +132,8 @@ pub struct AppState {
     pub summary_cache: Arc<SummaryCache>,
     /// The ML price table and the business collections.
     pub analytics: Arc<AnalyticsSettings>,
+    /// Which notification channels are enabled, and the dispatcher's counters.
+    pub channels: Arc<crate::notify::ChannelReport>,
     draining: Arc<AtomicBool>,
 }
 
@@ -198,6 +200,7 @@ impl AppState {
             api_keys: ApiKeyCache::new(DEFAULT_API_KEY_TTL),
             age_limits: AgeLimitCache::new(DEFAULT_AGE_LIMIT_TTL),
             analytics: Arc::new(AnalyticsSettings::default()),
+            channels: Arc::default(),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -260,6 +263,13 @@ impl AppState {
     #[must_use]
     pub fn with_age_limit_ttl(mut self, ttl: Duration) -> Self {
         self.age_limits = AgeLimitCache::new(ttl);
+        self
+    }
+
+    /// Sets what `/readyz` and `/metrics` report about the notification channels.
+    #[must_use]
+    pub fn with_channels(mut self, channels: crate::notify::ChannelReport) -> Self {
+        self.channels = Arc::new(channels);
         self
     }
 

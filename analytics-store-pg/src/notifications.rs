@@ -317,6 +317,18 @@ impl InAppStore for PgStore {
         Ok(Page::from_overfetch(items, page, in_app_cursor))
     }
 
+    async fn get_in_app(&self, user: &UserId, id: Uuid) -> Result<Option<InAppNotification>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {IN_APP_COLUMNS} FROM in_app_notifications WHERE user_id = $1 AND id = $2"
+        )))
+        .bind(user.as_str())
+        .bind(id)
+        .fetch_optional(self.pool_ref())
+        .await
+        .map_err(pg_error)?;
+        row.as_ref().map(in_app_from_row).transpose()
+    }
+
     async fn mark_in_app_read(
         &self,
         user: &UserId,
@@ -383,6 +395,12 @@ fn preferences_from_row(row: &PgRow) -> Result<NotificationPreferences> {
             .map(|v| parse(&v, WHAT, str::parse::<WebhookUrl>))
             .transpose()?,
         mute_non_critical: col(row, "mute_non_critical", WHAT)?,
+        quiet_hours: col::<Option<serde_json::Value>>(row, "quiet_hours", WHAT)?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| corrupt(WHAT, e))?,
+        members: serde_json::from_value(col(row, "members", WHAT)?)
+            .map_err(|e| corrupt(WHAT, e))?,
         updated_at: col(row, "updated_at", WHAT)?,
     })
 }
@@ -396,7 +414,7 @@ impl PreferenceStore for PgStore {
         let (kind, id) = subject_key(subject);
         let row = sqlx::query(
             "SELECT subject_type, subject_id, channels, email, phone, slack_webhook, \
-                 mute_non_critical, updated_at \
+                 mute_non_critical, quiet_hours, members, updated_at \
              FROM notification_preferences WHERE subject_type = $1 AND subject_id = $2",
         )
         .bind(kind)
@@ -413,13 +431,14 @@ impl PreferenceStore for PgStore {
             .map_err(|e| Error::Internal(format!("preferences do not serialize: {e}")))?;
         sqlx::query(
             "INSERT INTO notification_preferences (subject_type, subject_id, channels, email, \
-                 phone, slack_webhook, mute_non_critical, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 phone, slack_webhook, mute_non_critical, updated_at, quiet_hours, members) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (subject_type, subject_id) DO UPDATE SET \
                  channels = EXCLUDED.channels, email = EXCLUDED.email, phone = EXCLUDED.phone, \
                  slack_webhook = EXCLUDED.slack_webhook, \
                  mute_non_critical = EXCLUDED.mute_non_critical, \
-                 updated_at = EXCLUDED.updated_at",
+                 updated_at = EXCLUDED.updated_at, quiet_hours = EXCLUDED.quiet_hours, \
+                 members = EXCLUDED.members",
         )
         .bind(kind)
         .bind(id)
@@ -429,6 +448,17 @@ impl PreferenceStore for PgStore {
         .bind(p.slack_webhook.as_ref().map(|v| v.as_str()))
         .bind(p.mute_non_critical)
         .bind(p.updated_at)
+        .bind(
+            p.quiet_hours
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(|e| Error::Internal(format!("quiet hours do not serialize: {e}")))?,
+        )
+        .bind(
+            serde_json::to_value(&p.members)
+                .map_err(|e| Error::Internal(format!("members do not serialize: {e}")))?,
+        )
         .execute(self.pool_ref())
         .await
         .map_err(pg_error)?;

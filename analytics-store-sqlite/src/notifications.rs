@@ -328,6 +328,19 @@ impl InAppStore for SqliteStore {
         }))
     }
 
+    async fn get_in_app(&self, user: &UserId, id: Uuid) -> Result<Option<InAppNotification>> {
+        let row = sqlx::query(
+            "SELECT id, user_id, alert_id, severity, title, body, created_at, read_at \
+             FROM in_app_notifications WHERE user_id = ? AND id = ?",
+        )
+        .bind(user.as_str())
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await
+        .db("read an in-app notification")?;
+        row.as_ref().map(decode_in_app).transpose()
+    }
+
     async fn mark_in_app_read(
         &self,
         user: &UserId,
@@ -399,6 +412,8 @@ fn decode_preferences(
             .map(|s| s.parse().map_err(|e| corrupt(W, e)))
             .transpose()?,
         mute_non_critical: get(row, W, "mute_non_critical")?,
+        quiet_hours: get_json(row, W, "quiet_hours")?,
+        members: get_json(row, W, "members")?,
         updated_at: get_time(row, W, "updated_at")?,
     })
 }
@@ -411,8 +426,8 @@ impl PreferenceStore for SqliteStore {
     ) -> Result<Option<NotificationPreferences>> {
         let (kind, id) = subject_key(subject);
         let row = sqlx::query(
-            "SELECT channels, email, phone, slack_webhook, mute_non_critical, updated_at \
-             FROM notification_preferences WHERE subject_type = ? AND subject_id = ?",
+            "SELECT channels, email, phone, slack_webhook, mute_non_critical, quiet_hours, \
+             members, updated_at FROM notification_preferences WHERE subject_type = ? AND subject_id = ?",
         )
         .bind(kind)
         .bind(id)
@@ -427,11 +442,13 @@ impl PreferenceStore for SqliteStore {
         let mut tx = self.begin_write("put preferences").await?;
         sqlx::query(
             "INSERT INTO notification_preferences (subject_type, subject_id, channels, email, \
-             phone, slack_webhook, mute_non_critical, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             phone, slack_webhook, mute_non_critical, updated_at, quiet_hours, members) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (subject_type, subject_id) DO UPDATE SET channels = excluded.channels, \
              email = excluded.email, phone = excluded.phone, \
              slack_webhook = excluded.slack_webhook, \
-             mute_non_critical = excluded.mute_non_critical, updated_at = excluded.updated_at",
+             mute_non_critical = excluded.mute_non_critical, updated_at = excluded.updated_at, \
+             quiet_hours = excluded.quiet_hours, members = excluded.members",
         )
         .bind(kind)
         .bind(id)
@@ -441,6 +458,8 @@ impl PreferenceStore for SqliteStore {
         .bind(p.slack_webhook.as_ref().map(|e| e.as_str()))
         .bind(p.mute_non_critical)
         .bind(micros(p.updated_at))
+        .bind(json("quiet hours", &p.quiet_hours)?)
+        .bind(json("members", &p.members)?)
         .execute(&mut *tx)
         .await
         .db("put preferences")?;

@@ -19,6 +19,8 @@ use crate::notification::{
 /// - A user or team with preferences is reached on the channels its preferences give for
 ///   the severity (muting included), whatever the configuration lists, at the addresses its
 ///   preferences hold (in-app for a user; email; phone; its Slack webhook or the default).
+///   During the subject's quiet hours a non-critical alert reaches it in-app only; a team's
+///   members each get the team's in-app notification.
 ///   Without preferences a user gets in-app when in-app is among the channels; a team has no
 ///   address of its own and gets nothing beyond the Slack message.
 /// - Slack gets one message per transition: to every named webhook, or to the default
@@ -44,9 +46,16 @@ pub fn route(
         match subject {
             Some(subject) => match preferences.iter().find(|p| p.subject == subject) {
                 Some(prefs) => {
-                    for channel in prefs.channels_for(severity) {
+                    let wanted = prefs.channels_at(severity, notice.at);
+                    for &channel in &wanted {
                         if let Some(to) = address(recipient, prefs, channel) {
                             targets.insert((channel, to));
+                        }
+                    }
+                    // A team's members see its alerts in-app.
+                    if wanted.contains(&Channel::InApp) {
+                        for member in &prefs.members {
+                            targets.insert((Channel::InApp, Recipient::User(member.clone())));
                         }
                     }
                 }

@@ -27,6 +27,9 @@ pub trait InAppStore: Send + Sync + std::fmt::Debug {
         page: &PageRequest,
     ) -> Result<Page<InAppNotification>>;
 
+    /// One of a user's notifications (`None` when it does not exist or is another user's).
+    async fn get_in_app(&self, user: &UserId, id: Uuid) -> Result<Option<InAppNotification>>;
+
     /// Marks some of a user's notifications read; returns how many changed.
     async fn mark_in_app_read(&self, user: &UserId, ids: &[Uuid], at: DateTime<Utc>)
     -> Result<u64>;

@@ -17,8 +17,7 @@ use analytics_core::ports::AlertFilter;
 use analytics_core::rollup::Dimensions;
 use analytics_core::rollup::catalog::MetricCatalog;
 use analytics_core::{
-    Clock, Cursor, EmailAddress, MetricName, PageRequest, PhoneNumber, ProjectId, SystemClock,
-    Threshold,
+    Clock, EmailAddress, MetricName, PageRequest, PhoneNumber, ProjectId, SystemClock, Threshold,
 };
 use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
@@ -971,13 +970,7 @@ impl AlertsApi {
         cursor: Option<String>,
         range: Option<RangeBody>,
     ) -> Result<AlertPage, ApiError> {
-        let cursor = cursor
-            .filter(|c| !c.is_empty())
-            .map(|c| c.parse::<Cursor>())
-            .transpose()
-            .map_err(|e| ApiError::invalid("cursor", e.message))?;
-        let page =
-            PageRequest::new(limit, cursor).map_err(|e| ApiError::invalid(e.field, e.message))?;
+        let page = super::request::page_request(limit, cursor)?;
         let listed = self.state.store.list_alerts(&filter, &page).await?;
         Ok(AlertPage {
             items: self.bodies(listed.items).await?,

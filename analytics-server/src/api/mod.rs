@@ -10,6 +10,7 @@ mod events;
 mod health;
 mod ingest_body;
 pub mod ml;
+pub mod notifications;
 mod ops;
 mod request;
 pub mod responses;
@@ -29,7 +30,7 @@ pub use health::{
     ApiHealth, DatabaseHealth, GranularityParam, HealthOverview, HealthPointBody, HealthTimeseries,
     RangePreset, RealtimeBody, RouteHealth,
 };
-pub use ops::{Readiness, ReadyResponse};
+pub use ops::{ChannelState, Readiness, ReadyResponse};
 pub use responses::ApiResult;
 
 pub(crate) use ingest_body::EventEntry;
@@ -55,6 +56,9 @@ pub enum ApiTags {
     /// ML pipelines: jobs, success rates, durations and costs per pipeline, provider and
     /// stage (role admin).
     Ml,
+    /// In-app notifications and notification preferences (any signed-in user, for
+    /// themselves; admin for anyone).
+    Notifications,
     /// Health, readiness and metrics.
     Operations,
 }
@@ -74,6 +78,12 @@ pub const PATHS: &[&str] = &[
     "/api/v1/analytics/alerts/{id}/resolve",
     "/api/v1/analytics/alerts/acknowledge",
     "/api/v1/analytics/events",
+    "/api/v1/analytics/notifications",
+    "/api/v1/analytics/notifications/{id}/read",
+    "/api/v1/analytics/notifications/read-all",
+    "/api/v1/analytics/notifications/preferences",
+    "/api/v1/analytics/notifications/preferences/users/{user}",
+    "/api/v1/analytics/notifications/preferences/teams/{team}",
     "/api/v1/analytics/health/overview",
     "/api/v1/analytics/health/api",
     "/api/v1/analytics/health/database",
@@ -102,6 +112,7 @@ type Operations = (
     dashboard::DashboardApi,
     ml::MlApi,
     business::BusinessApi,
+    notifications::NotificationsApi,
     ops::OpsApi,
 );
 
@@ -128,6 +139,9 @@ pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
                 state: state.clone(),
             },
             business::BusinessApi {
+                state: state.clone(),
+            },
+            notifications::NotificationsApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
@@ -182,8 +196,28 @@ pub fn route_template(path: &str) -> &'static str {
             .copied()
             .find(|known| !known.contains('{') && *known == p)
             .or_else(|| alert_route(p))
+            .or_else(|| notification_route(p))
             .unwrap_or("unmatched"),
     }
+}
+
+/// The template of a notifications path (ids and names replaced), if it is one.
+fn notification_route(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("/api/v1/analytics/notifications")?;
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    Some(match segments.as_slice() {
+        [""] => "/api/v1/analytics/notifications",
+        ["read-all"] => "/api/v1/analytics/notifications/read-all",
+        ["preferences"] => "/api/v1/analytics/notifications/preferences",
+        ["preferences", "users", u] if !u.is_empty() => {
+            "/api/v1/analytics/notifications/preferences/users/{user}"
+        }
+        ["preferences", "teams", t] if !t.is_empty() => {
+            "/api/v1/analytics/notifications/preferences/teams/{team}"
+        }
+        [id, "read"] if !id.is_empty() => "/api/v1/analytics/notifications/{id}/read",
+        _ => return None,
+    })
 }
 
 /// The template of an alerting path (ids replaced by `{id}`), if it is one.

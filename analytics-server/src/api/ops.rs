@@ -23,6 +23,44 @@ pub struct Readiness {
     status: String,
     /// The store technology.
     backend: String,
+    /// Each notification channel: enabled, or disabled with the reason (its deliveries
+    /// fail with that reason). A disabled channel does not make the server unready.
+    channels: Vec<ChannelState>,
+}
+
+/// One notification channel's state.
+#[derive(Debug, Object)]
+pub struct ChannelState {
+    /// `in_app`, `slack`, `email` or `sms`.
+    channel: String,
+    /// Whether it delivers.
+    enabled: bool,
+    /// Why it is disabled.
+    #[oai(nullable)]
+    reason: Option<String>,
+}
+
+impl OpsApi {
+    fn readiness(&self, status: &str) -> Readiness {
+        let report = &self.state.channels;
+        let channels = if report.stats.is_none() {
+            Vec::new()
+        } else {
+            analytics_core::notification::Channel::ALL
+                .into_iter()
+                .map(|c| ChannelState {
+                    channel: c.as_str().to_owned(),
+                    enabled: !report.disabled.contains_key(&c),
+                    reason: report.disabled.get(&c).cloned(),
+                })
+                .collect()
+        };
+        Readiness {
+            status: status.to_owned(),
+            backend: self.state.store.backend().to_owned(),
+            channels,
+        }
+    }
 }
 
 /// Readiness answer.
@@ -76,23 +114,13 @@ impl OpsApi {
     /// shutting down.
     #[oai(path = "/readyz", method = "get", tag = "ApiTags::Operations")]
     async fn readyz(&self) -> ReadyResponse {
-        let backend = self.state.store.backend().to_owned();
         if self.state.is_draining() {
-            return ReadyResponse::NotReady(Json(Readiness {
-                status: "draining".into(),
-                backend,
-            }));
+            return ReadyResponse::NotReady(Json(self.readiness("draining")));
         }
         if self.store_up().await {
-            ReadyResponse::Ready(Json(Readiness {
-                status: "ready".into(),
-                backend,
-            }))
+            ReadyResponse::Ready(Json(self.readiness("ready")))
         } else {
-            ReadyResponse::NotReady(Json(Readiness {
-                status: "store_unavailable".into(),
-                backend,
-            }))
+            ReadyResponse::NotReady(Json(self.readiness("store_unavailable")))
         }
     }
 
@@ -102,6 +130,7 @@ impl OpsApi {
         self.store_up().await;
         self.state.metrics.set_ingest(&self.state.collector.stats());
         self.state.metrics.set_pools(&self.state.store.pool_stats());
+        self.state.metrics.set_channels(&self.state.channels);
         PlainText(self.state.metrics.render())
     }
 }

@@ -24,6 +24,15 @@ pub(crate) fn require_admin(req: &Request) -> Result<String, ApiError> {
     }
 }
 
+/// The signed-in user (any role) as a user id; 403 for an API key.
+pub(crate) fn caller(req: &Request) -> Result<analytics_core::ids::UserId, ApiError> {
+    match identity(req)? {
+        Identity::User { sub, .. } => analytics_core::ids::UserId::parse(sub.clone())
+            .map_err(|_| ApiError::forbidden("the token's subject is not a valid user id")),
+        Identity::ApiKey { .. } => Err(ApiError::forbidden("this operation needs a JWT")),
+    }
+}
+
 /// The `project` query parameter: `None` when absent or empty, 400 naming `project` when it
 /// is not a slug.
 pub(crate) fn project_param(p: Option<String>) -> Result<Option<ProjectId>, ApiError> {
@@ -62,4 +71,19 @@ pub(crate) fn readable_project(req: &Request, p: Option<String>) -> Result<Proje
             format!("project {project} not found"),
         ))
     }
+}
+
+/// The page a list route asks for: `limit` and the opaque `cursor` (empty: the first page);
+/// 400 naming `cursor` or `limit`.
+pub(crate) fn page_request(
+    limit: u32,
+    cursor: Option<String>,
+) -> Result<analytics_core::PageRequest, ApiError> {
+    let cursor = cursor
+        .filter(|c| !c.is_empty())
+        .map(|c| c.parse::<analytics_core::Cursor>())
+        .transpose()
+        .map_err(|e| ApiError::invalid("cursor", e.message))?;
+    analytics_core::PageRequest::new(limit, cursor)
+        .map_err(|e| ApiError::invalid(e.field, e.message))
 }

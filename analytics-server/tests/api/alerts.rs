@@ -601,22 +601,10 @@ async fn engine_opens_an_alert_from_ingested_errors(url: &str) {
     assert_eq!(created.status(), 201);
     let config: Value = created.json().await.unwrap();
 
-    let now = Utc::now();
-    let events: Vec<Value> = (0..20)
-        .map(|i| {
-            json!({
-                "id": Uuid::new_v4().to_string(),
-                "kind": "api_request",
-                "occurred_at": (now - chrono::Duration::seconds(5)).to_rfc3339(),
-                "payload": {"method": "GET", "route": "/api/v1/orders",
-                            "status": if i % 2 == 0 { 500 } else { 200 }, "latency_ms": 12.0},
-            })
-        })
-        .collect();
     let ingested = http
         .post(format!("{base}/api/v1/analytics/events"))
         .header("authorization", &auth)
-        .json(&json!({"events": events}))
+        .json(&crate::helpers::half_failing_requests("/api/v1/orders"))
         .send()
         .await
         .unwrap();

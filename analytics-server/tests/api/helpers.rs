@@ -336,3 +336,21 @@ impl Drop for BinaryServer {
         let _ = self.child.wait();
     }
 }
+
+/// An ingest body of 20 `api_request` events on `route`, 5 s old, half of them 500s: an
+/// `api.errors` average of 0.5, enough to open any alert with a lower threshold.
+pub(crate) fn half_failing_requests(route: &str) -> Value {
+    let at = (Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
+    let events: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({
+                "id": uuid::Uuid::new_v4().to_string(),
+                "kind": "api_request",
+                "occurred_at": at,
+                "payload": {"method": "GET", "route": route,
+                            "status": if i % 2 == 0 { 500 } else { 200 }, "latency_ms": 12.0},
+            })
+        })
+        .collect();
+    json!({ "events": events })
+}

@@ -11,6 +11,8 @@ mod hardening;
 mod health;
 mod helpers;
 mod ingest;
+mod notifications;
+mod notify_e2e;
 mod postgres_server;
 mod query;
 mod replicas;

@@ -71,6 +71,8 @@ fn prefs(subject: PreferenceSubject) -> NotificationPreferences {
         phone: None,
         slack_webhook: None,
         mute_non_critical: false,
+        quiet_hours: None,
+        members: Vec::new(),
         updated_at: DateTime::<Utc>::UNIX_EPOCH,
     }
 }
@@ -261,4 +263,53 @@ fn routed_notifications_carry_the_notice() {
     assert_eq!(routed[0].severity, Severity::Warning);
     assert_eq!(routed[0].title, n.title);
     assert_eq!(routed[0].body, n.body);
+}
+
+#[test]
+fn quiet_hours_keep_a_team_in_app_unless_critical_and_members_get_it() {
+    let mut sre = prefs(PreferenceSubject::Team("sre".into()));
+    sre.members = vec![
+        UserId::parse("alice").unwrap(),
+        UserId::parse("bob").unwrap(),
+    ];
+    sre.email = Some("sre@example.com".parse().unwrap());
+    // The notices are at 00:00 UTC, inside 23:00-01:00 UTC.
+    sre.quiet_hours =
+        Some(crate::notification::QuietHours::parse("23:00", "01:00", "UTC").unwrap());
+    let s = spec(vec![], vec![Recipient::Team("sre".into())]);
+    check(
+        Severity::Warning,
+        &s,
+        std::slice::from_ref(&sre),
+        &[
+            (Channel::InApp, "user:alice"),
+            (Channel::InApp, "user:bob"),
+            (Channel::Slack, "slack:default"),
+        ],
+    );
+    check(
+        Severity::Critical,
+        &s,
+        std::slice::from_ref(&sre),
+        &[
+            (Channel::InApp, "user:alice"),
+            (Channel::InApp, "user:bob"),
+            (Channel::Slack, "slack:default"),
+            (Channel::Email, "sre@example.com"),
+        ],
+    );
+    // Outside quiet hours the team's email is used for a warning too.
+    sre.quiet_hours =
+        Some(crate::notification::QuietHours::parse("09:00", "17:00", "UTC").unwrap());
+    check(
+        Severity::Warning,
+        &s,
+        std::slice::from_ref(&sre),
+        &[
+            (Channel::InApp, "user:alice"),
+            (Channel::InApp, "user:bob"),
+            (Channel::Slack, "slack:default"),
+            (Channel::Email, "sre@example.com"),
+        ],
+    );
 }

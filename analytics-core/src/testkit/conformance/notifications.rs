@@ -333,6 +333,24 @@ pub async fn in_app_notifications_list_and_mark_read_per_user(store: &dyn Store)
         .find(|n| n.id == mine[0].id)
         .expect("present");
     assert_eq!(first.read_at, Some(t1), "the first read time is kept");
+    let got = store
+        .get_in_app(&alice, mine[0].id)
+        .await
+        .expect("get")
+        .expect("alice's own");
+    assert_eq!(got.read_at, Some(t1));
+    assert_eq!(
+        store.get_in_app(&alice, theirs.id).await.expect("get"),
+        None,
+        "another user's notification is not visible"
+    );
+    assert_eq!(
+        store
+            .get_in_app(&bob, uuid::Uuid::new_v4())
+            .await
+            .expect("get"),
+        None
+    );
 }
 
 /// Preferences are stored per subject and replaced whole.
@@ -354,6 +372,11 @@ pub async fn preferences_are_replaced_whole(store: &dyn Store) {
                 .expect("url"),
         ),
         mute_non_critical: false,
+        quiet_hours: Some(
+            crate::notification::QuietHours::parse("22:00", "07:30", "Europe/Berlin")
+                .expect("quiet hours"),
+        ),
+        members: Vec::new(),
         updated_at: now(),
     };
     store.put_preferences(&prefs).await.expect("put");
@@ -366,6 +389,20 @@ pub async fn preferences_are_replaced_whole(store: &dyn Store) {
         None,
         "subjects are separate"
     );
+    let team_prefs = NotificationPreferences {
+        subject: team.clone(),
+        members: vec![
+            UserId::parse("alice").expect("user"),
+            UserId::parse("bob").expect("user"),
+        ],
+        quiet_hours: None,
+        ..prefs.clone()
+    };
+    store.put_preferences(&team_prefs).await.expect("team put");
+    assert_eq!(
+        store.preferences(&team).await.expect("team get"),
+        Some(team_prefs)
+    );
 
     let replaced = NotificationPreferences {
         channels: vec![],
@@ -373,6 +410,8 @@ pub async fn preferences_are_replaced_whole(store: &dyn Store) {
         phone: None,
         slack_webhook: None,
         mute_non_critical: true,
+        quiet_hours: None,
+        members: Vec::new(),
         updated_at: now() + Duration::minutes(1),
         ..prefs
     };
