@@ -221,7 +221,23 @@ pub struct OutboxEntry {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// How the failure of an entry that never reached a provider starts (its channel is disabled
+/// or has no notifier): such an entry is `failed`; one a provider refused, or that ran out of
+/// retries, is `dead` (see [`OutboxEntry::gave_up_at_provider`]).
+pub const NOT_ATTEMPTED_PREFIX: &str = "not attempted: ";
+
 impl OutboxEntry {
+    /// Whether the outbox gave up on it after reaching the provider (a permanent refusal or
+    /// retries exhausted), as opposed to never being able to try (`failed`, its error
+    /// starting with [`NOT_ATTEMPTED_PREFIX`]). Shown as `dead` in alert records.
+    pub fn gave_up_at_provider(&self) -> bool {
+        self.status == OutboxStatus::Failed
+            && !self
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(NOT_ATTEMPTED_PREFIX))
+    }
+
     /// Applies one attempt's result, as every store must: counts the attempt and moves the
     /// entry to sent, to pending (retry at the given time) or to failed.
     pub fn record(&mut self, attempt: &DeliveryAttempt) {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use analytics_core::Clock;
 use analytics_core::notification::{
-    AttemptOutcome, Channel, DeliveryAttempt, NotifyError, OutboxEntry,
+    AttemptOutcome, Channel, DeliveryAttempt, NOT_ATTEMPTED_PREFIX, NotifyError, OutboxEntry,
 };
 use analytics_core::ports::{NotificationOutbox, Notifier};
 use chrono::{DateTime, Utc};
@@ -265,10 +265,10 @@ impl Dispatcher {
                 }
             }
             (None, Some(reason)) => Err(NotifyError::Permanent(format!(
-                "channel {channel} is disabled: {reason}"
+                "{NOT_ATTEMPTED_PREFIX}channel {channel} is disabled: {reason}"
             ))),
             (None, None) => Err(NotifyError::Permanent(format!(
-                "channel {channel} has no notifier"
+                "{NOT_ATTEMPTED_PREFIX}channel {channel} has no notifier"
             ))),
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

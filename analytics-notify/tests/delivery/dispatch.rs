@@ -98,6 +98,10 @@ async fn twilio_400_is_one_call_and_a_dead_entry_with_the_provider_message() {
         .wait_for(n.id, |e| e.status == OutboxStatus::Failed)
         .await;
     assert_eq!(e.attempts, 1);
+    assert!(
+        e.gave_up_at_provider(),
+        "a provider refusal is dead, not failed"
+    );
     let err = e.last_error.unwrap();
     assert!(err.contains("is not a valid phone number"), "{err}");
     assert!(!err.contains("tok-secret"));
@@ -118,6 +122,10 @@ async fn a_disabled_channel_fails_its_entries_with_the_reason() {
         .wait_for(n.id, |e| e.status == OutboxStatus::Failed)
         .await;
     assert_eq!(e.attempts, 1);
+    assert!(
+        !e.gave_up_at_provider(),
+        "never attempted: failed, not dead"
+    );
     assert!(
         e.last_error
             .unwrap()

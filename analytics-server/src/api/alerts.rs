@@ -620,9 +620,10 @@ pub enum DeliveryStatusBody {
     Pending,
     /// Delivered.
     Sent,
-    /// Failed for good.
+    /// Never attempted: its channel is disabled or has no notifier (the reason in `error`).
     Failed,
-    /// Dead-lettered.
+    /// Given up at the provider: a permanent refusal (a 4xx other than 429) or retries
+    /// exhausted (the provider's message in `error`).
     Dead,
 }
 
@@ -655,6 +656,7 @@ fn notifications_of(entries: &[OutboxEntry]) -> Vec<NotificationBody> {
         let status = match e.status {
             OutboxStatus::Pending => DeliveryStatusBody::Pending,
             OutboxStatus::Sent => DeliveryStatusBody::Sent,
+            OutboxStatus::Failed if e.gave_up_at_provider() => DeliveryStatusBody::Dead,
             OutboxStatus::Failed => DeliveryStatusBody::Failed,
         };
         match out

@@ -638,7 +638,7 @@ impl BusinessApi {
                 Some(r) => Some((r, biz.overview(&c.project, r, &c.currency).await?)),
                 None => None,
             };
-            Ok::<_, analytics_core::Error>((now, then, self.source(&c).await?))
+            Ok::<_, analytics_core::Error>((now, then, self.source(c).await?))
         };
         let (now, then, source) = self.state.timed_read(read).await?;
         let compare = then.map(|(r, base)| OverviewCompare {

@@ -109,6 +109,8 @@ pub struct ActiveAlerts {
 }
 
 /// `system_health`: the health overview, or its failure.
+// One value per response, built once: boxing the answer would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Union)]
 #[oai(one_of)]
 pub enum HealthSection {
@@ -119,6 +121,8 @@ pub enum HealthSection {
 }
 
 /// `ml_pipelines`: the ML overview, or its failure.
+// One value per response, built once: boxing the answer would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Union)]
 #[oai(one_of)]
 pub enum MlSection {
@@ -129,6 +133,8 @@ pub enum MlSection {
 }
 
 /// `business`: the business overview (in USD), or its failure.
+// One value per response, built once: boxing the answer would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Union)]
 #[oai(one_of)]
 pub enum BusinessSection {
@@ -139,6 +145,8 @@ pub enum BusinessSection {
 }
 
 /// `active_alerts`, or its failure.
+// One value per response, built once: boxing the answer would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Union)]
 #[oai(one_of)]
 pub enum AlertsSection {
@@ -427,7 +435,7 @@ impl DashboardApi {
                 self.section::<BusinessOverview, _, _>(key(Section::Business), || async {
                     let c = super::business::Common {
                         project: project.clone(),
-                        window: window.clone(),
+                        window,
                         currency: "USD".to_owned(),
                         compare: None,
                     };

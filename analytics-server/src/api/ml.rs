@@ -256,7 +256,7 @@ impl MlApi {
             Ok::<_, analytics_core::Error>((
                 ml.stats(&c.project, c.range, &filter).await?,
                 pipelines,
-                self.source(&c).await?,
+                self.source(c).await?,
             ))
         };
         let (stats, pipelines, source) = self.state.timed_read(read).await?;

@@ -319,7 +319,7 @@ async fn two_processes_share_entries_through_redis_and_survive_its_loss() {
 
     redis.stop();
     for base in [&a.base, &b.base] {
-        let other = get(format!("{base}")).await;
+        let other = get(base.to_string()).await;
         assert!(other["sections"]["system_health"]["status"].is_string());
         let fresh = http
             .get(format!("{base}{SUMMARY}?sections=health&range=1h"))
