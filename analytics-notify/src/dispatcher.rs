@@ -279,7 +279,12 @@ impl Dispatcher {
                 provider_id: d.provider_id.clone(),
             },
             Err(e) => AttemptOutcome::Failed {
-                error: e.to_string(),
+                // A delivery never attempted keeps its reason first, so it reads as `failed`
+                // rather than `dead` (`OutboxEntry::gave_up_at_provider`).
+                error: match e {
+                    NotifyError::Permanent(m) if m.starts_with(NOT_ATTEMPTED_PREFIX) => m.clone(),
+                    e => e.to_string(),
+                },
                 retry_at: self
                     .options
                     .retry
