@@ -98,7 +98,16 @@ def _alerts(case, path, method):
                 del headers["If-Match"]
     if not isinstance(case.body, dict):
         return
-    if configs and method in ("POST", "PUT"):
+    if path == "/api/v1/analytics/alerts/configs/import" and method == "POST":
+        # Each item is a configuration; names and ids must not repeat within one import.
+        items = case.body.get("items")
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                if isinstance(item, dict):
+                    _alert_config(item)
+                    item["name"] = f"imported {i}"
+                    item.pop("id", None)
+    elif configs and method in ("POST", "PUT"):
         _alert_config(case.body)
     elif path == "/api/v1/analytics/alerts/acknowledge" and method == "POST":
         # `{"ids"}` or `{"filter"}`: the variants refuse each other's fields.

@@ -55,13 +55,19 @@ impl AllowTable {
     /// The `Allow` value for a request path (`GET, HEAD` for paths outside the API).
     pub(crate) fn allow(&self, path: &str) -> &str {
         let segments: Vec<&str> = path.split('/').collect();
-        self.paths
-            .iter()
-            .find(|(template, _)| {
-                template.len() == segments.len()
-                    && template.iter().zip(&segments).all(|(t, s)| {
-                        t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
-                    })
+        // A static path (`/alerts/configs/export`) wins over a template that also matches it
+        // (`/alerts/configs/{id}`), as in the router.
+        let exact = self.paths.iter().find(|(template, _)| {
+            template.len() == segments.len() && template.iter().zip(&segments).all(|(t, s)| t == s)
+        });
+        exact
+            .or_else(|| {
+                self.paths.iter().find(|(template, _)| {
+                    template.len() == segments.len()
+                        && template.iter().zip(&segments).all(|(t, s)| {
+                            t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
+                        })
+                })
             })
             .map_or(READ_ONLY, |(_, allow)| allow)
     }

@@ -329,7 +329,10 @@ impl DashboardApi {
         req: &Request,
         _auth: BearerAuth,
         /// Comma-separated sections: `health`, `ml`, `business`, `alerts`.
-        #[oai(validator(max_length = 64))]
+        #[oai(validator(
+            max_length = 64,
+            pattern = r"^(health|ml|business|alerts)(,(health|ml|business|alerts))*$"
+        ))]
         sections: Query<Option<String>>,
         /// `1h`, `24h` (default), `7d` or `30d` ending now; not with `from`/`to`.
         range: Query<Option<RangePreset>>,
