@@ -286,6 +286,15 @@ enum Command {
         /// Generator seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Send the data through this server's HTTP ingest API (`http://host:port`) instead
+        /// of writing to `DATABASE_URL`; needs `--api-key`. The server's age rule applies:
+        /// events older than the project's retention are rejected per event (raise it first
+        /// with `analytics-server retention`, or use `--days 7`).
+        #[arg(long, requires = "api_key")]
+        url: Option<String>,
+        /// The project's ingest API key (`ak_...`), with `--url`.
+        #[arg(long, env = "ANALYTICS_API_KEY")]
+        api_key: Option<String>,
     },
 }
 
@@ -389,9 +398,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             days,
             per_hour,
             seed,
+            url,
+            api_key,
         } => {
             let project = ProjectId::parse(project).map_err(anyhow::Error::msg)?;
-            let store = connect_store(&common.database_url).await?;
             let options = crate::demo::DemoOptions {
                 project: project.clone(),
                 end: analytics_core::Granularity::Hour.bucket_start(SystemClock.now()),
@@ -399,6 +409,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 per_hour,
                 seed,
             };
+            if let (Some(url), Some(key)) = (url, api_key) {
+                let p = crate::demo::post(&url, &key, &options).await?;
+                return out(format_args!(
+                    "{} events sent to {url}: {} accepted, {} duplicates, {} rejected{}",
+                    p.sent,
+                    p.accepted,
+                    p.duplicates,
+                    p.rejected,
+                    if p.rejected > 0 {
+                        " (older than the project's retention: raise it with `analytics-server \
+                         retention`, or send fewer --days)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            let store = connect_store(&common.database_url).await?;
             let (generated, inserted) = crate::demo::fill(&*store, &options).await?;
             out(format_args!(
                 "project {project}: {generated} events generated (api requests, ml jobs, \

@@ -491,3 +491,64 @@ mod tests {
         );
     }
 }
+
+/// An event as a client posts it to `POST /api/v1/analytics/events` (its project comes from
+/// the API key, its receive time from the server).
+pub fn ingest_json(e: &Event) -> serde_json::Value {
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("project");
+        m.remove("received_at");
+    }
+    v
+}
+
+/// What an HTTP fill did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Posted {
+    /// Events sent.
+    pub sent: u64,
+    /// Stored (2xx and not a duplicate or rejection).
+    pub accepted: u64,
+    /// Already stored.
+    pub duplicates: u64,
+    /// Refused per event (most often: older than the project's retention).
+    pub rejected: u64,
+}
+
+/// Sends the demo data through the HTTP ingest API at `base` (`http://host:port`) with the
+/// API key `api_key`, in batches of 500; stops at the first answer that is not 2xx.
+pub async fn post(base: &str, api_key: &str, o: &DemoOptions) -> anyhow::Result<Posted> {
+    let mut events = traffic(o);
+    events.extend(commerce(o));
+    events.sort_by_key(|e| e.occurred_at);
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()?;
+    let url = format!("{}/api/v1/analytics/events", base.trim_end_matches('/'));
+    let mut posted = Posted::default();
+    for chunk in events.chunks(500) {
+        let body = serde_json::json!({
+            "events": chunk.iter().map(ingest_json).collect::<Vec<_>>(),
+        });
+        let r = http
+            .post(&url)
+            .header("x-api-key", api_key)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body)?)
+            .send()
+            .await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            anyhow::bail!("{url} answered {status}: {text}");
+        }
+        let answer: serde_json::Value = serde_json::from_str(&text)?;
+        let count = |k: &str| answer[k].as_u64().unwrap_or(0);
+        posted.sent += chunk.len() as u64;
+        posted.accepted += count("accepted");
+        posted.duplicates += count("duplicates");
+        posted.rejected += count("rejected");
+    }
+    Ok(posted)
+}

@@ -6,6 +6,7 @@ mod auth;
 mod blackbox;
 mod business;
 mod dashboard;
+mod demo;
 mod durability;
 mod hardening;
 mod health;
