@@ -423,11 +423,7 @@ impl AlertHistoryStore for MemoryStore {
                     }
                 }
                 AlertWrite::Enqueue(notifications) => {
-                    let kept: Vec<Notification> = notifications
-                        .iter()
-                        .filter(|n| n.alert_id.is_none_or(|id| !skipped.contains(&id)))
-                        .cloned()
-                        .collect();
+                    let kept = AlertWrite::kept(notifications, &skipped);
                     applied.enqueued += inner.enqueue(&kept, step.at);
                 }
             }

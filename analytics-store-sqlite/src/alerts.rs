@@ -708,11 +708,7 @@ impl AlertHistoryStore for SqliteStore {
                     }
                 }
                 AlertWrite::Enqueue(notifications) => {
-                    let kept: Vec<_> = notifications
-                        .iter()
-                        .filter(|n| n.alert_id.is_none_or(|id| !skipped.contains(&id)))
-                        .cloned()
-                        .collect();
+                    let kept = AlertWrite::kept(notifications, &skipped);
                     applied.enqueued += insert_outbox(&mut tx, &kept, step.at).await?;
                 }
             }

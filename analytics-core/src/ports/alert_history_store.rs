@@ -70,6 +70,21 @@ pub enum AlertWrite {
     Enqueue(Vec<Notification>),
 }
 
+impl AlertWrite {
+    /// The notifications of an `Enqueue` that a store writes: all but those about an alert
+    /// whose `Open` the same step skipped (its id in `skipped`).
+    pub fn kept(
+        notifications: &[Notification],
+        skipped: &std::collections::HashSet<Uuid>,
+    ) -> Vec<Notification> {
+        notifications
+            .iter()
+            .filter(|n| n.alert_id.is_none_or(|id| !skipped.contains(&id)))
+            .cloned()
+            .collect()
+    }
+}
+
 /// Everything one alert-engine step writes: its transitions, their outbox entries, the job
 /// watermark and the engine's state, committed together or not at all.
 #[derive(Debug, Clone, PartialEq)]

@@ -230,26 +230,50 @@ struct Got<T> {
     computed: bool,
 }
 
+impl<T> Got<T> {
+    /// The section's answer, after telling `note` its freshness.
+    fn into_section<S>(
+        self,
+        note: &mut impl FnMut(Option<DateTime<Utc>>, bool),
+        ok: fn(T) -> S,
+        failed: fn(SectionFailure) -> S,
+    ) -> S {
+        note(self.generated_at, self.computed);
+        self.value.map_or_else(failed, ok)
+    }
+}
+
 impl DashboardApi {
-    /// One section through the cache.
-    async fn section<T, F, Fut>(&self, key: String, compute: F) -> Got<T>
+    /// One section through the cache; `None` when it is not among `allowed`.
+    async fn section<T, F, Fut>(
+        &self,
+        allowed: &[Section],
+        section: Section,
+        key: String,
+        compute: F,
+    ) -> Option<Got<T>>
     where
         T: ParseFromJSON,
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = SectionResult>,
     {
-        match self.state.summary_cache.get_or_compute(&key, compute).await {
-            Ok((entry, computed)) => Got {
-                value: from_json::<T>(&entry.json).map_err(failure),
-                generated_at: Some(entry.generated_at),
-                computed,
-            },
-            Err(e) => Got {
-                value: Err(failure(e)),
-                generated_at: None,
-                computed: true,
-            },
+        if !allowed.contains(&section) {
+            return None;
         }
+        Some(
+            match self.state.summary_cache.get_or_compute(&key, compute).await {
+                Ok((entry, computed)) => Got {
+                    value: from_json::<T>(&entry.json).map_err(failure),
+                    generated_at: Some(entry.generated_at),
+                    computed,
+                },
+                Err(e) => Got {
+                    value: Err(failure(e)),
+                    generated_at: None,
+                    computed: true,
+                },
+            },
+        )
     }
 
     async fn active_alerts(&self, project: &ProjectId) -> Result<ActiveAlerts, ApiError> {
@@ -390,81 +414,65 @@ impl DashboardApi {
         let health = HealthApi {
             state: self.state.clone(),
         };
-        let health_section = async {
-            if !allowed.contains(&Section::Health) {
-                return None;
-            }
-            Some(
-                self.section::<HealthOverview, _, _>(key(Section::Health), || async {
-                    health
-                        .overview_of(&project, &window)
-                        .await
-                        .map(|o| to_json(&o))
-                        .map_err(section_error)
-                })
-                .await,
-            )
-        };
+        let health_section = self.section::<HealthOverview, _, _>(
+            &allowed,
+            Section::Health,
+            key(Section::Health),
+            || async {
+                health
+                    .overview_of(&project, &window)
+                    .await
+                    .map(|o| to_json(&o))
+                    .map_err(section_error)
+            },
+        );
         let ml = MlApi {
             state: self.state.clone(),
         };
-        let ml_section = async {
-            if !allowed.contains(&Section::Ml) {
-                return None;
-            }
-            Some(
-                self.section::<MlOverview, _, _>(key(Section::Ml), || async {
-                    let c = super::ml::Common {
-                        project: project.clone(),
-                        range: window.range(),
-                        provider: None,
-                    };
-                    ml.overview_of(&c, None)
-                        .await
-                        .map(|o| to_json(&o))
-                        .map_err(section_error)
-                })
-                .await,
-            )
-        };
+        let ml_section =
+            self.section::<MlOverview, _, _>(&allowed, Section::Ml, key(Section::Ml), || async {
+                let c = super::ml::Common {
+                    project: project.clone(),
+                    range: window.range(),
+                    provider: None,
+                };
+                ml.overview_of(&c, None)
+                    .await
+                    .map(|o| to_json(&o))
+                    .map_err(section_error)
+            });
         let business = BusinessApi {
             state: self.state.clone(),
         };
-        let business_section = async {
-            if !allowed.contains(&Section::Business) {
-                return None;
-            }
-            Some(
-                self.section::<BusinessOverview, _, _>(key(Section::Business), || async {
-                    let c = super::business::Common {
-                        project: project.clone(),
-                        window,
-                        currency: "USD".to_owned(),
-                        compare: None,
-                    };
-                    business
-                        .overview_of(&c)
-                        .await
-                        .map(|o| to_json(&o))
-                        .map_err(section_error)
-                })
-                .await,
-            )
-        };
-        let alerts_section = async {
-            if !allowed.contains(&Section::Alerts) {
-                return None;
-            }
-            Some(
-                self.section::<ActiveAlerts, _, _>(key(Section::Alerts), || async {
-                    self.active_alerts(&project)
-                        .await
-                        .map(|a| to_json(&a))
-                        .map_err(section_error)
-                })
-                .await,
-            )
-        };
+        let business_section = self.section::<BusinessOverview, _, _>(
+            &allowed,
+            Section::Business,
+            key(Section::Business),
+            || async {
+                let c = super::business::Common {
+                    project: project.clone(),
+                    window,
+                    currency: "USD".to_owned(),
+                    compare: None,
+                };
+                business
+                    .overview_of(&c)
+                    .await
+                    .map(|o| to_json(&o))
+                    .map_err(section_error)
+            },
+        );
+        let alerts_section = self.section::<ActiveAlerts, _, _>(
+            &allowed,
+            Section::Alerts,
+            key(Section::Alerts),
+            || async {
+                self.active_alerts(&project)
+                    .await
+                    .map(|a| to_json(&a))
+                    .map_err(section_error)
+            },
+        );
         let (health_got, ml_got, business_got, alerts_got) =
             tokio::join!(health_section, ml_section, business_section, alerts_section);
 
@@ -476,34 +484,14 @@ impl DashboardApi {
             }
             cached |= !computed;
         };
-        let system_health = health_got.map(|g| {
-            note(g.generated_at, g.computed);
-            match g.value {
-                Ok(v) => HealthSection::Ok(v),
-                Err(f) => HealthSection::Failed(f),
-            }
-        });
-        let ml_pipelines = ml_got.map(|g| {
-            note(g.generated_at, g.computed);
-            match g.value {
-                Ok(v) => MlSection::Ok(v),
-                Err(f) => MlSection::Failed(f),
-            }
-        });
-        let business = business_got.map(|g| {
-            note(g.generated_at, g.computed);
-            match g.value {
-                Ok(v) => BusinessSection::Ok(v),
-                Err(f) => BusinessSection::Failed(f),
-            }
-        });
-        let active_alerts = alerts_got.map(|g| {
-            note(g.generated_at, g.computed);
-            match g.value {
-                Ok(v) => AlertsSection::Ok(v),
-                Err(f) => AlertsSection::Failed(f),
-            }
-        });
+        let system_health =
+            health_got.map(|g| g.into_section(&mut note, HealthSection::Ok, HealthSection::Failed));
+        let ml_pipelines =
+            ml_got.map(|g| g.into_section(&mut note, MlSection::Ok, MlSection::Failed));
+        let business = business_got
+            .map(|g| g.into_section(&mut note, BusinessSection::Ok, BusinessSection::Failed));
+        let active_alerts =
+            alerts_got.map(|g| g.into_section(&mut note, AlertsSection::Ok, AlertsSection::Failed));
         Ok(Json(DashboardSummary {
             generated_at: generated_at.unwrap_or_else(Utc::now),
             cached,
