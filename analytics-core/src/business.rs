@@ -11,7 +11,7 @@ use chrono::Duration;
 
 use crate::error::{FieldError, Result};
 use crate::event::canonical_collection;
-use crate::funnel::{FunnelStepKind, STEPS, count_sessions};
+use crate::funnel::{ALL_COLLECTIONS, FunnelStepKind, NO_COLLECTION, STEPS, count_sessions};
 use crate::health::{is_sampled as sampled, metric, to_count};
 use crate::ids::ProjectId;
 use crate::ml::cents;
@@ -673,15 +673,26 @@ impl BusinessAnalytics {
         range: TimeRange,
         collection: Option<&str>,
     ) -> Result<Vec<FunnelStepFigures>> {
-        let rows = self
-            .reader
-            .rows_in_order(
-                project,
-                &metric(metrics::FUNNEL_SESSIONS),
-                &["collection", "progress", "session"],
-                range,
-            )
-            .await?;
+        // Only the rows the count looks at: the all-collections ones, or the collection's
+        // and those of the events naming none.
+        let values = match collection {
+            None => vec![ALL_COLLECTIONS],
+            Some(c) => vec![c, NO_COLLECTION],
+        };
+        let mut rows = Vec::new();
+        for value in values {
+            rows.extend(
+                self.reader
+                    .rows_in_order(
+                        project,
+                        &metric(metrics::FUNNEL_SESSIONS),
+                        &["collection", "progress", "session"],
+                        &Dimensions::from_pairs([("collection", value)])?,
+                        range,
+                    )
+                    .await?,
+            );
+        }
         Ok(funnel_steps(count_sessions(rows.iter(), collection)))
     }
 }

@@ -38,6 +38,8 @@ struct Inner {
     dirty: BTreeMap<(DateTime<Utc>, ProjectId), u64>,
     // Dirty-marker versions come from one counter so a version is never reused after a clear.
     dirty_seq: u64,
+    // The version each hour's marker had when it was last cleared.
+    cleared: BTreeMap<(DateTime<Utc>, ProjectId), u64>,
     rollups: BTreeMap<RollupKey, Rollup>,
     configs: BTreeMap<Uuid, AlertConfig>,
     audit: Vec<AuditEntry>,
@@ -160,10 +162,30 @@ impl EventStore for MemoryStore {
             let key = (h.hour, h.project.clone());
             if inner.dirty.get(&key) == Some(&h.version) {
                 inner.dirty.remove(&key);
+                inner.cleared.insert(key, h.version);
                 cleared += 1;
             }
         }
         Ok(cleared)
+    }
+
+    async fn hour_versions(
+        &self,
+        project: &ProjectId,
+        hours: &[DateTime<Utc>],
+    ) -> Result<Vec<(DateTime<Utc>, u64)>> {
+        let inner = self.lock();
+        Ok(hours
+            .iter()
+            .filter_map(|h| {
+                let key = (*h, project.clone());
+                inner
+                    .dirty
+                    .get(&key)
+                    .or_else(|| inner.cleared.get(&key))
+                    .map(|v| (*h, *v))
+            })
+            .collect())
     }
 }
 

@@ -7,7 +7,8 @@
 //! `scripts/with-services cargo bench -p analytics-server --bench read_paths`.
 //! Knobs: `BENCH_EVENTS` (default 10,000,000 `api_request` events over 30 days, the demo
 //! generator's diurnal traffic over 20 routes), `BENCH_CONFIGS` (default 1,000),
-//! `BENCH_SAMPLES` (timed requests per route, default 15). The load keeps every raw event
+//! `BENCH_SAMPLES` (timed requests per route, default 15), `BENCH_DAYS` (load only the
+//! last N days of the month at the same hourly density, for profiling the raw edges). The load keeps every raw event
 //! (35-day retention) so raw reads see the whole table. Without `--bench` (as `cargo test`
 //! runs it) it loads 20,000 events and 20 configurations and checks every path answers.
 
@@ -63,11 +64,16 @@ fn ms(d: Duration) -> f64 {
 /// Writes about `events` events of the demo month ending at `end` (API traffic, and ML jobs,
 /// shopping sessions, orders and inventory at the demo's proportions, ~0.38 of the traffic)
 /// through the store's batch path, a day at a time, four writers at once; how many.
-async fn load(store: &PgStore, events: usize, end: DateTime<Utc>) -> (usize, Duration) {
+async fn load(
+    store: &PgStore,
+    events: usize,
+    days: u32,
+    end: DateTime<Utc>,
+) -> (usize, Duration) {
     let started = Instant::now();
     let per_hour = ((events as f64 / (30.0 * 24.0 * 1.38)) as u32).max(1);
     let mut written = 0;
-    for day in 0..30u32 {
+    for day in 0..days.min(30) {
         let o = DemoOptions {
             project: ProjectId::parse(PROJECT).expect("slug"),
             end: end - Span::days(i64::from(day)),
@@ -219,10 +225,15 @@ fn main() {
             .expect("connect");
         let now = Utc::now();
         let end = now.duration_trunc(Span::hours(1)).expect("hour");
-        let (events, loaded) = load(&store, events, end).await;
+        let days = if measure {
+            env_usize("BENCH_DAYS", 30) as u32
+        } else {
+            30
+        };
+        let (events, loaded) = load(&store, events, days, end).await;
         let rolled = roll(&store, now).await;
         println!(
-            "read_paths: {events} events over 30 days loaded in {:.1} s, rolled up in {:.1} s",
+            "read_paths: {events} events over {days} days loaded in {:.1} s, rolled up in {:.1} s",
             loaded.as_secs_f64(),
             rolled.as_secs_f64()
         );

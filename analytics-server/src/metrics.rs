@@ -43,6 +43,8 @@ pub struct Metrics {
     summary_computations: IntCounter,
     channel_enabled: IntGaugeVec,
     notifications: IntGaugeVec,
+    raw_hours_lookups: IntCounterVec,
+    raw_hours_events: IntGauge,
 }
 
 impl Metrics {
@@ -127,6 +129,20 @@ impl Metrics {
             &["channel", "outcome"],
         )
         .expect("valid metric");
+        let raw_hours_lookups = IntCounterVec::new(
+            Opts::new(
+                "analytics_raw_hours_cache_lookups_total",
+                "Reads of a whole hour of raw events (window edges, the open hour) answered \
+                 from memory (hit) or from the store (miss)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let raw_hours_events = IntGauge::new(
+            "analytics_raw_hours_cache_events",
+            "Raw events held in memory by the readers' hour cache",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -140,6 +156,8 @@ impl Metrics {
             Box::new(summary_computations.clone()),
             Box::new(channel_enabled.clone()),
             Box::new(notifications.clone()),
+            Box::new(raw_hours_lookups.clone()),
+            Box::new(raw_hours_events.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -157,7 +175,20 @@ impl Metrics {
             summary_computations,
             channel_enabled,
             notifications,
+            raw_hours_lookups,
+            raw_hours_events,
         }
+    }
+
+    /// Copies the raw-hour cache's counters.
+    pub fn set_raw_hours(&self, cache: &analytics_core::rollup::raw_hours::RawHours) {
+        let (hits, misses) = cache.hits_and_misses();
+        for (outcome, n) in [("hit", hits), ("miss", misses)] {
+            let c = self.raw_hours_lookups.with_label_values(&[outcome]);
+            c.inc_by(n.saturating_sub(c.get()));
+        }
+        self.raw_hours_events
+            .set(i64::try_from(cache.held()).unwrap_or(i64::MAX));
     }
 
     /// The summary cache's metrics (registered here).

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use analytics_core::health::{HealthThresholds, StoreOperation};
 use analytics_core::ports::Store;
+use analytics_core::rollup::raw_hours::RawHours;
+use analytics_core::rollup::read::RollupReader;
 use analytics_core::rollup::spec::RollupSpecs;
 use analytics_core::{AnalyticsEventCollector, Clock, CollectorOptions, EventLimits, SystemClock};
 
@@ -148,6 +150,17 @@ pub struct HealthContext {
     pub specs: Arc<RollupSpecs>,
     /// The live Prometheus view; `None`: `realtime.available = false`.
     pub realtime: Option<PrometheusScrapeSource>,
+    /// Whole hours of raw events shared by every request's reader (the window edges and
+    /// the open hour), checked against the store's hour versions on each read.
+    pub raw_hours: Arc<RawHours>,
+}
+
+impl HealthContext {
+    /// One request's reader over `store` ([`RollupReader::snapshot`]: it plans every read
+    /// from one look at the watermarks), sharing this process's raw-hour cache.
+    pub fn reader(&self, store: Arc<dyn Store>) -> RollupReader {
+        RollupReader::with_raw_hours(store, self.specs.clone(), self.raw_hours.clone()).snapshot()
+    }
 }
 
 /// What the ML and business endpoints need beyond the store.
@@ -167,6 +180,7 @@ impl Default for HealthContext {
             thresholds: HealthThresholds::default(),
             specs: Arc::new(RollupSpecs::defaults()),
             realtime: None,
+            raw_hours: Arc::new(RawHours::default()),
         }
     }
 }

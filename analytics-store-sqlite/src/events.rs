@@ -483,7 +483,7 @@ impl EventStore for SqliteStore {
             let Ok(version) = i64::try_from(h.version) else {
                 continue; // never stored, so never current
             };
-            cleared += sqlx::query(
+            let gone = sqlx::query(
                 "DELETE FROM rollup_dirty_hours WHERE hour = ? AND project = ? AND version = ?",
             )
             .bind(micros(h.hour))
@@ -493,9 +493,48 @@ impl EventStore for SqliteStore {
             .await
             .db("clear dirty hours")?
             .rows_affected();
+            if gone > 0 {
+                // The hour keeps the cleared version (see `hour_versions`).
+                sqlx::query(
+                    "INSERT INTO rollup_hour_versions (project, hour, version) VALUES (?, ?, ?) \
+                     ON CONFLICT (project, hour) DO UPDATE \
+                     SET version = max(version, excluded.version)",
+                )
+                .bind(h.project.as_str())
+                .bind(micros(h.hour))
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .db("keep hour version")?;
+            }
+            cleared += gone;
         }
         tx.commit().await.db("commit clear dirty hours")?;
         Ok(cleared)
+    }
+
+    async fn hour_versions(
+        &self,
+        project: &ProjectId,
+        hours: &[DateTime<Utc>],
+    ) -> Result<Vec<(DateTime<Utc>, u64)>> {
+        let mut out = Vec::with_capacity(hours.len());
+        for h in hours {
+            let version: Option<i64> = sqlx::query_scalar(
+                "SELECT coalesce( \
+                     (SELECT version FROM rollup_dirty_hours WHERE hour = ?1 AND project = ?2), \
+                     (SELECT version FROM rollup_hour_versions WHERE project = ?2 AND hour = ?1))",
+            )
+            .bind(micros(*h))
+            .bind(project.as_str())
+            .fetch_one(self.reader())
+            .await
+            .db("read hour versions")?;
+            if let Some(v) = version.and_then(|v| u64::try_from(v).ok()) {
+                out.push((*h, v));
+            }
+        }
+        Ok(out)
     }
 }
 

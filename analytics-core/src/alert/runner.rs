@@ -242,25 +242,28 @@ impl AlertRunner {
     }
 
     /// Reads every window the configurations need once: each distinct (project, window)
-    /// is one [`RollupReader::window_rows`] of all the metrics watched over it, however many
-    /// configurations share it.
+    /// is one [`RollupReader::window_rows`] of the series shapes (metric and dimension
+    /// names) watched over it, however many configurations share it.
     async fn read_windows(&self, configs: &[AlertConfig], at: DateTime<Utc>) -> Result<Reads> {
-        let mut wanted: BTreeMap<WindowKey, BTreeSet<MetricName>> = BTreeMap::new();
+        let mut wanted: BTreeMap<WindowKey, BTreeSet<(MetricName, Vec<String>)>> =
+            BTreeMap::new();
         for c in configs {
+            let mut names: Vec<String> = c.spec.dimensions.names().map(str::to_owned).collect();
+            names.sort();
             for (start, end) in windows(c, at) {
                 wanted
                     .entry((c.spec.project.clone(), start, end))
                     .or_default()
-                    .insert(c.spec.metric.clone());
+                    .insert((c.spec.metric.clone(), names.clone()));
             }
         }
         let mut reads = Reads::new();
-        for ((project, start, end), metrics) in wanted {
+        for ((project, start, end), shapes) in wanted {
             let Ok(range) = TimeRange::new(start, end) else {
                 continue;
             };
-            let metrics: Vec<MetricName> = metrics.into_iter().collect();
-            let rows = self.reader.window_rows(&project, &metrics, range).await?;
+            let shapes: Vec<(MetricName, Vec<String>)> = shapes.into_iter().collect();
+            let rows = self.reader.window_rows(&project, &shapes, range).await?;
             reads.insert((project, start, end), rows);
         }
         Ok(reads)

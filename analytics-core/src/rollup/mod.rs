@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod catalog;
 pub mod digest;
+pub mod raw_hours;
 pub mod read;
 pub mod scheduler;
 pub mod spec;

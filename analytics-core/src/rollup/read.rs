@@ -2,24 +2,27 @@
 //! coarsest complete buckets that tile it (weeks, days, hours), plus raw events for what no
 //! rollup covers yet (the open hour, unaligned edges). Never by averaging percentiles.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::alert::Stat;
 use crate::error::{Error, Result};
+use crate::event::{Event, EventKind};
 use crate::ids::{MetricName, ProjectId};
-use crate::ports::{MetricQuery, MetricsSource, Store};
+use crate::page::PageRequest;
+use crate::ports::{EventFilter, MetricQuery, MetricsSource, Store};
 use crate::rollup::aggregate::{Aggregator, merge_stats};
+use crate::rollup::raw_hours::{HourKey, RawHours, between};
 use crate::rollup::scheduler::{HOUR_WATERMARK, SEAL_WATERMARK_PREFIX, scan_range};
 use crate::rollup::spec::{RollupSpecs, stored_dimension_name};
 use crate::rollup::{Dimensions, Rollup, RollupQuery, RollupStats};
 use crate::time::{Granularity, TimeRange};
 
 /// One part of a range and where it is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Piece {
     /// Rollup rows of this granularity whose buckets tile the range.
     Rollups(Granularity, TimeRange),
@@ -29,6 +32,11 @@ pub enum Piece {
 
 /// How many dirty-hour markers a read looks at to find late changes behind the watermark.
 pub const DIRTY_SCAN_LIMIT: usize = 1000;
+
+/// Raw reads spanning more hours than this read the store directly instead of whole hours
+/// through the reader's [`RawHours`] (a long raw stretch would only push out the hours that
+/// are read again and again: the edges and the open hour).
+pub const MAX_CACHED_RAW_HOURS: usize = 4;
 
 /// Tiles `range` with the coarsest complete buckets (complete = ending at or before
 /// `rolled_until`, the hour watermark) and raw pieces for the rest. Adjacent pieces of the
@@ -118,21 +126,211 @@ pub struct SeriesQuery {
 }
 
 /// Reads rollup statistics for any range.
+///
+/// Raw pieces are read a whole hour at a time through a [`RawHours`] cache shared by the
+/// reader's clones, checked against the store's hour versions on every read, so answers
+/// stay exact while repeated reads of the same edges and open hour skip the store.
 #[derive(Debug, Clone)]
 pub struct RollupReader {
     store: Arc<dyn Store>,
     specs: Arc<RollupSpecs>,
     page_size: u32,
+    raw: Arc<RawHours>,
+    // Set by `snapshot`.
+    snap: Option<Arc<Snapshot>>,
+}
+
+/// What a snapshot reader reads once: per project the plan inputs, and per piece the rows
+/// of one grouping of a metric (every value; reads select theirs in memory).
+#[derive(Debug, Default)]
+struct Snapshot {
+    plans: Mutex<HashMap<ProjectId, PlanInputs>>,
+    rows: Mutex<HashMap<RowsKey, Arc<Vec<Rollup>>>>,
+}
+
+/// One grouping (sorted dimension names) of a metric over one piece.
+type RowsKey = (ProjectId, MetricName, Vec<String>, Piece);
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a range of a project is planned from (see [`plan_around`]).
+#[derive(Debug, Clone)]
+struct PlanInputs {
+    rolled_until: Option<DateTime<Utc>>,
+    sealed_until: Option<DateTime<Utc>>,
+    dirty: Vec<DateTime<Utc>>,
+}
+
+impl PlanInputs {
+    fn plan(&self, range: TimeRange) -> Vec<Piece> {
+        plan_around(range, self.rolled_until, self.sealed_until, &self.dirty)
+    }
 }
 
 impl RollupReader {
     /// A reader over `store` for metrics defined by `specs`.
     pub fn new(store: Arc<dyn Store>, specs: Arc<RollupSpecs>) -> Self {
+        Self::with_raw_hours(store, specs, Arc::new(RawHours::default()))
+    }
+
+    /// [`RollupReader::new`] with the given raw-hour cache (capacity 0: none).
+    pub fn with_raw_hours(
+        store: Arc<dyn Store>,
+        specs: Arc<RollupSpecs>,
+        raw: Arc<RawHours>,
+    ) -> Self {
         Self {
             store,
             specs,
             page_size: 1000,
+            raw,
+            snap: None,
         }
+    }
+
+    /// A reader for one answer made of many reads (a request): it reads the watermarks and
+    /// late hours of a project once, on its first read, and plans every later read from
+    /// them, so the reads agree on what is rolled up; and it reads the rows of a metric's
+    /// grouping over a piece once (all values), answering every later read of that grouping
+    /// over that piece (another value, another statistic) from memory. Not for long-lived
+    /// readers (they would never see the rollup move on).
+    pub fn snapshot(&self) -> Self {
+        Self {
+            snap: Some(Arc::default()),
+            ..self.clone()
+        }
+    }
+
+    async fn plan_inputs(&self, project: &ProjectId) -> Result<PlanInputs> {
+        if let Some(p) = self
+            .snap
+            .as_ref()
+            .and_then(|s| locked(&s.plans).get(project).cloned())
+        {
+            return Ok(p);
+        }
+        let rolled_until = self.store.watermark(HOUR_WATERMARK).await?;
+        let sealed_until = self
+            .store
+            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{project}"))
+            .await?;
+        let dirty = self.late_hours(project, rolled_until, sealed_until).await?;
+        let inputs = PlanInputs {
+            rolled_until,
+            sealed_until,
+            dirty,
+        };
+        if let Some(snap) = &self.snap {
+            locked(&snap.plans).insert(project.clone(), inputs.clone());
+        }
+        Ok(inputs)
+    }
+
+    /// The raw-hour cache of this reader and its clones.
+    pub fn raw_hours(&self) -> &Arc<RawHours> {
+        &self.raw
+    }
+
+    /// Calls `f` on every event of `kinds` in `range` of `project` (in no particular
+    /// order). Each hour the store knows a version of is read whole, once per version,
+    /// through the raw-hour cache; the version is read before the events, so an insert
+    /// racing with the read can only make the kept hour newer than its version says, and
+    /// the next read (seeing the new version) reads it again.
+    async fn scan_raw(
+        &self,
+        project: &ProjectId,
+        range: TimeRange,
+        kinds: Vec<EventKind>,
+        mut f: impl FnMut(&Event),
+    ) -> Result<()> {
+        let hours: Vec<DateTime<Utc>> = range.buckets(Granularity::Hour).collect();
+        if hours.len() > MAX_CACHED_RAW_HOURS {
+            scan_range(
+                self.store.as_ref(),
+                project,
+                range,
+                kinds,
+                self.page_size,
+                f,
+            )
+            .await?;
+            return Ok(());
+        }
+        let versions: BTreeMap<DateTime<Utc>, u64> = self
+            .store
+            .hour_versions(project, &hours)
+            .await?
+            .into_iter()
+            .collect();
+        let mut kinds = kinds;
+        kinds.sort();
+        kinds.dedup();
+        for hour in hours {
+            let hour_end = Granularity::Hour.bucket_end(hour);
+            let part = TimeRange::new(hour.max(range.start()), hour_end.min(range.end()))?;
+            let Some(&version) = versions.get(&hour) else {
+                scan_range(
+                    self.store.as_ref(),
+                    project,
+                    part,
+                    kinds.clone(),
+                    self.page_size,
+                    &mut f,
+                )
+                .await?;
+                continue;
+            };
+            let key = HourKey {
+                project: project.clone(),
+                hour,
+                kinds: kinds.clone(),
+            };
+            let events = match self.raw.get(&key, version) {
+                Some(events) => events,
+                None => {
+                    let whole = TimeRange::new(hour, hour_end)?;
+                    let events = Arc::new(self.read_hour(project, whole, &kinds).await?);
+                    self.raw.put(key, version, events.clone());
+                    events
+                }
+            };
+            between(&events, part.start(), part.end())
+                .iter()
+                .for_each(&mut f);
+        }
+        Ok(())
+    }
+
+    /// Every event of `kinds` in `range`, sorted by time.
+    async fn read_hour(
+        &self,
+        project: &ProjectId,
+        range: TimeRange,
+        kinds: &[EventKind],
+    ) -> Result<Vec<Event>> {
+        let filter = EventFilter {
+            project: Some(project.clone()),
+            kinds: kinds.to_vec(),
+            range: Some(range),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query_events(&filter, &PageRequest::new(self.page_size, cursor)?)
+                .await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        out.sort_by_key(|e| e.occurred_at);
+        Ok(out)
     }
 
     fn check(&self, q: &SeriesQuery) -> Result<()> {
@@ -183,7 +381,9 @@ impl RollupReader {
         names: &[&str],
         range: TimeRange,
     ) -> Result<Vec<(Dimensions, RollupStats)>> {
-        let rows = self.rows_in_order(project, metric, names, range).await?;
+        let rows = self
+            .rows_in_order(project, metric, names, &Dimensions::none(), range)
+            .await?;
         let mut groups: BTreeMap<&Dimensions, Vec<&Rollup>> = BTreeMap::new();
         for r in &rows {
             groups.entry(&r.key.dimensions).or_default().push(r);
@@ -203,22 +403,23 @@ impl RollupReader {
         Ok(out)
     }
 
-    /// Every row of `metric` grouped by exactly `names` covering `range`, in time order:
-    /// rollup rows of complete buckets (by bucket start) and rows computed from raw events
-    /// for the rest (one per raw piece). For state that composes in time order, like the
-    /// session funnel.
+    /// Every row of `metric` grouped by exactly `names` (and having every pair of `filter`)
+    /// covering `range`, in time order: rollup rows of complete buckets (by bucket start)
+    /// and rows computed from raw events for the rest (one per raw piece). For state that
+    /// composes in time order, like the session funnel.
     pub async fn rows_in_order(
         &self,
         project: &ProjectId,
         metric: &MetricName,
         names: &[&str],
+        filter: &Dimensions,
         range: TimeRange,
     ) -> Result<Vec<Rollup>> {
         self.check_names(metric, names.to_vec())?;
         let selector = Selector {
             project,
             metric,
-            filter: &Dimensions::none(),
+            filter,
             names: names.iter().map(|n| (*n).to_owned()).collect(),
         };
         self.rows_for(&selector, range).await
@@ -228,13 +429,10 @@ impl RollupReader {
     /// part of it (raw events then fill only the unaligned edges and the open hour),
     /// [`Source::Raw`] when it is read from raw events alone.
     pub async fn source(&self, project: &ProjectId, range: TimeRange) -> Result<Source> {
-        let wm = self.store.watermark(HOUR_WATERMARK).await?;
-        let sealed = self
-            .store
-            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{project}"))
-            .await?;
-        let dirty = self.late_hours(project, wm, sealed).await?;
-        let rolled = plan_around(range, wm, sealed, &dirty)
+        let rolled = self
+            .plan_inputs(project)
+            .await?
+            .plan(range)
             .iter()
             .any(|p| matches!(p, Piece::Rollups(..)));
         Ok(if rolled { Source::Rollups } else { Source::Raw })
@@ -254,12 +452,11 @@ impl RollupReader {
         if !granularity.is_rolled() {
             return self.raw_timeseries(q, range, granularity).await;
         }
-        let wm = self.store.watermark(HOUR_WATERMARK).await?;
-        let sealed = self
-            .store
-            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{}", q.project))
-            .await?;
-        let dirty = self.late_hours(&q.project, wm, sealed).await?;
+        let PlanInputs {
+            rolled_until: wm,
+            dirty,
+            ..
+        } = self.plan_inputs(&q.project).await?;
         let complete = |b: DateTime<Utc>| {
             let b_end = granularity.bucket_end(b);
             !dirty.iter().any(|h| b <= *h && *h < b_end)
@@ -270,7 +467,10 @@ impl RollupReader {
         // Complete buckets in one query; the rest bucket by bucket.
         let bulk: Vec<Rollup> =
             match TimeRange::new(granularity.bucket_start(range.start()), range.end()) {
-                Ok(r) => self.query(&Selector::series(q), granularity, r).await?,
+                Ok(r) => {
+                    self.piece_rows(&Selector::series(q), Piece::Rollups(granularity, r))
+                        .await?
+                }
                 Err(_) => Vec::new(),
             };
         let mut points = Vec::new();
@@ -328,19 +528,12 @@ impl RollupReader {
         };
         let only = RollupSpecs(vec![spec.clone()]);
         let mut buckets: BTreeMap<DateTime<Utc>, Aggregator<'_>> = BTreeMap::new();
-        scan_range(
-            self.store.as_ref(),
-            &q.project,
-            range,
-            spec.kinds(),
-            self.page_size,
-            |e| {
+        self.scan_raw(&q.project, range, spec.kinds(), |e| {
                 buckets
                     .entry(granularity.bucket_start(e.occurred_at))
                     .or_insert_with(|| Aggregator::new(&only))
-                    .add(e);
-            },
-        )
+                .add(e);
+        })
         .await?;
         Ok(buckets
             .into_iter()
@@ -374,46 +567,102 @@ impl RollupReader {
     /// How `range` of `project` is read: rollup pieces behind the hour watermark (minus late
     /// hours), raw pieces for the rest.
     async fn pieces(&self, project: &ProjectId, range: TimeRange) -> Result<Vec<Piece>> {
-        let wm = self.store.watermark(HOUR_WATERMARK).await?;
-        let sealed = self
-            .store
-            .watermark(&format!("{SEAL_WATERMARK_PREFIX}{project}"))
-            .await?;
-        let dirty = self.late_hours(project, wm, sealed).await?;
-        Ok(plan_around(range, wm, sealed, &dirty))
+        Ok(self.plan_inputs(project).await?.plan(range))
     }
 
     /// The rows (rolled up, or computed from raw events) covering `range`.
     async fn rows_for(&self, sel: &Selector<'_>, range: TimeRange) -> Result<Vec<Rollup>> {
         let mut rows = Vec::new();
         for piece in self.pieces(sel.project, range).await? {
-            match piece {
-                Piece::Rollups(g, r) => rows.extend(self.query(sel, g, r).await?),
-                Piece::Raw(r) => rows.extend(self.raw_rows(sel, r).await?),
-            }
+            rows.extend(self.piece_rows(sel, piece).await?);
         }
         Ok(rows)
     }
 
-    /// Every row of every grouping of `metrics` covering `range` (rolled up, or computed from
-    /// raw events in one scan per piece): one read answers any number of series of these
-    /// metrics over this range with [`series_stats`]. The alert engine reads each distinct
-    /// window once this way, however many configurations watch it.
+    /// The rows of one piece: rollup rows of its granularity, or rows computed from its raw
+    /// events. A snapshot reader reads a grouping's rows once per piece and selects from
+    /// them; reads selecting fewer values than their grouping has names (the funnel's rows
+    /// of one collection) are filtered by the store instead.
+    async fn piece_rows(&self, sel: &Selector<'_>, piece: Piece) -> Result<Vec<Rollup>> {
+        let Some(snap) = self.snap.as_ref().filter(|_| sel.whole_grouping()) else {
+            return match piece {
+                Piece::Rollups(g, r) => self.query(sel, g, r).await,
+                Piece::Raw(r) => self.raw_rows(sel, r).await,
+            };
+        };
+        let mut names = sel.names.clone();
+        names.sort();
+        let key: RowsKey = (sel.project.clone(), sel.metric.clone(), names, piece);
+        let kept = locked(&snap.rows).get(&key).cloned();
+        let all = match kept {
+            Some(all) => all,
+            None => {
+                let every = Selector {
+                    project: sel.project,
+                    metric: sel.metric,
+                    filter: &Dimensions::none(),
+                    names: key.2.clone(),
+                };
+                let all = Arc::new(match piece {
+                    Piece::Rollups(g, r) => self.query(&every, g, r).await?,
+                    Piece::Raw(r) => self.raw_rows(&every, r).await?,
+                });
+                locked(&snap.rows).insert(key, all.clone());
+                all
+            }
+        };
+        Ok(all
+            .iter()
+            .filter(|r| sel.selects(&r.key.dimensions))
+            .cloned()
+            .collect())
+    }
+
+    /// Every row of the given series shapes (a metric and the dimension names of one of its
+    /// groupings, in any order) covering `range`, rolled up or computed from raw events in
+    /// one scan per piece: one read answers any number of series of these shapes over this
+    /// range with [`series_stats`]. The alert engine reads each distinct window once this
+    /// way, however many configurations watch it. Unknown metrics and groupings a metric
+    /// does not have are left out.
     pub async fn window_rows(
         &self,
         project: &ProjectId,
-        metrics: &[MetricName],
+        shapes: &[(MetricName, Vec<String>)],
         range: TimeRange,
     ) -> Result<Vec<Rollup>> {
+        let sorted = |names: &mut Vec<String>| {
+            names.sort();
+            names.dedup();
+        };
+        let mut wanted: BTreeMap<&MetricName, Vec<Vec<String>>> = BTreeMap::new();
+        for (metric, names) in shapes {
+            let mut names = names.clone();
+            sorted(&mut names);
+            wanted.entry(metric).or_default().push(names);
+        }
         let specs = RollupSpecs(
-            metrics
+            wanted
                 .iter()
-                .filter_map(|m| self.specs.get(m).cloned())
+                .filter_map(|(m, shapes)| {
+                    let mut spec = self.specs.get(m)?.clone();
+                    spec.groupings.retain(|g| {
+                        let mut names: Vec<String> =
+                            g.iter().map(|d| stored_dimension_name(d)).collect();
+                        sorted(&mut names);
+                        shapes.contains(&names)
+                    });
+                    (!spec.groupings.is_empty()).then_some(spec)
+                })
                 .collect(),
         );
         if specs.0.is_empty() {
             return Ok(Vec::new());
         }
+        let read_shape = |r: &Rollup| {
+            wanted
+                .get(&r.key.metric)
+                .is_some_and(|shapes| shapes.iter().any(|n| r.key.dimensions.names().eq(n)))
+        };
         let mut kinds: Vec<_> = specs.0.iter().map(|s| s.kind.clone()).collect();
         kinds.sort();
         kinds.dedup();
@@ -430,19 +679,14 @@ impl RollupReader {
                             dimensions: Dimensions::none(),
                             dimension_names: None,
                         })
-                        .await?,
+                        .await?
+                        .into_iter()
+                        .filter(read_shape),
                 ),
                 Piece::Raw(r) => {
                     let mut agg = Aggregator::new(&specs);
-                    scan_range(
-                        self.store.as_ref(),
-                        project,
-                        r,
-                        kinds.clone(),
-                        self.page_size,
-                        |e| agg.add(e),
-                    )
-                    .await?;
+                    self.scan_raw(project, r, kinds.clone(), |e| agg.add(e))
+                        .await?;
                     rows.extend(agg.finish(project, Granularity::Hour, r.start(), r.start()));
                 }
             }
@@ -456,15 +700,8 @@ impl RollupReader {
         };
         let only = RollupSpecs(vec![spec.clone()]);
         let mut agg = Aggregator::new(&only);
-        scan_range(
-            self.store.as_ref(),
-            sel.project,
-            range,
-            spec.kinds(),
-            self.page_size,
-            |e| agg.add(e),
-        )
-        .await?;
+        self.scan_raw(sel.project, range, spec.kinds(), |e| agg.add(e))
+            .await?;
         let rows = agg.finish(sel.project, Granularity::Hour, range.start(), range.start());
         Ok(rows
             .into_iter()
@@ -490,6 +727,12 @@ impl<'a> Selector<'a> {
             filter: &q.dimensions,
             names: q.dimensions.names().map(str::to_owned).collect(),
         }
+    }
+
+    /// Whether the read selects by every name of its grouping or by none (a series or a
+    /// breakdown), not by some of them.
+    fn whole_grouping(&self) -> bool {
+        self.filter.is_empty() || self.filter.names().count() == self.names.len()
     }
 
     fn selects(&self, d: &Dimensions) -> bool {

@@ -29,6 +29,7 @@ macro_rules! store_conformance_tests {
             listings_span_many_days_newest_first,
             retention_deletes_only_older_events_of_the_project,
             inserts_mark_their_hour_dirty_until_cleared_at_that_version,
+            hour_versions_change_on_insert_and_survive_clears,
             rollup_upserts_replace_by_key,
             rollup_queries_filter_and_order,
             alert_configs_are_versioned_and_audited,

@@ -263,8 +263,12 @@ async fn one_window_read_answers_every_series_like_a_read_per_series() {
         r("2024-02-25T00:00:00Z", "2024-02-28T00:00:00Z"),
         r("2024-02-25T10:17:00Z", "2024-02-27T03:40:00Z"),
     ] {
+        let shapes: Vec<(MetricName, Vec<String>)> = metrics_read
+            .iter()
+            .flat_map(|m| [(m.clone(), vec![]), (m.clone(), vec!["route".to_owned()])])
+            .collect();
         let rows = reader
-            .window_rows(&project("shop"), &metrics_read, range)
+            .window_rows(&project("shop"), &shapes, range)
             .await
             .expect("window rows");
         for metric in &metrics_read {
@@ -281,4 +285,73 @@ async fn one_window_read_answers_every_series_like_a_read_per_series() {
             }
         }
     }
+}
+
+/// The reader keeps whole raw hours in memory under the store's hour versions: a repeated
+/// read of an edge is answered from memory, and an insert into a kept hour (open or already
+/// rolled up, before or after the next tick clears its marker) is seen by the next read.
+#[tokio::test]
+async fn kept_raw_hours_never_hide_a_later_insert() {
+    let (store, _) = rolled_store(6, 40).await;
+    let reader = RollupReader::new(store.clone(), Arc::new(RollupSpecs::defaults()));
+    let q = SeriesQuery {
+        project: project("shop"),
+        metric: MetricName::parse(metrics::API_LATENCY_MS).unwrap(),
+        dimensions: Dimensions::none(),
+    };
+    // Unaligned at both ends: two raw edges in rolled-up hours.
+    let range = r("2024-02-25T01:20:00Z", "2024-02-25T04:40:00Z");
+    let count = |reader: RollupReader| {
+        let q = q.clone();
+        async move {
+            reader
+                .stats(&q, range)
+                .await
+                .expect("stats")
+                .map_or(0.0, |s| s.count)
+        }
+    };
+    let before = count(reader.clone()).await;
+    let (hits, misses) = reader.raw_hours().hits_and_misses();
+    assert_eq!((hits, misses), (0, 2), "both edge hours read from the store");
+    assert_eq!(count(reader.clone()).await, before);
+    assert_eq!(reader.raw_hours().hits_and_misses(), (2, 2), "then from memory");
+
+    // A late event in the first edge hour: a new version, read again.
+    let late = analytics_core::testkit::fixtures::api_request(
+        t("2024-02-25T01:30:00Z"),
+        "/a",
+        200,
+        5.0,
+    );
+    ingest(store.as_ref(), std::slice::from_ref(&late)).await;
+    assert_eq!(count(reader.clone()).await, before + 1.0);
+
+    // The next tick rolls the hour and clears its marker: the kept hour stays right.
+    let s = RollupScheduler::new(
+        RollupSpecs::defaults(),
+        SchedulerOptions {
+            default_retention_days: 60,
+            ..Default::default()
+        },
+    );
+    s.tick(store.as_ref(), t("2024-02-25T06:02:00Z"))
+        .await
+        .expect("tick");
+    assert_eq!(count(reader.clone()).await, before + 1.0);
+    let again = analytics_core::testkit::fixtures::api_request(
+        t("2024-02-25T04:10:00Z"),
+        "/b",
+        200,
+        5.0,
+    );
+    ingest(store.as_ref(), &[again]).await;
+    s.tick(store.as_ref(), t("2024-02-25T06:03:00Z"))
+        .await
+        .expect("tick");
+    assert_eq!(
+        count(reader.clone()).await,
+        before + 2.0,
+        "an insert rolled up and cleared between two reads is seen"
+    );
 }

@@ -594,7 +594,7 @@ fn delta_f(a: f64, b: f64) -> DeltaBody {
 
 impl BusinessApi {
     fn reader(&self) -> RollupReader {
-        RollupReader::new(self.state.store.clone(), self.state.health.specs.clone())
+        self.state.health.reader(self.state.store.clone())
     }
 
     fn biz(&self) -> BusinessAnalytics {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use analytics_core::health::{
     HealthStatus, Percentiles, RequestFigures, StoreOperation, SystemHealth,
 };
-use analytics_core::rollup::read::{RollupReader, Source};
+use analytics_core::rollup::read::Source;
 use analytics_core::{Clock, Granularity, ProjectId, SystemClock, TimeRange, Window};
 use chrono::{DateTime, Utc};
 use poem::Request;
@@ -476,10 +476,7 @@ impl HealthApi {
     }
 
     fn health(&self) -> SystemHealth {
-        SystemHealth::new(RollupReader::new(
-            self.state.store.clone(),
-            self.state.health.specs.clone(),
-        ))
+        SystemHealth::new(self.state.health.reader(self.state.store.clone()))
     }
 
     /// Runs a store read and records its timing.

@@ -4,7 +4,6 @@
 
 use analytics_core::event::{AssetStage, Pipeline};
 use analytics_core::ml::{MlAnalytics, MlFilter, MlStats};
-use analytics_core::rollup::read::RollupReader;
 use analytics_core::{ProjectId, TimeRange};
 use chrono::{DateTime, Utc};
 use poem::Request;
@@ -277,7 +276,7 @@ impl MlApi {
 
     fn ml(&self) -> MlAnalytics {
         MlAnalytics::new(
-            RollupReader::new(self.state.store.clone(), self.state.health.specs.clone()),
+            self.state.health.reader(self.state.store.clone()),
             self.state.analytics.prices.clone(),
         )
     }
@@ -302,7 +301,7 @@ impl MlApi {
     }
 
     async fn source(&self, c: &Common) -> analytics_core::Result<SourceBody> {
-        let reader = RollupReader::new(self.state.store.clone(), self.state.health.specs.clone());
+        let reader = self.state.health.reader(self.state.store.clone());
         Ok(reader.source(&c.project, c.range).await?.into())
     }
 

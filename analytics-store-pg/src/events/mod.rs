@@ -46,4 +46,12 @@ impl EventStore for PgStore {
     async fn clear_dirty_hours(&self, hours: &[DirtyHour]) -> Result<u64> {
         self.clear_dirty(hours).await
     }
+
+    async fn hour_versions(
+        &self,
+        project: &ProjectId,
+        hours: &[DateTime<Utc>],
+    ) -> Result<Vec<(DateTime<Utc>, u64)>> {
+        self.read_hour_versions(project, hours).await
+    }
 }

@@ -196,10 +196,17 @@ impl PgStore {
         let at: Vec<DateTime<Utc>> = hours.iter().map(|h| h.hour).collect();
         let projects: Vec<&str> = hours.iter().map(|h| h.project.as_str()).collect();
         let versions: Vec<i64> = hours.iter().map(|h| to_i64(h.version)).collect();
+        // One statement: the markers cleared and the versions they leave behind.
         let done = sqlx::query(
-            "DELETE FROM rollup_dirty_hours d \
-             USING UNNEST($1::timestamptz[], $2::text[], $3::int8[]) AS c(hour, project, version) \
-             WHERE d.hour = c.hour AND d.project = c.project AND d.version = c.version",
+            "WITH gone AS ( \
+                 DELETE FROM rollup_dirty_hours d \
+                 USING UNNEST($1::timestamptz[], $2::text[], $3::int8[]) AS c(hour, project, version) \
+                 WHERE d.hour = c.hour AND d.project = c.project AND d.version = c.version \
+                 RETURNING d.hour, d.project, d.version) \
+             INSERT INTO rollup_hour_versions (project, hour, version) \
+             SELECT project, hour, version FROM gone \
+             ON CONFLICT (project, hour) DO UPDATE \
+             SET version = GREATEST(rollup_hour_versions.version, EXCLUDED.version)",
         )
         .bind(at)
         .bind(projects)
@@ -208,5 +215,36 @@ impl PgStore {
         .await
         .map_err(pg_error)?;
         Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn read_hour_versions(
+        &self,
+        project: &ProjectId,
+        hours: &[DateTime<Utc>],
+    ) -> Result<Vec<(DateTime<Utc>, u64)>> {
+        if hours.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT h.hour, COALESCE(d.version, v.version) AS version \
+             FROM UNNEST($2::timestamptz[]) AS h(hour) \
+             LEFT JOIN rollup_dirty_hours d ON d.hour = h.hour AND d.project = $1 \
+             LEFT JOIN rollup_hour_versions v ON v.project = $1 AND v.hour = h.hour \
+             WHERE d.version IS NOT NULL OR v.version IS NOT NULL",
+        )
+        .bind(project.as_str())
+        .bind(hours)
+        .fetch_all(self.pool_ref())
+        .await
+        .map_err(pg_error)?;
+        rows.iter()
+            .map(|row| {
+                const WHAT: &str = "hour version";
+                Ok((
+                    col(row, "hour", WHAT)?,
+                    to_u64(col(row, "version", WHAT)?, WHAT)?,
+                ))
+            })
+            .collect()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
 use crate::event::{Event, EventKind};
@@ -612,4 +612,62 @@ pub async fn inserts_mark_their_hour_dirty_until_cleared_at_that_version(store: 
     assert_ne!(left[0].version, dirty[0].version);
     assert_eq!(store.clear_dirty_hours(&left).await.expect("clear"), 1);
     assert!(store.dirty_hours(10).await.expect("dirty").is_empty());
+}
+
+/// An hour's version changes on every insert (not on a duplicate) and survives the clear of
+/// its dirty marker; hours without inserts and other projects' hours have none.
+pub async fn hour_versions_change_on_insert_and_survive_clears(store: &dyn Store) {
+    let h1 = t("2024-03-10T08:00:00Z");
+    let h2 = t("2024-03-10T09:00:00Z");
+    let versions = |hours: Vec<DateTime<Utc>>| async move {
+        store
+            .hour_versions(&project("shop"), &hours)
+            .await
+            .expect("hour versions")
+    };
+    assert!(versions(vec![h1, h2]).await.is_empty(), "nothing inserted yet");
+    let a = fixtures::api_request(h1 + Duration::minutes(5), "/a", 200, 1.0);
+    store
+        .write_batch(std::slice::from_ref(&a))
+        .await
+        .expect("write");
+    let first = versions(vec![h1, h2]).await;
+    assert_eq!(first.len(), 1, "only the hour written to has a version");
+    assert_eq!(first[0].0, h1);
+
+    store.write_batch(&[a]).await.expect("duplicate");
+    assert_eq!(versions(vec![h1]).await, first, "a duplicate changes nothing");
+
+    let dirty = store.dirty_hours(10).await.expect("dirty");
+    assert_eq!(store.clear_dirty_hours(&dirty).await.expect("clear"), 1);
+    assert_eq!(
+        versions(vec![h1]).await,
+        first,
+        "the version survives the clear"
+    );
+
+    store
+        .write_batch(&[fixtures::api_request(
+            h1 + Duration::minutes(7),
+            "/a",
+            200,
+            1.0,
+        )])
+        .await
+        .expect("late insert");
+    let second = versions(vec![h1]).await;
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0].1, first[0].1, "an insert after the clear: new version");
+    let dirty = store.dirty_hours(10).await.expect("dirty");
+    store.clear_dirty_hours(&dirty).await.expect("clear");
+    assert_eq!(versions(vec![h1]).await, second);
+
+    assert!(
+        store
+            .hour_versions(&project("other"), &[h1])
+            .await
+            .expect("other project")
+            .is_empty(),
+        "versions are per project"
+    );
 }
