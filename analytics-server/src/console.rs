@@ -1,0 +1,106 @@
+//! The built-in console: the HTML, CSS and JavaScript under `analytics-server/console/`,
+//! embedded in the binary and served at `/` (the page) and `/console/...` (its assets), with a
+//! Content-Security-Policy that allows only this origin's scripts and styles.
+//!
+//! The console holds no data of its own: every figure comes from the JSON API with the
+//! token the user pasted (kept in the browser's session storage), so it shows exactly what
+//! that token's role may see.
+
+use std::sync::Arc;
+
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+
+use crate::error::ApiError;
+
+/// The policy of every console response: scripts, styles and API calls from this origin only
+/// (no inline script, no `eval`), images from this origin or `data:` URLs, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// One embedded file: its path under `/console/`, content type and bytes.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+macro_rules! asset {
+    ($path:literal, $ty:literal) => {
+        Asset {
+            path: $path,
+            content_type: $ty,
+            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/console/", $path)),
+        }
+    };
+}
+
+
+
+
+/// Every file of the console; `index.html` is served at `/`.
+static ASSETS: &[Asset] = &[
+    asset!("index.html", "text/html; charset=utf-8"),
+    asset!("console.css", "text/css; charset=utf-8"),
+    asset!("app.js", "text/javascript; charset=utf-8"),
+    asset!("api.js", "text/javascript; charset=utf-8"),
+    asset!("charts.js", "text/javascript; charset=utf-8"),
+    asset!("pages.js", "text/javascript; charset=utf-8"),
+    asset!("dom.js", "text/javascript; charset=utf-8"),
+    asset!("vendor/uplot/uPlot.iife.min.js", "text/javascript; charset=utf-8"),
+    asset!("vendor/uplot/uPlot.min.css", "text/css; charset=utf-8"),
+    asset!("favicon.svg", "image/svg+xml"),
+    asset!("vendor/uplot/LICENSE", "text/plain; charset=utf-8"),
+];
+
+/// Serves the page at `/` and the icon at `/favicon.ico` (GET and HEAD; other methods get
+/// 405) and passes every other request to `ep`: a middleware rather than a route, because the
+/// OpenAPI service nested at `/` also claims the bare `/`.
+pub async fn with_index<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+    let file = match req.uri().path() {
+        "/" => "index.html",
+        "/favicon.ico" => "favicon.svg",
+        _ => return ep.call(req).await.map(IntoResponse::into_response),
+    };
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Err(poem::Error::from_status(StatusCode::METHOD_NOT_ALLOWED));
+    }
+    Ok(serve(file).unwrap_or_else(IntoResponse::into_response))
+}
+
+/// The assets, nested at `/console` (GET and HEAD; other methods get 405).
+pub fn assets() -> impl Endpoint<Output = Response> {
+    poem::get(poem::endpoint::make_sync(|req: Request| {
+        serve(req.uri().path().trim_start_matches('/'))
+    }))
+    .map_to_response()
+}
+
+/// The route label of a console path (`/` or `/console`), if it is one.
+pub fn route_template(path: &str) -> Option<&'static str> {
+    match path {
+        "/" => Some("/"),
+        "/favicon.ico" => Some("/favicon.ico"),
+        p if p == "/console" || p.starts_with("/console/") => Some("/console"),
+        _ => None,
+    }
+}
+
+fn serve(path: &str) -> Result<Response, ApiError> {
+    let asset = ASSETS
+        .iter()
+        .find(|a| a.path == path)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such console file"))?;
+    let mut resp = asset.body.into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    Ok(resp)
+}
