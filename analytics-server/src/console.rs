@@ -36,9 +36,6 @@ macro_rules! asset {
     };
 }
 
-
-
-
 /// Every file of the console; `index.html` is served at `/`.
 static ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
@@ -48,7 +45,10 @@ static ASSETS: &[Asset] = &[
     asset!("charts.js", "text/javascript; charset=utf-8"),
     asset!("pages.js", "text/javascript; charset=utf-8"),
     asset!("dom.js", "text/javascript; charset=utf-8"),
-    asset!("vendor/uplot/uPlot.iife.min.js", "text/javascript; charset=utf-8"),
+    asset!(
+        "vendor/uplot/uPlot.iife.min.js",
+        "text/javascript; charset=utf-8"
+    ),
     asset!("vendor/uplot/uPlot.min.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
     asset!("vendor/uplot/LICENSE", "text/plain; charset=utf-8"),
@@ -94,13 +94,69 @@ fn serve(path: &str) -> Result<Response, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such console file"))?;
     let mut resp = asset.body.into_response();
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file under `console/` is embedded (a new module cannot be forgotten), except the
+    /// vendored library's own notes.
+    #[test]
+    fn every_console_file_is_embedded() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
+        let mut files = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let rel = path
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .to_owned();
+                    files.push(rel);
+                }
+            }
+        }
+        files.retain(|f| !f.ends_with("README.md"));
+        files.sort();
+        let mut embedded: Vec<String> = ASSETS.iter().map(|a| a.path.to_owned()).collect();
+        embedded.sort();
+        assert_eq!(files, embedded);
+    }
+
+    #[test]
+    fn paths_outside_the_console_have_no_console_label() {
+        assert_eq!(route_template("/"), Some("/"));
+        assert_eq!(route_template("/console"), Some("/console"));
+        assert_eq!(
+            route_template("/console/vendor/uplot/LICENSE"),
+            Some("/console")
+        );
+        assert_eq!(route_template("/consoles"), None);
+        assert_eq!(route_template("/docs"), None);
+    }
 }
