@@ -13,12 +13,10 @@ Environment: CONSOLE_BASE (http://127.0.0.1:PORT), ADMIN_TOKEN, VIEWER_TOKEN, AR
 
 import json
 import os
-import sys
-import time
 import uuid
 from datetime import datetime, timezone
 
-from harness import Browser, Failure, check, http, poll
+from harness import Browser, check, http, poll, run
 
 BASE = os.environ["CONSOLE_BASE"].rstrip("/")
 ADMIN = os.environ["ADMIN_TOKEN"]
@@ -251,8 +249,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Failure as e:
-        print(f"console check FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
+    run("console check", main)

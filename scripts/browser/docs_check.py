@@ -5,9 +5,8 @@ Environment: CONSOLE_BASE (http://127.0.0.1:PORT), ARTIFACTS.
 """
 
 import os
-import sys
 
-from harness import Browser, Failure, check, http
+from harness import Browser, check, http, run
 
 BASE = os.environ["CONSOLE_BASE"].rstrip("/")
 ARTIFACTS = os.environ.get("ARTIFACTS", "test-artifacts/browser")
@@ -33,8 +32,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Failure as e:
-        print(f"docs check FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
+    run("docs check", main)

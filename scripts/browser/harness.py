@@ -8,6 +8,7 @@ Used by console_check.py (the built-in console) and docs_check.py (the Swagger U
 import json
 import os
 import shutil
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -119,3 +120,12 @@ def poll(what, fn, timeout=30, every=0.25):
         if time.monotonic() > end:
             raise Failure(f"timed out waiting for {what}")
         time.sleep(every)
+
+
+def run(name, main):
+    """Runs a check's main: a Failure is reported on stderr with exit status 1."""
+    try:
+        main()
+    except Failure as e:
+        print(f"{name} FAILED: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -110,12 +110,15 @@ async fn every_file_the_console_references_is_embedded_with_its_type() {
 #[tokio::test]
 async fn unknown_files_and_other_methods_get_the_one_error_shape() {
     let app = TestApp::new();
-    app.get("/console/nope.js")
-        .await
-        .assert_error(StatusCode::NOT_FOUND, None);
-    app.get("/console/../src/console.rs")
-        .await
-        .assert_error(StatusCode::NOT_FOUND, None);
+    for path in [
+        "/console/nope.js",
+        "/console/../src/console.rs",
+        "/console/",
+    ] {
+        app.get(path)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, None);
+    }
     for path in ["/", "/console/app.js"] {
         let r = app.call(Method::POST, path, None).await;
         r.assert_error(StatusCode::METHOD_NOT_ALLOWED, None);
@@ -128,16 +131,23 @@ async fn unknown_files_and_other_methods_get_the_one_error_shape() {
 #[tokio::test]
 async fn the_console_leaves_the_other_routes_as_they_were() {
     let app = TestApp::new();
-    assert_eq!(app.get("/openapi.json").await.status, StatusCode::OK);
-    assert_eq!(app.get("/docs").await.status, StatusCode::OK);
-    assert_eq!(app.get("/livez").await.status, StatusCode::OK);
-    assert_eq!(app.get("/metrics").await.status, StatusCode::OK);
-    app.get("/api/v1/analytics/health/overview")
-        .await
-        .assert_error(StatusCode::UNAUTHORIZED, None);
-    app.get("/nowhere")
-        .await
-        .assert_error(StatusCode::NOT_FOUND, None);
+    for path in ["/openapi.json", "/docs", "/livez", "/metrics"] {
+        assert_eq!(app.get(path).await.status, StatusCode::OK, "{path}");
+    }
+    let spec = app.get("/openapi.json").await;
+    assert!(
+        spec.body["paths"].get("/").is_none(),
+        "the console is not an API path"
+    );
+    for (path, status) in [
+        (
+            "/api/v1/analytics/health/overview",
+            StatusCode::UNAUTHORIZED,
+        ),
+        ("/nowhere", StatusCode::NOT_FOUND),
+    ] {
+        app.get(path).await.assert_error(status, None);
+    }
     // The console's requests carry low-cardinality route labels.
     assert_eq!(app.get("/").await.status, StatusCode::OK);
     let metrics = app.get("/metrics").await;
