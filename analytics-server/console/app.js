@@ -126,6 +126,10 @@ function signOut() {
 }
 
 window.addEventListener('hashchange', route);
+// The unread count stays current between page changes.
+setInterval(() => {
+  if (getToken()) refreshUnread();
+}, 60000);
 window.addEventListener('unauthorized', () => {
   clearToken();
   route();

@@ -322,7 +322,7 @@ async function alerts(el, ctx) {
     { key: 'window_secs', label: 'Window', num: true, fmt: (v) => `${v} s` },
     { key: 'severity', label: 'Severity', fmt: sevBadge },
     { key: 'enabled', label: 'Enabled', fmt: (v) => (v ? 'yes' : 'no') },
-    { key: 'id', label: 'Edit', fmt: (_, c) => h('button', { type: 'button', onclick: () => form.edit(c) }, 'Edit', h('span', { class: 'sr' }, ` ${c.name}`)) },
+    { key: 'id', label: 'Edit', fmt: (_, c) => h('button', { type: 'button', class: 'edit', 'data-config': c.id, onclick: () => form.edit(c) }, 'Edit', h('span', { class: 'sr' }, ` ${c.name}`)) },
   ], configs.items, { class: 'configs' })), form.el);
 }
 

@@ -203,6 +203,34 @@ def main():
         status, cfgs = http("GET", f"{API}/alerts/configs", ADMIN)
         check(all(c["name"] != "console bad config" for c in cfgs["items"]), "the bad config was stored")
 
+        # ---- the form creates a configuration, then edits it ---------------------------
+        b.js(
+            """
+            document.getElementById('f-name').value = 'console form config';
+            document.getElementById('f-recipients').value = 'user:console-admin';
+            document.body.dataset.ready = '';
+            document.querySelector('form.config-form button[type=submit]').click();
+            """
+        )
+        b.wait("the page after creating", lambda: b.js("return document.body.dataset.ready") == "alerts")
+        status, cfgs = http("GET", f"{API}/alerts/configs", ADMIN)
+        created = next((c for c in cfgs["items"] if c["name"] == "console form config"), None)
+        check(created is not None, "the form did not create the configuration")
+        check(created["threshold"] == 5 and created["recipients"] == [{"user": "console-admin"}], f"created {created}")
+        b.js(f'document.querySelector("button.edit[data-config=\'{created["id"]}\']").click()')
+        check(b.js("return document.getElementById('f-threshold').value") == "5", "the edit form is not filled in")
+        b.js(
+            """
+            document.getElementById('f-threshold').value = '7.5';
+            document.body.dataset.ready = '';
+            document.querySelector('form.config-form button[type=submit]').click();
+            """
+        )
+        b.wait("the page after editing", lambda: b.js("return document.body.dataset.ready") == "alerts")
+        status, edited = http("GET", f"{API}/alerts/configs/{created['id']}", ADMIN)
+        check(status == 200 and edited["threshold"] == 7.5 and edited["version"] == created["version"] + 1, f"edited {edited}")
+        b.expect_no_errors("create and edit")
+
         # ---- the overview at phone width -----------------------------------------------
         b.set_width(390, 844)
         goto(b, "overview")
