@@ -6,7 +6,8 @@
 //! token the user pasted (kept in the browser's session storage), so it shows exactly what
 //! that token's role may see.
 
-use std::sync::Arc;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, OnceLock};
 
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
@@ -66,13 +67,13 @@ pub async fn with_index<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<R
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return Err(poem::Error::from_status(StatusCode::METHOD_NOT_ALLOWED));
     }
-    Ok(serve(file).unwrap_or_else(IntoResponse::into_response))
+    Ok(serve(&req, file).unwrap_or_else(IntoResponse::into_response))
 }
 
 /// The assets, nested at `/console` (GET and HEAD; other methods get 405).
 pub fn assets() -> impl Endpoint<Output = Response> {
     poem::get(poem::endpoint::make_sync(|req: Request| {
-        serve(req.uri().path().trim_start_matches('/'))
+        serve(&req, req.uri().path().trim_start_matches('/'))
     }))
     .map_to_response()
 }
@@ -87,17 +88,48 @@ pub fn route_template(path: &str) -> Option<&'static str> {
     }
 }
 
-fn serve(path: &str) -> Result<Response, ApiError> {
-    let asset = ASSETS
+/// The entity tag of each asset (a hash of its bytes, computed once): `no-cache` makes the
+/// browser revalidate on every load, and an unchanged file is then a bodiless 304.
+fn etag(index: usize) -> &'static str {
+    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
+    &TAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| {
+                let mut h = DefaultHasher::new();
+                a.body.hash(&mut h);
+                format!("\"{:016x}\"", h.finish())
+            })
+            .collect()
+    })[index]
+}
+
+fn serve(req: &Request, path: &str) -> Result<Response, ApiError> {
+    let index = ASSETS
         .iter()
-        .find(|a| a.path == path)
+        .position(|a| a.path == path)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such console file"))?;
-    let mut resp = asset.body.into_response();
+    let asset = &ASSETS[index];
+    let tag = etag(index);
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
+    let mut resp = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = asset.body.into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        );
+        r
+    };
     let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(asset.content_type),
-    );
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        headers.insert(header::ETAG, v);
+    }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -129,6 +129,30 @@ async fn unknown_files_and_other_methods_get_the_one_error_shape() {
 }
 
 #[tokio::test]
+async fn an_unchanged_file_revalidates_as_not_modified() {
+    let app = TestApp::new();
+    let first = app.get("/console/pages.js").await;
+    assert_eq!(first.headers["cache-control"], "no-cache");
+    let tag = first.headers["etag"].to_str().unwrap().to_owned();
+    // The same file with its tag is a bodiless 304; another file with that tag is served.
+    for (path, status) in [
+        ("/console/pages.js", StatusCode::NOT_MODIFIED),
+        ("/console/app.js", StatusCode::OK),
+    ] {
+        let r = app
+            .client
+            .get(path)
+            .header("if-none-match", &tag)
+            .send()
+            .await;
+        r.assert_status(status);
+        if status == StatusCode::NOT_MODIFIED {
+            r.assert_header("etag", tag.as_str());
+        }
+    }
+}
+
+#[tokio::test]
 async fn the_console_leaves_the_other_routes_as_they_were() {
     let app = TestApp::new();
     for path in ["/openapi.json", "/docs", "/livez", "/metrics"] {
