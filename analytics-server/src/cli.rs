@@ -514,10 +514,9 @@ async fn serve(common: Common) -> anyhow::Result<()> {
     let host = common.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
     tracing::info!(port = app.port(), backend, "listening");
     eprintln!(
-        "analytics-server listening on http://{host}:{} ({backend} store); API docs at \
-         http://{host}:{}/docs",
-        app.port(),
-        app.port()
+        "analytics-server listening on http://{host}:{port} ({backend} store); console at \
+         http://{host}:{port}/, API docs at http://{host}:{port}/docs",
+        port = app.port()
     );
     app.run_until_stopped().await?;
     tracing::info!("stopped cleanly");

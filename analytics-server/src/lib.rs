@@ -1,6 +1,7 @@
 //! The HTTP server of the analytics backend: poem + poem-openapi endpoints for event
 //! ingest and listing, authentication (JWT and project API keys), Prometheus metrics,
-//! startup and graceful shutdown, and the command line.
+//! startup and graceful shutdown, the command line, and the built-in console (embedded
+//! HTML, CSS and JavaScript over the same JSON API).
 //!
 //! It owns no domain logic: validation, the collector, rollups and storage come from
 //! `analytics-core` and the store crates. It is the only crate that reads configuration.
@@ -10,6 +11,7 @@ pub mod alerting;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod console;
 pub mod demo;
 pub mod error;
 pub mod metrics;

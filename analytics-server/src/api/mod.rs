@@ -167,11 +167,13 @@ pub fn build_app(state: AppState) -> BoxEndpoint<'static, Response> {
     let ui = api.swagger_ui();
     let spec = api.spec_endpoint();
     let route = Route::new()
+        .nest("/console", crate::console::assets())
         .nest("/docs", ui)
         .at("/openapi.json", poem::get(spec))
         .nest("/", api);
     let allow = Arc::new(allow::AllowTable::of::<Operations>());
     route
+        .around(crate::console::with_index)
         .around(move |ep, req| allow::with_allow(ep, req, allow.clone()))
         .around(move |ep, req| observe(ep, req, state.clone()))
         .boxed()
@@ -197,6 +199,7 @@ pub fn route_template(path: &str) -> &'static str {
             .find(|known| !known.contains('{') && *known == p)
             .or_else(|| alert_route(p))
             .or_else(|| notification_route(p))
+            .or_else(|| crate::console::route_template(p))
             .unwrap_or("unmatched"),
     }
 }

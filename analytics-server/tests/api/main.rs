@@ -5,6 +5,7 @@ mod alerts;
 mod auth;
 mod blackbox;
 mod business;
+mod console;
 mod dashboard;
 mod demo;
 mod durability;
