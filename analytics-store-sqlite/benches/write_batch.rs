@@ -8,7 +8,7 @@
 //! `cargo bench -p analytics-store-sqlite --features bench-baseline --bench write_batch`
 //! runs it for real. Knobs: `ANALYTICS_BENCH_EVENTS` (default 10,000,000),
 //! `ANALYTICS_BENCH_WINDOW` (events per timed window, default 50,000),
-//! `ANALYTICS_BENCH_RETENTION=0` (skip retention). Without `--bench` (as `cargo test
+//! `ANALYTICS_BENCH_RETENTION=0` (skip retention), `ANALYTICS_BENCH_SYNCHRONOUS=normal`. Without `--bench` (as `cargo test
 //! --all-targets` runs it) every part does a tiny amount of work once.
 
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use analytics_core::{
     ProjectId, TimeRange,
 };
 use analytics_store_sqlite::baseline::RawInsert;
-use analytics_store_sqlite::{SqliteStore, SqliteStoreOptions};
+use analytics_store_sqlite::{SqliteStore, SqliteStoreOptions, Synchronous};
 use chrono::{DateTime, Duration as Span, Utc};
 use criterion::Criterion;
 use serde_json::{Map, Value};
@@ -492,8 +492,12 @@ fn main() {
         .expect("runtime");
     let mut c = Criterion::default().configure_from_args();
     let path = temp_path("store");
+    let mut options = SqliteStoreOptions::default();
+    if std::env::var("ANALYTICS_BENCH_SYNCHRONOUS").is_ok_and(|v| v == "normal") {
+        options.synchronous = Synchronous::Normal;
+    }
     let store = rt
-        .block_on(SqliteStore::connect(&path, SqliteStoreOptions::default()))
+        .block_on(SqliteStore::connect(&path, options))
         .expect("open store");
     println!("store options: {:?}", store.options());
     bench_writes(&rt, &store, &sizes);

@@ -170,13 +170,19 @@ pub(crate) fn encode<'a>(e: &'a Event, interner: &mut Interner<'a>) -> Result<Ro
 
 fn insert_sql(rows: usize) -> String {
     format!(
-        "INSERT INTO analytics_events ({INSERT_COLUMNS}) VALUES {} ON CONFLICT (project, id) DO NOTHING RETURNING project, id",
+        "INSERT INTO analytics_events ({INSERT_COLUMNS}) VALUES {} \
+         ON CONFLICT (project, id) DO NOTHING",
         value_rows(rows, EVENT_COLUMNS)
     )
 }
 
 /// Inserts `rows` in as few statements as the bind limit allows and returns, for each input
 /// row, whether it was inserted (absent rows were already stored).
+///
+/// New rows take `seq` = max + 1 in turn (the single writer holds the write lock for the
+/// whole transaction), so a statement that inserted fewer rows than it bound learns which
+/// ones from the rows above the `seq` it started at; a statement without duplicates (the
+/// usual case) reads nothing back.
 async fn insert_rows(
     tx: &mut Transaction<'static, Sqlite>,
     rows: Vec<Row16<'_>>,
@@ -185,29 +191,49 @@ async fn insert_rows(
     let mut inserted = vec![false; rows.len()];
     let mut rows = rows.into_iter().enumerate();
     let max = chunk_rows.clamp(1, MAX_BIND_PARAMS / EVENT_COLUMNS);
+    let mut last_seq: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM analytics_events")
+            .fetch_one(&mut **tx)
+            .await
+            .db("write batch")?;
+    let mut start = 0;
     for size in chunk_sizes(inserted.len(), max) {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(size)));
-        // (project, id) -> position in the batch, for matching the RETURNING rows.
-        let mut index: HashMap<(&str, Uuid), usize> = HashMap::with_capacity(size);
+        // (project, id) -> position in the batch, for matching inserted rows read back.
+        let mut index: HashMap<(&str, Uuid), usize> = HashMap::new();
         for _ in 0..size {
             let Some((i, r)) = rows.next() else { break };
-            let e = r.event;
-            index.insert((e.project.as_str(), e.id.0), i);
+            index.insert((r.event.project.as_str(), r.event.id.0), i);
             q = r.bind(q);
         }
-        let returned = q.fetch_all(&mut **tx).await.db("write batch")?;
-        for row in &returned {
-            let project: &str = get(row, "event", "project")?;
-            let id: Uuid = get(row, "event", "id")?;
-            match index.get(&(project, id)) {
-                Some(&i) => inserted[i] = true,
-                None => {
-                    return Err(Error::Internal(format!(
-                        "sqlite returned an event that was not in the batch: {project}/{id}"
-                    )));
+        let added = q
+            .execute(&mut **tx)
+            .await
+            .db("write batch")?
+            .rows_affected();
+        if usize::try_from(added).is_ok_and(|n| n == size) {
+            inserted[start..start + size].fill(true);
+        } else {
+            let back = sqlx::query("SELECT project, id FROM analytics_events WHERE seq > ?")
+                .bind(last_seq)
+                .fetch_all(&mut **tx)
+                .await
+                .db("write batch")?;
+            for row in &back {
+                let project: &str = get(row, "event", "project")?;
+                let id: Uuid = get(row, "event", "id")?;
+                match index.get(&(project, id)) {
+                    Some(&i) => inserted[i] = true,
+                    None => {
+                        return Err(Error::Internal(format!(
+                            "sqlite stored an event that was not in the batch: {project}/{id}"
+                        )));
+                    }
                 }
             }
         }
+        last_seq += i64::try_from(added).unwrap_or(i64::MAX);
+        start += size;
     }
     Ok(inserted)
 }
