@@ -11,6 +11,9 @@
 //! `ANALYTICS_BENCH_RETENTION=0` (skip retention), `ANALYTICS_BENCH_SYNCHRONOUS=normal`. Without `--bench` (as `cargo test
 //! --all-targets` runs it) every part does a tiny amount of work once.
 
+// A benchmark reports its figures on stdout.
+#![allow(clippy::print_stdout)]
+
 use std::time::{Duration, Instant};
 
 use analytics_core::event::{ApiRequest, FunnelStep, JobStatus, MlJob, Pipeline};
