@@ -233,7 +233,7 @@ impl StoreOperation {
         let mut payload = Map::new();
         payload.insert("operation".into(), json!(self.as_str()));
         payload.insert("latency_ms".into(), json!(latency_ms));
-        let id = EventId::generate();
+        let id = EventId::generate(at);
         Event {
             correlation_id: CorrelationId::parse(id.to_string())
                 .unwrap_or_else(|_| CorrelationId::parse("store-call").expect("valid id")),

@@ -9,8 +9,15 @@
 //! `TEST_PG_SOCKET_DIR` set (`scripts/with-services` sets it) both the server and the
 //! baseline reach PostgreSQL over its Unix socket (`BENCH_PG_TRANSPORT=tcp` forces TCP).
 //!
-//! Knobs: `BENCH_ROUND_EVENTS` (events per round and configuration, default 40,000),
-//! `BENCH_ROUNDS` (default 3), `BENCH_SUSTAIN_SECS` (default 60). Each configuration
+//! `BENCH_STORE=sqlite cargo bench -p analytics-server --bench ingest_load` runs the same
+//! comparison on SQLite (no services needed): the server on a fresh file with the default
+//! store options, against prepared multi-row `INSERT`s of the same rows into a table with
+//! only its primary key, in another file with the same pragmas
+//! (`analytics_store_sqlite::baseline`), written from this process, so its SQLite CPU is
+//! counted as "client" and the server's as "server".
+//!
+//! Knobs: `BENCH_CONFIGS` (e.g. `1000x4,100x16`), `BENCH_ROUND_EVENTS` (events per round and configuration, default 40,000),
+//! `BENCH_ROUNDS` (default 3), `BENCH_SUSTAIN_SECS` (default 60; 0 skips it). Each configuration
 //! (batch size x concurrent clients) runs interleaved rounds, alternating which writer goes
 //! first, and compares the medians. Request bodies and `COPY` data are encoded before the
 //! clock starts, so neither side pays for producing its input. Without `--bench` (as
@@ -30,11 +37,12 @@ use analytics_core::testkit::fixtures::Lcg;
 use analytics_core::testkit::services::with_database;
 use analytics_core::{Event, ProjectId};
 use analytics_store_pg::baseline::{CopyEncoder, RawCopy};
+use analytics_store_sqlite::baseline::RawInsert;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_analytics-server");
 const PROJECT: &str = "shop";
@@ -128,10 +136,19 @@ fn parse_events(values: &[Value], now: DateTime<Utc>) -> Vec<Event> {
 struct Workload {
     events: usize,
     bodies: Vec<Vec<u8>>,
+    /// PostgreSQL: the batches as binary `COPY` data.
     copies: Vec<Vec<u8>>,
+    /// SQLite: the batches as parsed events (the baseline encodes them as the store does).
+    batches: Vec<Vec<Event>>,
 }
 
-fn workload(n: usize, batch: usize, seq: &AtomicUsize, rng: &mut Lcg) -> Workload {
+fn workload(
+    n: usize,
+    batch: usize,
+    seq: &AtomicUsize,
+    rng: &mut Lcg,
+    backend: Backend,
+) -> Workload {
     let now = Utc::now();
     let values: Vec<Value> = (0..n)
         .map(|i| {
@@ -147,6 +164,14 @@ fn workload(n: usize, batch: usize, seq: &AtomicUsize, rng: &mut Lcg) -> Workloa
         .chunks(batch)
         .map(|c| serde_json::to_vec(&json!({ "events": c })).unwrap_or_else(|e| panic!("{e}")))
         .collect();
+    if backend == Backend::Sqlite {
+        return Workload {
+            events: n,
+            bodies,
+            copies: Vec::new(),
+            batches: events.chunks(batch).map(<[Event]>::to_vec).collect(),
+        };
+    }
     let copies = events
         .chunks(batch)
         .map(|c| {
@@ -161,7 +186,25 @@ fn workload(n: usize, batch: usize, seq: &AtomicUsize, rng: &mut Lcg) -> Workloa
         events: n,
         bodies,
         copies,
+        batches: Vec::new(),
     }
+}
+
+/// Which store the server runs on, and so which baseline it is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// PostgreSQL; baseline: binary `COPY` (`analytics_store_pg::baseline`).
+    Postgres,
+    /// A SQLite file; baseline: prepared multi-row `INSERT`s into a primary-key-only table
+    /// in another file with the store's pragmas (`analytics_store_sqlite::baseline`),
+    /// written from this process.
+    Sqlite,
+}
+
+/// The baseline writer of a backend.
+enum Raw {
+    Copy(RawCopy),
+    Insert(RawInsert),
 }
 
 /// The real server binary, its address, and a thread draining its log.
@@ -423,19 +466,33 @@ async fn run_http(
     started.elapsed()
 }
 
-/// `COPY`s every batch from `clients` concurrent connections; returns the elapsed time.
-async fn run_copy(raw: &RawCopy, work: &Workload, clients: usize) -> Duration {
+/// Writes every batch through the baseline from `clients` concurrent tasks (`COPY`s from
+/// as many connections, or SQLite transactions queued on its one writer); returns the
+/// elapsed time.
+async fn run_copy(raw: &Raw, work: &Workload, clients: usize) -> Duration {
     let next = AtomicUsize::new(0);
     let started = Instant::now();
     let tasks = (0..clients).map(|_| async {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(data) = work.copies.get(i) else {
-                return;
-            };
-            raw.write_encoded(data.clone())
-                .await
-                .unwrap_or_else(|e| panic!("COPY: {e}"));
+            match raw {
+                Raw::Copy(raw) => {
+                    let Some(data) = work.copies.get(i) else {
+                        return;
+                    };
+                    raw.write_encoded(data.clone())
+                        .await
+                        .unwrap_or_else(|e| panic!("COPY: {e}"));
+                }
+                Raw::Insert(raw) => {
+                    let Some(batch) = work.batches.get(i) else {
+                        return;
+                    };
+                    raw.write(batch)
+                        .await
+                        .unwrap_or_else(|e| panic!("INSERT: {e}"));
+                }
+            }
         }
     });
     join_all(tasks).await;
@@ -488,25 +545,60 @@ fn mib(kib: u64) -> f64 {
 
 /// Rows in the server's events table.
 async fn stored(url: &str) -> i64 {
+    // The application's events: the server also records its own store-call timings, in
+    // the internal project.
+    const COUNT: &str =
+        "SELECT count(*) FROM analytics_events WHERE project <> 'analytics-internal'";
+    if url.starts_with("sqlite:") {
+        let mut conn = SqliteConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        return sqlx::query_scalar(COUNT)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     let mut conn = PgConnection::connect(url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    // The application's events: the server also records its own store-call timings, in
-    // the internal project.
-    sqlx::query_scalar(
-        "SELECT count(*) FROM analytics_events WHERE project <> 'analytics-internal'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    sqlx::query_scalar(COUNT)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Setup {
+    backend: Backend,
     server: Server,
     server_url: String,
     key: String,
-    raw: RawCopy,
+    raw: Raw,
     http: reqwest::Client,
+    /// SQLite: the directory holding both database files, removed on drop.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The server on a fresh SQLite file (default store options) and the baseline on another
+/// file with the same options.
+async fn setup_sqlite() -> Setup {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("server.db");
+    let server_url = format!("sqlite://{}?mode=rwc", path.display());
+    let raw_path = dir.path().join("baseline.db");
+    let raw = RawInsert::create(&raw_path.display().to_string(), Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = create_api_key(&server_url);
+    let server = Server::start(&server_url);
+    Setup {
+        backend: Backend::Sqlite,
+        server,
+        server_url,
+        key,
+        raw: Raw::Insert(raw),
+        http: http_client(),
+        _dir: Some(dir),
+    }
 }
 
 async fn setup(admin: &str, max_clients: usize) -> Setup {
@@ -533,11 +625,13 @@ async fn setup(admin: &str, max_clients: usize) -> Setup {
     let key = create_api_key(&server_url);
     let server = Server::start(&server_url);
     Setup {
+        backend: Backend::Postgres,
         server,
         server_url,
         key,
-        raw,
+        raw: Raw::Copy(raw),
         http: http_client(),
+        _dir: None,
     }
 }
 
@@ -555,7 +649,7 @@ async fn compare(
     let (mut http_cpu, mut copy_cpu) = (Cpu::default(), Cpu::default());
     let pid = s.server.pid();
     for round in 0..rounds {
-        let work = workload(per_round, batch, seq, rng);
+        let work = workload(per_round, batch, seq, rng, s.backend);
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for which in order {
             let before = Cpu::now(pid);
@@ -577,7 +671,7 @@ async fn compare(
     }
     let events = rounds * per_round;
     println!(
-        "  cpu batch={batch} clients={clients}: HTTP {}; COPY {}",
+        "  cpu batch={batch} clients={clients}: HTTP {}; baseline {}",
         http_cpu.per_event(events),
         copy_cpu.per_event(events)
     );
@@ -663,10 +757,19 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 fn main() {
     let measure = std::env::args().any(|a| a == "--bench");
-    let Some((admin, transport)) = admin_url() else {
-        eprintln!("TEST_DATABASE_URL is not set: skipping the ingest load benchmark");
-        return;
+    let backend = if std::env::var("BENCH_STORE").is_ok_and(|v| v == "sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
     };
+    let pg = admin_url();
+    if backend == Backend::Postgres && pg.is_none() {
+        eprintln!(
+            "TEST_DATABASE_URL is not set: skipping the PostgreSQL ingest load benchmark \
+             (BENCH_STORE=sqlite runs it on SQLite)"
+        );
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -675,16 +778,33 @@ fn main() {
     let seq = AtomicUsize::new(0);
     let mut rng = Lcg(42);
     rt.block_on(async {
-        let configs: &[(usize, usize)] = if measure {
-            &[(100, 4), (100, 16), (1000, 4), (1000, 16)]
-        } else {
-            &[(10, 2)]
+        let configs: Vec<(usize, usize)> = match std::env::var("BENCH_CONFIGS") {
+            // `BENCH_CONFIGS=1000x4,100x16`
+            Ok(list) if measure => list
+                .split(',')
+                .filter_map(|c| {
+                    let (b, n) = c.trim().split_once('x')?;
+                    Some((b.parse().ok()?, n.parse().ok()?))
+                })
+                .collect(),
+            _ if measure => vec![(100, 4), (100, 16), (1000, 4), (1000, 16)],
+            _ => vec![(10, 2)],
         };
         let max_clients = configs.iter().map(|c| c.1).max().unwrap_or(1);
-        let s = setup(&admin, max_clients).await;
+        let (s, what) = match (&pg, backend) {
+            (Some((admin, transport)), Backend::Postgres) => (
+                setup(admin, max_clients).await,
+                format!("PostgreSQL over {transport}"),
+            ),
+            _ => (setup_sqlite().await, "SQLite (a fresh file)".to_owned()),
+        };
+        let baseline = match backend {
+            Backend::Postgres => "raw COPY",
+            Backend::Sqlite => "raw INSERT",
+        };
         let (rss0, _) = memory_kib(s.server.pid()).unwrap_or_default();
         println!(
-            "ingest_load: PostgreSQL over {transport}; server {SERVER}; RSS at start {:.1} MiB",
+            "ingest_load: {what}; server {SERVER}; RSS at start {:.1} MiB",
             mib(rss0)
         );
         let (rounds, per_round) = if measure {
@@ -696,12 +816,12 @@ fn main() {
             (2, 100)
         };
         let mut expected = 0i64;
-        for &(batch, clients) in configs {
+        for &(batch, clients) in &configs {
             let (http, copy) = compare(&s, batch, clients, rounds, per_round, &seq, &mut rng).await;
             expected += (rounds * per_round) as i64;
             println!(
                 "summary batch={batch} clients={clients} rounds={rounds}x{per_round}: HTTP \
-                 ingest {http:.0} events/s; raw COPY {copy:.0} events/s ({:.2}x)",
+                 ingest {http:.0} events/s; {baseline} {copy:.0} events/s ({:.2}x)",
                 http / copy
             );
         }
@@ -718,7 +838,9 @@ fn main() {
         );
         if measure {
             let secs = env_usize("BENCH_SUSTAIN_SECS", 60) as u64;
-            sustain(&s, 100, 8, secs, &seq).await;
+            if secs > 0 {
+                sustain(&s, 100, 8, secs, &seq).await;
+            }
         } else {
             println!("ingest_load: smoke run ok (pass --bench to measure)");
         }

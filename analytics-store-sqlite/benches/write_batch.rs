@@ -1,11 +1,18 @@
-//! Benchmarks of `SqliteStore`: `write_batch` against a prepared-statement loop (one plain
-//! `INSERT` per row, same table, same transactions) in the same run, at both `synchronous`
-//! levels; a 24-hour raw-event query and a 30-day rollup query over a large data set; and
-//! batched retention, with the write latency seen while it runs.
+//! Benchmarks of `SqliteStore` with its default options: `write_batch` against the baseline
+//! (`analytics_store_sqlite::baseline`: the same rows through prepared multi-row `INSERT`s
+//! into a table with only its primary key) in the same run, at 100k stored events and again
+//! once the file holds the whole data set (10M events), plus a window of random client ids;
+//! then a 24-hour raw-event query and 30-day rollup queries over that file, and batched
+//! retention with the write latency seen while it runs.
 //!
-//! `cargo bench -p analytics-store-sqlite --bench write_batch` runs it for real (1M events;
-//! `ANALYTICS_BENCH_EVENTS` sets another size). Without `--bench` (as `cargo test
+//! `cargo bench -p analytics-store-sqlite --features bench-baseline --bench write_batch`
+//! runs it for real. Knobs: `ANALYTICS_BENCH_EVENTS` (default 10,000,000),
+//! `ANALYTICS_BENCH_WINDOW` (events per timed window, default 50,000),
+//! `ANALYTICS_BENCH_RETENTION=0` (skip retention), `ANALYTICS_BENCH_SYNCHRONOUS=normal`. Without `--bench` (as `cargo test
 //! --all-targets` runs it) every part does a tiny amount of work once.
+
+// A benchmark reports its figures on stdout.
+#![allow(clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
 
@@ -16,49 +23,62 @@ use analytics_core::{
     CorrelationId, Event, EventId, EventKind, Granularity, MetricName, PageRequest, Payload,
     ProjectId, TimeRange,
 };
+use analytics_store_sqlite::baseline::RawInsert;
 use analytics_store_sqlite::{SqliteStore, SqliteStoreOptions, Synchronous};
 use chrono::{DateTime, Duration as Span, Utc};
-use criterion::{Criterion, SamplingMode, Throughput};
+use criterion::Criterion;
 use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use uuid::Uuid;
 
 /// How much work each part does.
 struct Sizes {
-    /// Rows per timed write iteration, written in collector-sized batches.
-    rows_per_iter: usize,
-    batch: usize,
-    /// Events in the query/retention data set.
+    /// Events in the data set (written through `write_batch`, then queried).
     events: usize,
+    /// Stored events at the early write measurement.
+    early: u64,
+    /// Events per timed write window (store and baseline each).
+    window: usize,
+    /// Events per `write_batch` call (the collector's batches under load).
+    batch: usize,
     /// Days the data set spans.
     days: i64,
     /// Days of hourly and daily rollups.
     rollup_days: i64,
+    /// Whether to time retention (deleting 30% of the data set) at the end.
+    retention: bool,
 }
 
 impl Sizes {
     fn new(bench: bool) -> Self {
+        fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
+            std::env::var(name).ok().and_then(|v| v.parse().ok())
+        }
         if bench {
-            let events = std::env::var("ANALYTICS_BENCH_EVENTS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1_000_000);
             Self {
-                rows_per_iter: 10_000,
+                events: env("ANALYTICS_BENCH_EVENTS").unwrap_or(10_000_000),
+                early: 100_000,
+                window: env("ANALYTICS_BENCH_WINDOW").unwrap_or(50_000),
                 batch: 1_000,
-                events,
                 days: 10,
                 rollup_days: 30,
+                retention: env::<u8>("ANALYTICS_BENCH_RETENTION").unwrap_or(1) == 1,
             }
         } else {
             Self {
-                rows_per_iter: 200,
+                events: 3_000,
+                early: 1_000,
+                window: 500,
                 batch: 100,
-                events: 2_000,
                 days: 10,
                 rollup_days: 2,
+                retention: true,
             }
         }
+    }
+
+    /// Milliseconds between two events of the data set.
+    fn step_ms(&self) -> i64 {
+        (self.days * 86_400_000 / self.events.max(1) as i64).max(1)
     }
 }
 
@@ -107,12 +127,12 @@ fn event(i: u64, at: DateTime<Utc>) -> Event {
     properties.insert("region".into(), Value::from("eu-west"));
     properties.insert("build".into(), Value::from(i % 17));
     Event {
-        id: EventId(Uuid::new_v4()),
+        id: EventId::generate(at),
         project: ProjectId::parse("shop").unwrap_or_else(|_| ProjectId::default_project()),
         kind,
         occurred_at: at,
         received_at: at,
-        correlation_id: CorrelationId::generate(),
+        correlation_id: CorrelationId::generate(at),
         user_id: Some(format!("user-{}", i % 5000)),
         session_id: Some(format!("sess-{}", i % 20000)),
         source: Some("web".into()),
@@ -143,130 +163,107 @@ fn remove_db(path: &str) {
     }
 }
 
-async fn open_store(path: &str, synchronous: Synchronous) -> SqliteStore {
-    SqliteStore::connect(
-        path,
-        SqliteStoreOptions {
-            synchronous,
-            ..SqliteStoreOptions::default()
-        },
-    )
-    .await
-    .expect("open store")
+/// Writes `events` in `batch`-sized `write_batch` calls; returns the elapsed time.
+async fn write_store(store: &SqliteStore, events: &[Event], batch: usize) -> Duration {
+    let t = Instant::now();
+    for chunk in events.chunks(batch) {
+        let report = store.write_batch(chunk).await.expect("write");
+        assert_eq!(report.inserted(), chunk.len(), "every event is new");
+    }
+    t.elapsed()
 }
 
-/// The baseline: the store's own schema (created by opening a store once), one connection
-/// with the store's pragmas, and a plain prepared `INSERT` per row.
-async fn open_baseline(path: &str, synchronous: Synchronous) -> SqlitePool {
-    open_store(path, synchronous).await.close().await;
-    let sync = match synchronous {
-        Synchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
-        Synchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
-        Synchronous::Extra => sqlx::sqlite::SqliteSynchronous::Extra,
+/// The same rows through the baseline: one transaction of prepared multi-row `INSERT`s per
+/// batch into a table with only its primary key.
+async fn write_baseline(raw: &RawInsert, events: &[Event], batch: usize) -> Duration {
+    let t = Instant::now();
+    for chunk in events.chunks(batch) {
+        raw.write(chunk).await.expect("baseline write");
+    }
+    t.elapsed()
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// The events of the data set, `i` in `range`, `step_ms` apart from `epoch()`, with ids the
+/// server would generate (UUIDv7 of their time).
+fn data_events(range: std::ops::Range<u64>, step_ms: i64) -> Vec<Event> {
+    let base = epoch();
+    range
+        .map(|i| event(i, base + Span::milliseconds(i as i64 * step_ms)))
+        .collect()
+}
+
+/// `write_batch` into a growing file against the baseline, in the same run: a window of
+/// `window` events at 100k stored and again at `sizes.events` stored (each followed by the
+/// same rows through the baseline), then a window of random (UUIDv4) client ids at the
+/// full size. Leaves the store filled for the query benchmarks.
+fn bench_writes(rt: &tokio::runtime::Runtime, store: &SqliteStore, sizes: &Sizes) {
+    let path = temp_path("baseline");
+    let raw = rt
+        .block_on(RawInsert::create(&path, store.options().clone()))
+        .expect("baseline");
+    let total = sizes.events as u64;
+    let window = sizes.window as u64;
+    let early = sizes.early.min(total.saturating_sub(window));
+    let step = sizes.step_ms();
+    let batch = sizes.batch;
+    let fill = |from: u64, to: u64| {
+        let t = Instant::now();
+        let mut at = from;
+        while at < to {
+            let n = 100_000.min(to - at);
+            rt.block_on(write_store(store, &data_events(at..at + n, step), batch));
+            at += n;
+        }
+        t.elapsed()
     };
-    let defaults = SqliteStoreOptions::default();
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(path)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(sync)
-                .busy_timeout(defaults.busy_timeout)
-                .pragma("cache_size", format!("-{}", defaults.cache_size_kib)),
-        )
-        .await
-        .expect("open baseline")
-}
-
-const INSERT_ONE: &str = "INSERT INTO analytics_events (project, id, kind, occurred_at, \
-     received_at, correlation_id, user_id, session_id, source, sample_rate, provider, route, \
-     collection, status, payload, properties) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-
-/// One transaction of single-row inserts, encoding each row the way the store does.
-async fn baseline_batch(pool: &SqlitePool, events: &[Event]) {
-    let mut tx = pool.begin().await.expect("begin");
-    for e in events {
-        sqlx::query(INSERT_ONE)
-            .bind(e.project.as_str())
-            .bind(e.id.0)
-            .bind(e.kind.as_str())
-            .bind(e.occurred_at.timestamp_micros())
-            .bind(e.received_at.timestamp_micros())
-            .bind(e.correlation_id.as_str())
-            .bind(e.user_id.as_deref())
-            .bind(e.session_id.as_deref())
-            .bind(e.source.as_deref())
-            .bind(e.sample_rate)
-            .bind(e.provider())
-            .bind(e.route())
-            .bind(e.collection())
-            .bind(e.status())
-            .bind(serde_json::to_string(&e.payload).expect("payload"))
-            .bind(serde_json::to_string(&e.properties).expect("properties"))
-            .execute(&mut *tx)
-            .await
-            .expect("insert");
+    let measure = |label: &str, at: u64| {
+        let events = data_events(at..at + window, step);
+        let store_took = rt.block_on(write_store(store, &events, batch));
+        let raw_took = rt.block_on(write_baseline(&raw, &events, batch));
+        let (w, b) = (rate(events.len(), store_took), rate(events.len(), raw_took));
+        println!(
+            "summary write {label}: {at} events stored, {} more in batches of {batch}: \
+             write_batch {w:.0} rows/s, baseline (multi-row INSERT, primary key only) {b:.0} \
+             rows/s ({:.2}x)",
+            events.len(),
+            w / b
+        );
+        w
+    };
+    fill(0, early);
+    let at_early = measure("early", early);
+    let took = fill(early + window, total);
+    let n = total.saturating_sub(early + window);
+    println!(
+        "filled to {total} events ({n} written at {:.0} rows/s on average, batches of {batch})",
+        rate(n as usize, took)
+    );
+    let at_full = measure("full", total);
+    println!(
+        "summary flat: write_batch at {total} stored / at {early} stored: {:.2}x",
+        at_full / at_early
+    );
+    // Random client ids: the dedup key (project, id) takes them at a random leaf page.
+    let mut random = data_events(total + window..total + 2 * window, step);
+    for e in &mut random {
+        e.id = EventId(Uuid::new_v4());
     }
-    tx.commit().await.expect("commit");
-}
-
-fn bench_writes(c: &mut Criterion, rt: &tokio::runtime::Runtime, sizes: &Sizes, bench: bool) {
-    let mut group = c.benchmark_group("write_rows");
-    group.throughput(Throughput::Elements(sizes.rows_per_iter as u64));
-    group.sample_size(10);
-    group.sampling_mode(SamplingMode::Flat);
-    group.measurement_time(Duration::from_secs(if bench { 15 } else { 1 }));
-    group.warm_up_time(Duration::from_secs(if bench { 2 } else { 1 }));
-    for (label, sync) in [("full", Synchronous::Full), ("normal", Synchronous::Normal)] {
-        let path = temp_path(&format!("write-{label}"));
-        let store = rt.block_on(open_store(&path, sync));
-        let mut next = 0u64;
-        group.bench_function(format!("write_batch/synchronous={label}"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let events = fresh_events(sizes.rows_per_iter, next);
-                    next += sizes.rows_per_iter as u64;
-                    let t = Instant::now();
-                    rt.block_on(async {
-                        for chunk in events.chunks(sizes.batch) {
-                            store.write_batch(chunk).await.expect("write");
-                        }
-                    });
-                    total += t.elapsed();
-                }
-                total
-            });
-        });
-        rt.block_on(store.close());
-        remove_db(&path);
-
-        let path = temp_path(&format!("loop-{label}"));
-        let pool = rt.block_on(open_baseline(&path, sync));
-        let mut next = 0u64;
-        group.bench_function(format!("prepared_insert_loop/synchronous={label}"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let events = fresh_events(sizes.rows_per_iter, next);
-                    next += sizes.rows_per_iter as u64;
-                    let t = Instant::now();
-                    rt.block_on(async {
-                        for chunk in events.chunks(sizes.batch) {
-                            baseline_batch(&pool, chunk).await;
-                        }
-                    });
-                    total += t.elapsed();
-                }
-                total
-            });
-        });
-        rt.block_on(pool.close());
-        remove_db(&path);
-    }
-    group.finish();
+    let took = rt.block_on(write_store(store, &random, batch));
+    println!(
+        "summary random client ids at {} stored: write_batch {:.0} rows/s ({:.2}x of the \
+         time-ordered window at the same size)",
+        total + window,
+        rate(random.len(), took),
+        rate(random.len(), took) / at_full
+    );
+    let count = rt.block_on(raw.count()).expect("count");
+    assert_eq!(count, 2 * window, "the baseline stored every row");
+    rt.block_on(raw.close());
+    remove_db(&path);
 }
 
 const METRICS: [&str; 10] = [
@@ -326,26 +323,14 @@ fn rollups(granularity: Granularity, start: DateTime<Utc>, buckets: i64) -> Vec<
     out
 }
 
-fn bench_queries(c: &mut Criterion, rt: &tokio::runtime::Runtime, sizes: &Sizes, bench: bool) {
-    let path = temp_path("queries");
-    // Seeding speed is not what is measured here.
-    let store = rt.block_on(open_store(&path, Synchronous::Normal));
-    let span_ms = sizes.days * 86_400_000;
-    let step = (span_ms / sizes.events as i64).max(1);
+fn bench_queries(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    store: &SqliteStore,
+    sizes: &Sizes,
+    bench: bool,
+) {
     let base = epoch();
-    let t = Instant::now();
-    rt.block_on(async {
-        let mut i = 0u64;
-        while (i as usize) < sizes.events {
-            let n = 5_000.min(sizes.events - i as usize);
-            let batch: Vec<Event> = (0..n as u64)
-                .map(|k| event(i + k, base + Span::milliseconds((i + k) as i64 * step)))
-                .collect();
-            store.write_batch(&batch).await.expect("seed");
-            i += n as u64;
-        }
-    });
-    let seeded = t.elapsed();
     let hourly = rollups(Granularity::Hour, base, sizes.rollup_days * 24);
     let daily = rollups(Granularity::Day, base, sizes.rollup_days);
     rt.block_on(async {
@@ -353,13 +338,10 @@ fn bench_queries(c: &mut Criterion, rt: &tokio::runtime::Runtime, sizes: &Sizes,
             store.upsert_rollups(chunk).await.expect("rollups");
         }
     });
-    eprintln!(
-        "seeded {} events over {} days in {:.1} s ({:.0} rows/s, synchronous=NORMAL, 5000 per batch); \
-         {} hourly + {} daily rollups",
-        sizes.events,
+    let stored = rt.block_on(store.event_count()).expect("count");
+    println!(
+        "queries over {stored} events spanning {} days; {} hourly + {} daily rollups",
         sizes.days,
-        seeded.as_secs_f64(),
-        sizes.events as f64 / seeded.as_secs_f64(),
         hourly.len(),
         daily.len()
     );
@@ -448,9 +430,9 @@ fn bench_queries(c: &mut Criterion, rt: &tokio::runtime::Runtime, sizes: &Sizes,
     }
     group.finish();
 
-    retention(rt, &store, sizes);
-    rt.block_on(store.close());
-    remove_db(&path);
+    if sizes.retention {
+        retention(rt, store, sizes);
+    }
 }
 
 /// Deletes the oldest 30% of the data set with default options, while a writer keeps adding
@@ -512,7 +494,18 @@ fn main() {
         .build()
         .expect("runtime");
     let mut c = Criterion::default().configure_from_args();
-    bench_writes(&mut c, &rt, &sizes, bench);
-    bench_queries(&mut c, &rt, &sizes, bench);
+    let path = temp_path("store");
+    let mut options = SqliteStoreOptions::default();
+    if std::env::var("ANALYTICS_BENCH_SYNCHRONOUS").is_ok_and(|v| v == "normal") {
+        options.synchronous = Synchronous::Normal;
+    }
+    let store = rt
+        .block_on(SqliteStore::connect(&path, options))
+        .expect("open store");
+    println!("store options: {:?}", store.options());
+    bench_writes(&rt, &store, &sizes);
+    bench_queries(&mut c, &rt, &store, &sizes, bench);
     c.final_summary();
+    rt.block_on(store.close());
+    remove_db(&path);
 }

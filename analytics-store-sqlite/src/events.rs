@@ -28,11 +28,12 @@ use crate::sql::{Arg, Where, query_with};
 use crate::store::SqliteStore;
 
 /// Columns bound per event by the insert.
-const EVENT_COLUMNS: usize = 16;
+pub(crate) const EVENT_COLUMNS: usize = 16;
 
-const INSERT_HEAD: &str = "INSERT INTO analytics_events (project, id, kind, occurred_at, \
-     received_at, correlation_id, user_id, session_id, source, sample_rate, provider, route, \
-     collection, status, payload, properties) VALUES ";
+/// The columns `write_batch` binds per event, in [`Row16::bind`]'s order.
+pub(crate) const INSERT_COLUMNS: &str = "project, id, kind, occurred_at, received_at, \
+     correlation_id, user_id, session_id, source, sample_rate, provider, route, collection, \
+     status, payload, properties";
 
 const SELECT_EVENT: &str = "SELECT id, project, kind, occurred_at, received_at, correlation_id, \
      user_id, session_id, source, sample_rate, payload, properties FROM analytics_events";
@@ -104,7 +105,7 @@ fn check_event(e: &Event) -> Result<(), FieldError> {
 }
 
 /// An event ready to bind: the JSON encoded once, repeated strings shared.
-struct Row16<'a> {
+pub(crate) struct Row16<'a> {
     event: &'a Event,
     project: Arc<str>,
     kind: Arc<str>,
@@ -116,15 +117,44 @@ struct Row16<'a> {
 /// Interns the few distinct strings a batch repeats (projects, kinds), so binding them does
 /// not copy them once per row.
 #[derive(Default)]
-struct Interner<'a>(HashMap<&'a str, Arc<str>>);
+pub(crate) struct Interner<'a>(HashMap<&'a str, Arc<str>>);
 
 impl<'a> Interner<'a> {
-    fn get(&mut self, s: &'a str) -> Arc<str> {
+    pub(crate) fn get(&mut self, s: &'a str) -> Arc<str> {
         Arc::clone(self.0.entry(s).or_insert_with(|| Arc::from(s)))
     }
 }
 
-fn encode<'a>(e: &'a Event, interner: &mut Interner<'a>) -> Result<Row16<'a>> {
+impl<'a> Row16<'a> {
+    /// Binds the row's [`EVENT_COLUMNS`] values, in the order of [`INSERT_COLUMNS`].
+    pub(crate) fn bind<'q>(
+        self,
+        q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>
+    where
+        'a: 'q,
+    {
+        let e = self.event;
+        q.bind(self.project)
+            .bind(e.id.0)
+            .bind(self.kind)
+            .bind(micros(e.occurred_at))
+            .bind(micros(e.received_at))
+            .bind(e.correlation_id.as_str())
+            .bind(e.user_id.as_deref())
+            .bind(e.session_id.as_deref())
+            .bind(e.source.as_deref())
+            .bind(e.sample_rate)
+            .bind(e.provider())
+            .bind(e.route())
+            .bind(e.collection())
+            .bind(self.status)
+            .bind(self.payload)
+            .bind(self.properties)
+    }
+}
+
+pub(crate) fn encode<'a>(e: &'a Event, interner: &mut Interner<'a>) -> Result<Row16<'a>> {
     let json = |what: &str, r: serde_json::Result<String>| {
         r.map_err(|err| Error::Internal(format!("cannot encode event {what}: {err}")))
     };
@@ -140,13 +170,19 @@ fn encode<'a>(e: &'a Event, interner: &mut Interner<'a>) -> Result<Row16<'a>> {
 
 fn insert_sql(rows: usize) -> String {
     format!(
-        "{INSERT_HEAD}{} ON CONFLICT (project, id) DO NOTHING RETURNING project, id",
+        "INSERT INTO analytics_events ({INSERT_COLUMNS}) VALUES {} \
+         ON CONFLICT (project, id) DO NOTHING",
         value_rows(rows, EVENT_COLUMNS)
     )
 }
 
 /// Inserts `rows` in as few statements as the bind limit allows and returns, for each input
 /// row, whether it was inserted (absent rows were already stored).
+///
+/// New rows take `seq` = max + 1 in turn (the single writer holds the write lock for the
+/// whole transaction), so a statement that inserted fewer rows than it bound learns which
+/// ones from the rows above the `seq` it started at; a statement without duplicates (the
+/// usual case) reads nothing back.
 async fn insert_rows(
     tx: &mut Transaction<'static, Sqlite>,
     rows: Vec<Row16<'_>>,
@@ -155,45 +191,49 @@ async fn insert_rows(
     let mut inserted = vec![false; rows.len()];
     let mut rows = rows.into_iter().enumerate();
     let max = chunk_rows.clamp(1, MAX_BIND_PARAMS / EVENT_COLUMNS);
+    let mut last_seq: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM analytics_events")
+            .fetch_one(&mut **tx)
+            .await
+            .db("write batch")?;
+    let mut start = 0;
     for size in chunk_sizes(inserted.len(), max) {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(size)));
-        // (project, id) -> position in the batch, for matching the RETURNING rows.
-        let mut index: HashMap<(&str, Uuid), usize> = HashMap::with_capacity(size);
+        // (project, id) -> position in the batch, for matching inserted rows read back.
+        let mut index: HashMap<(&str, Uuid), usize> = HashMap::new();
         for _ in 0..size {
             let Some((i, r)) = rows.next() else { break };
-            let e = r.event;
-            index.insert((e.project.as_str(), e.id.0), i);
-            q = q
-                .bind(r.project)
-                .bind(e.id.0)
-                .bind(r.kind)
-                .bind(micros(e.occurred_at))
-                .bind(micros(e.received_at))
-                .bind(e.correlation_id.as_str())
-                .bind(e.user_id.as_deref())
-                .bind(e.session_id.as_deref())
-                .bind(e.source.as_deref())
-                .bind(e.sample_rate)
-                .bind(e.provider())
-                .bind(e.route())
-                .bind(e.collection())
-                .bind(r.status)
-                .bind(r.payload)
-                .bind(r.properties);
+            index.insert((r.event.project.as_str(), r.event.id.0), i);
+            q = r.bind(q);
         }
-        let returned = q.fetch_all(&mut **tx).await.db("write batch")?;
-        for row in &returned {
-            let project: &str = get(row, "event", "project")?;
-            let id: Uuid = get(row, "event", "id")?;
-            match index.get(&(project, id)) {
-                Some(&i) => inserted[i] = true,
-                None => {
-                    return Err(Error::Internal(format!(
-                        "sqlite returned an event that was not in the batch: {project}/{id}"
-                    )));
+        let added = q
+            .execute(&mut **tx)
+            .await
+            .db("write batch")?
+            .rows_affected();
+        if usize::try_from(added).is_ok_and(|n| n == size) {
+            inserted[start..start + size].fill(true);
+        } else {
+            let back = sqlx::query("SELECT project, id FROM analytics_events WHERE seq > ?")
+                .bind(last_seq)
+                .fetch_all(&mut **tx)
+                .await
+                .db("write batch")?;
+            for row in &back {
+                let project: &str = get(row, "event", "project")?;
+                let id: Uuid = get(row, "event", "id")?;
+                match index.get(&(project, id)) {
+                    Some(&i) => inserted[i] = true,
+                    None => {
+                        return Err(Error::Internal(format!(
+                            "sqlite stored an event that was not in the batch: {project}/{id}"
+                        )));
+                    }
                 }
             }
         }
+        last_seq += i64::try_from(added).unwrap_or(i64::MAX);
+        start += size;
     }
     Ok(inserted)
 }

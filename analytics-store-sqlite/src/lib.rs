@@ -13,6 +13,8 @@
 //! measured figures are in `docs/stores/sqlite.md`.
 
 mod alerts;
+#[cfg(feature = "bench-baseline")]
+pub mod baseline;
 mod codec;
 mod error;
 mod events;

@@ -43,8 +43,18 @@ pub struct SqliteStoreOptions {
     pub acquire_timeout: Duration,
     /// Create the database file when it does not exist.
     pub create_if_missing: bool,
-    /// Page cache per connection, in KiB (`PRAGMA cache_size = -N`).
+    /// Page cache per connection, in KiB (`PRAGMA cache_size = -N`). Pages outside it are
+    /// read through the memory map (`mmap_size_bytes`) without a copy, so this only needs
+    /// to hold what one write transaction dirties plus the hot upper index levels.
     pub cache_size_kib: u32,
+    /// How much of the database file SQLite maps into memory (`PRAGMA mmap_size`). Reads of
+    /// mapped pages are served from the operating system's page cache without a system call
+    /// or a copy; writes still go through the WAL. `0` turns mapping off.
+    pub mmap_size_bytes: u64,
+    /// WAL size, in pages, after which a commit checkpoints it into the database file
+    /// (`PRAGMA wal_autocheckpoint`). Larger values write each hot page (the right edges of
+    /// the time-ordered indexes) back once per checkpoint instead of once per few commits.
+    pub wal_autocheckpoint_pages: u32,
     /// Rows per multi-row `INSERT` in `write_batch` (clamped to SQLite's bind-variable limit).
     pub insert_chunk_rows: usize,
     /// Most rows deleted per retention transaction. Each batch commits on its own, so a
@@ -64,6 +74,8 @@ impl Default for SqliteStoreOptions {
             acquire_timeout: Duration::from_secs(30),
             create_if_missing: true,
             cache_size_kib: 32 * 1024,
+            mmap_size_bytes: 1 << 30,
+            wal_autocheckpoint_pages: 1000,
             insert_chunk_rows: 512,
             retention_batch_rows: 10_000,
             retention_batch_time: Duration::from_millis(100),

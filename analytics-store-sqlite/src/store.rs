@@ -135,6 +135,11 @@ impl SqliteStore {
             .foreign_keys(true)
             .pragma("cache_size", format!("-{}", options.cache_size_kib))
             .pragma("temp_store", "memory")
+            .pragma("mmap_size", options.mmap_size_bytes.to_string())
+            .pragma(
+                "wal_autocheckpoint",
+                options.wal_autocheckpoint_pages.to_string(),
+            )
             // Keeps `PRAGMA optimize` (statistics for the query planner) cheap at any size.
             .analysis_limit(1000);
         if !in_memory {

@@ -484,7 +484,7 @@ fn parse_event(input: EventInput, ctx: &IngestContext<'_>) -> Result<Event, Vali
     let max_id = ctx.limits.max_id_len;
 
     let id = match input.id {
-        None | Some(Value::Null) => Some(EventId::generate()),
+        None | Some(Value::Null) => Some(EventId::generate(ctx.now)),
         Some(Value::String(s)) => match Uuid::parse_str(&s) {
             Ok(u) => Some(EventId(u)),
             Err(_) => {
@@ -593,7 +593,7 @@ fn parse_event(input: EventInput, ctx: &IngestContext<'_>) -> Result<Event, Vali
         None => Some(
             ctx.request_correlation_id
                 .cloned()
-                .unwrap_or_else(CorrelationId::generate),
+                .unwrap_or_else(|| CorrelationId::generate(ctx.now)),
         ),
     };
 
