@@ -26,6 +26,7 @@ pub mod page;
 pub mod ports;
 pub mod project;
 pub mod rollup;
+pub mod sampling;
 pub mod time;
 
 #[cfg(feature = "testkit")]

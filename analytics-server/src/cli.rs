@@ -627,6 +627,7 @@ async fn api_key(store: &dyn Store, command: ApiKeyCommand) -> anyhow::Result<()
                 hash: secret.hash(),
                 created_at: now,
                 revoked_at: None,
+                last_used_at: None,
             };
             store.create_api_key(&record).await?;
             eprintln!(
