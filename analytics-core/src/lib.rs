@@ -27,6 +27,7 @@ pub mod ports;
 pub mod project;
 pub mod rollup;
 pub mod sampling;
+pub mod session;
 pub mod time;
 
 #[cfg(feature = "testkit")]

@@ -250,6 +250,8 @@ impl Application {
         .with_api_key_ttl(settings.api_key_ttl)
         .with_summary_cache(settings.summary_ttl, settings.redis_url.as_deref())
         .context("REDIS_URL")?
+        .with_rate_limiter(settings.redis_url.as_deref())
+        .context("REDIS_URL")?
         .with_analytics(settings.analytics.clone())
         .with_health(HealthContext {
             thresholds: settings.health_thresholds,

@@ -12,6 +12,7 @@ mod ingest_body;
 pub mod ml;
 pub mod notifications;
 mod ops;
+pub mod projects;
 mod request;
 pub mod responses;
 
@@ -61,6 +62,9 @@ pub enum ApiTags {
     Notifications,
     /// Health, readiness and metrics.
     Operations,
+    /// Projects and ingest controls: settings, sampling, sources, API keys, ingest counters
+    /// (role admin).
+    Projects,
 }
 
 /// Every path the API serves (the spec test checks that each is documented).
@@ -98,6 +102,13 @@ pub const PATHS: &[&str] = &[
     "/api/v1/analytics/business/products",
     "/api/v1/analytics/business/collections",
     "/api/v1/analytics/business/funnel",
+    "/api/v1/analytics/projects",
+    "/api/v1/analytics/projects/{id}",
+    "/api/v1/analytics/projects/{id}/sources",
+    "/api/v1/analytics/projects/{id}/sources/{name}",
+    "/api/v1/analytics/projects/{id}/api-keys",
+    "/api/v1/analytics/projects/{id}/api-keys/{key_id}",
+    "/api/v1/analytics/projects/{id}/ingest-stats",
     "/livez",
     "/readyz",
     "/metrics",
@@ -113,6 +124,7 @@ type Operations = (
     ml::MlApi,
     business::BusinessApi,
     notifications::NotificationsApi,
+    projects::ProjectsApi,
     ops::OpsApi,
 );
 
@@ -142,6 +154,9 @@ pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
                 state: state.clone(),
             },
             notifications::NotificationsApi {
+                state: state.clone(),
+            },
+            projects::ProjectsApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
@@ -197,8 +212,29 @@ pub fn route_template(path: &str) -> &'static str {
             .find(|known| !known.contains('{') && *known == p)
             .or_else(|| alert_route(p))
             .or_else(|| notification_route(p))
+            .or_else(|| project_route(p))
             .unwrap_or("unmatched"),
     }
+}
+
+/// The template of a projects path (slugs, names and ids replaced), if it is one.
+fn project_route(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("/api/v1/analytics/projects")?;
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    Some(match segments.as_slice() {
+        [""] => "/api/v1/analytics/projects",
+        [id] if !id.is_empty() => "/api/v1/analytics/projects/{id}",
+        [id, "sources"] if !id.is_empty() => "/api/v1/analytics/projects/{id}/sources",
+        [id, "sources", n] if !id.is_empty() && !n.is_empty() => {
+            "/api/v1/analytics/projects/{id}/sources/{name}"
+        }
+        [id, "api-keys"] if !id.is_empty() => "/api/v1/analytics/projects/{id}/api-keys",
+        [id, "api-keys", k] if !id.is_empty() && !k.is_empty() => {
+            "/api/v1/analytics/projects/{id}/api-keys/{key_id}"
+        }
+        [id, "ingest-stats"] if !id.is_empty() => "/api/v1/analytics/projects/{id}/ingest-stats",
+        _ => return None,
+    })
 }
 
 /// The template of a notifications path (ids and names replaced), if it is one.
