@@ -576,7 +576,7 @@ impl EventsApi {
         /// `next_cursor` of the previous page (opaque).
         #[oai(validator(pattern = r"^-?[0-9]{1,18}\.[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
-    ) -> ApiResult<Json<EventsPage>> {
+    ) -> ApiResult<Json<EventsPage>, super::responses::NotFound> {
         identity(req)?.require(Role::Admin)?;
         let kinds = match kind.0 {
             None => Vec::new(),
@@ -596,6 +596,9 @@ impl EventsApi {
                 .map_err(|e| ApiError::invalid("project", e.message))?
                 .unwrap_or_else(ProjectId::default_project),
         );
+        if let Some(p) = &project {
+            super::request::visible(req, p, format_args!("project {p}"))?;
+        }
         let range = match (from.0, to.0) {
             (None, None) => None,
             (f, t) => {

@@ -341,7 +341,7 @@ pub struct SourceSamplingBody {
 
 /// An event source (matched on the events' `source`).
 #[derive(Debug, Clone, Object)]
-pub struct SourceBody {
+pub struct EventSourceBody {
     /// The name events carry in `source`.
     pub name: String,
     /// A description.
@@ -352,8 +352,8 @@ pub struct SourceBody {
     pub sampling: Option<SourceSamplingBody>,
 }
 
-fn source_body(name: &str, s: &SourceSettings) -> SourceBody {
-    SourceBody {
+fn event_source_body(name: &str, s: &SourceSettings) -> EventSourceBody {
+    EventSourceBody {
         name: name.to_owned(),
         description: s.description.clone(),
         sampling: s.sampling.as_ref().map(|x| SourceSamplingBody {
@@ -396,7 +396,7 @@ pub struct SourcePatch {
 #[derive(Debug, Clone, Object)]
 pub struct SourceList {
     /// By name.
-    pub items: Vec<SourceBody>,
+    pub items: Vec<EventSourceBody>,
 }
 
 /// `POST api-keys`.
@@ -506,7 +506,7 @@ pub enum ProjectCreated {
 pub enum SourceCreated {
     /// Created.
     #[oai(status = 201)]
-    Created(Json<SourceBody>),
+    Created(Json<EventSourceBody>),
 }
 
 /// `201` answers.
@@ -728,7 +728,7 @@ impl ProjectsApi {
             .settings
             .sources
             .iter()
-            .map(|(n, s)| source_body(n, s))
+            .map(|(n, s)| event_source_body(n, s))
             .collect();
         Ok(Json(SourceList { items }))
     }
@@ -765,7 +765,7 @@ impl ProjectsApi {
         let mut settings = project.settings.clone();
         settings.sources.insert(body.name.clone(), source.clone());
         self.save(&project, &settings).await?;
-        Ok(SourceCreated::Created(Json(source_body(&body.name, &source))))
+        Ok(SourceCreated::Created(Json(event_source_body(&body.name, &source))))
     }
 
     /// Changes an event source (role `admin`): only the fields named change.
@@ -783,7 +783,7 @@ impl ProjectsApi {
         /// The source name.
         name: Path<String>,
         body: StrictJson<SourcePatch>,
-    ) -> ApiResult<Json<SourceBody>, (Body, NotFound)> {
+    ) -> ApiResult<Json<EventSourceBody>, (Body, NotFound)> {
         let project = self.visible(req, &id.0).await?;
         let mut settings = project.settings.clone();
         let source = settings
@@ -797,7 +797,7 @@ impl ProjectsApi {
             MaybeUndefined::Null => source.sampling = None,
             MaybeUndefined::Value(v) => source.sampling = Some(source_sampling(v)?),
         }
-        let answer = source_body(&name.0, source);
+        let answer = event_source_body(&name.0, source);
         self.save(&project, &settings).await?;
         Ok(Json(answer))
     }
