@@ -119,8 +119,14 @@ impl ProjectSettings {
             }
         }
         for (name, rate) in [
-            ("rate_limit.per_key_per_second", self.rate_limit.per_key_per_second),
-            ("rate_limit.per_ip_per_minute", self.rate_limit.per_ip_per_minute),
+            (
+                "rate_limit.per_key_per_second",
+                self.rate_limit.per_key_per_second,
+            ),
+            (
+                "rate_limit.per_ip_per_minute",
+                self.rate_limit.per_ip_per_minute,
+            ),
         ] {
             if rate == Some(0) {
                 errors.push(FieldError::new(name, "must be at least 1 (null: no limit)"));

@@ -115,7 +115,10 @@ fn check_kinds(prefix: &str, kinds: &BTreeMap<String, f64>, errors: &mut Vec<Fie
         if kind.parse::<EventKind>().is_err() {
             errors.push(FieldError::new(field, "is not an event kind"));
         } else if !valid_rate(*rate) {
-            errors.push(FieldError::new(field, "must be greater than 0 and at most 1"));
+            errors.push(FieldError::new(
+                field,
+                "must be greater than 0 and at most 1",
+            ));
         }
     }
 }
@@ -230,7 +233,11 @@ pub fn decide(
         SamplingStrategy::None => return keep_all,
         SamplingStrategy::Random => unit(draw),
         SamplingStrategy::TimeWindow => {
-            if project.windows.iter().any(|w| w.contains(event.occurred_at)) {
+            if project
+                .windows
+                .iter()
+                .any(|w| w.contains(event.occurred_at))
+            {
                 return keep_all;
             }
             unit(draw)

@@ -86,7 +86,12 @@ pub fn pseudonymous_user_id(
     salt.update(day.to_string().as_bytes());
     let salt = salt.finalize();
     let mut h = Sha256::new();
-    for part in [&salt[..], project.as_str().as_bytes(), ip.as_bytes(), user_agent.as_bytes()] {
+    for part in [
+        &salt[..],
+        project.as_str().as_bytes(),
+        ip.as_bytes(),
+        user_agent.as_bytes(),
+    ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
@@ -111,11 +116,17 @@ mod tests {
         let mut u = UserSessions::default();
         let first = u.assign(&shop(), "u1", at("2026-03-02T10:00:00Z"), timeout);
         let under = u.assign(&shop(), "u1", at("2026-03-02T10:59:59Z"), timeout);
-        assert_eq!(first, under, "a gap just under the timeout keeps the session");
+        assert_eq!(
+            first, under,
+            "a gap just under the timeout keeps the session"
+        );
         let exactly = u.assign(&shop(), "u1", at("2026-03-02T11:59:59Z"), timeout);
         assert_eq!(first, exactly, "a gap of exactly the timeout keeps it");
         let over = u.assign(&shop(), "u1", at("2026-03-02T13:00:00Z"), timeout);
-        assert_ne!(first, over, "a gap just over the timeout starts a new session");
+        assert_ne!(
+            first, over,
+            "a gap just over the timeout starts a new session"
+        );
     }
 
     #[test]
@@ -171,7 +182,13 @@ mod tests {
         assert_ne!(id(key, d1), id(b"another key entirely, 32 bytes!!", d1));
         assert_ne!(
             id(key, d1),
-            pseudonymous_user_id(key, d1, &ProjectId::parse("blog").unwrap(), "198.51.100.1", "UA"),
+            pseudonymous_user_id(
+                key,
+                d1,
+                &ProjectId::parse("blog").unwrap(),
+                "198.51.100.1",
+                "UA"
+            ),
             "projects cannot join their users"
         );
     }

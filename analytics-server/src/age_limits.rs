@@ -73,7 +73,11 @@ impl AgeLimitCache {
 
     /// One project's limits: its settings (the defaults when it has no record yet) and its
     /// seal watermark.
-    pub async fn limits(&self, store: &dyn Store, project: &ProjectId) -> Result<ProjectLimits, Error> {
+    pub async fn limits(
+        &self,
+        store: &dyn Store,
+        project: &ProjectId,
+    ) -> Result<ProjectLimits, Error> {
         if let Some(cache) = &self.0
             && let Some(limit) = cache.get(project).await
         {

@@ -80,7 +80,12 @@ impl ApiError {
     }
 
     /// 429 with `Retry-After` and the `RateLimit-*` headers.
-    pub fn rate_limited(message: impl Into<String>, limit: u32, remaining: u32, reset: u64) -> Self {
+    pub fn rate_limited(
+        message: impl Into<String>,
+        limit: u32,
+        remaining: u32,
+        reset: u64,
+    ) -> Self {
         Self {
             retry_after: Some(reset.max(1)),
             rate_limit: Some((limit, remaining, reset.max(1))),

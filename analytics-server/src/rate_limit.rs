@@ -120,7 +120,10 @@ return {0, 0, wait}
 impl IngestLimiter {
     /// A limiter shared through Redis at `redis_url` when given (a URL that does not parse is
     /// an error; an unreachable server is not).
-    pub fn new(redis_url: Option<&str>, metrics: LimiterMetrics) -> Result<Self, redis::RedisError> {
+    pub fn new(
+        redis_url: Option<&str>,
+        metrics: LimiterMetrics,
+    ) -> Result<Self, redis::RedisError> {
         metrics.redis_up.set(0);
         let shared = redis_url
             .map(|url| {
@@ -278,7 +281,12 @@ mod tests {
         // 5 per minute: the next one is 12 s away.
         assert!((1..=12).contains(&last.reset_secs), "{last:?}");
         // Another key has its own budget.
-        assert!(limiter.check(LimitKind::Ip, "shop|10.0.0.2", 5).await.allowed);
+        assert!(
+            limiter
+                .check(LimitKind::Ip, "shop|10.0.0.2", 5)
+                .await
+                .allowed
+        );
     }
 
     #[test]

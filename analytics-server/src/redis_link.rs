@@ -63,8 +63,7 @@ impl RedisLink {
         conn: &mut ConnectionManager,
         cmd: &mut redis::Cmd,
     ) -> Result<T, ()> {
-        let failed = match tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(conn)).await
-        {
+        let failed = match tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(conn)).await {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timed out".to_owned(),

@@ -32,7 +32,13 @@ impl UserIdKey {
     }
 
     /// The pseudonymous id of a client on `day`.
-    pub fn user_id(&self, day: NaiveDate, project: &ProjectId, ip: &str, user_agent: &str) -> String {
+    pub fn user_id(
+        &self,
+        day: NaiveDate,
+        project: &ProjectId,
+        ip: &str,
+        user_agent: &str,
+    ) -> String {
         analytics_core::session::pseudonymous_user_id(&self.0, day, project, ip, user_agent)
     }
 }
@@ -52,7 +58,13 @@ pub struct SessionTracker(Mutex<HashMap<(ProjectId, String), UserSessions>>);
 
 impl SessionTracker {
     /// The session id of an event of `user` at `at` (see `UserSessions::assign`).
-    pub fn assign(&self, project: &ProjectId, user: &str, at: DateTime<Utc>, timeout: Duration) -> String {
+    pub fn assign(
+        &self,
+        project: &ProjectId,
+        user: &str,
+        at: DateTime<Utc>,
+        timeout: Duration,
+    ) -> String {
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if all.len() >= MAX_USERS {
             let newest = all

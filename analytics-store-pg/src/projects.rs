@@ -15,7 +15,8 @@ use crate::PgStore;
 use crate::error::{corrupt, foreign_key_as, pg_error};
 use crate::sql::{col, parse};
 
-const PROJECT_COLUMNS: &str = "id, name, retention_days, sample_rate, settings::text AS settings, created_at";
+const PROJECT_COLUMNS: &str =
+    "id, name, retention_days, sample_rate, settings::text AS settings, created_at";
 const KEY_COLUMNS: &str = "id, project, name, prefix, hash, created_at, revoked_at, last_used_at";
 
 fn project_from_row(row: &PgRow) -> Result<Project> {

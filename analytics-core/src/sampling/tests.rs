@@ -78,7 +78,12 @@ fn rate_one_tenth_keeps_a_tenth_and_rollups_reweight_to_the_truth() {
         .map(|i| request(i, hour + Duration::milliseconds((i * 30) as i64)))
         .collect();
     for strategy in [SamplingStrategy::Random, SamplingStrategy::Deterministic] {
-        let kept = sample(&settings(strategy, 0.1), &BTreeMap::new(), events.clone(), 7);
+        let kept = sample(
+            &settings(strategy, 0.1),
+            &BTreeMap::new(),
+            events.clone(),
+            7,
+        );
         // Binomial(N, 0.1) for random; sessions of 10 events for deterministic, so the
         // count is 10 x Binomial(N / 10, 0.1): its standard deviation is sqrt(10) times wider.
         let sd = match strategy {
@@ -103,7 +108,9 @@ fn rate_one_tenth_keeps_a_tenth_and_rollups_reweight_to_the_truth() {
         );
         let total = rows
             .iter()
-            .find(|r| r.key.metric.as_str() == metrics::API_LATENCY_MS && r.key.dimensions.is_empty())
+            .find(|r| {
+                r.key.metric.as_str() == metrics::API_LATENCY_MS && r.key.dimensions.is_empty()
+            })
             .map(|r| r.stats.count)
             .unwrap();
         // Within 3 % for independent draws (3.2 standard deviations); whole sessions of 10
@@ -133,7 +140,9 @@ fn deterministic_sampling_keeps_or_drops_whole_sessions() {
     );
     let mut per_session: HashMap<String, usize> = HashMap::new();
     for e in &kept {
-        *per_session.entry(e.session_id.clone().unwrap()).or_default() += 1;
+        *per_session
+            .entry(e.session_id.clone().unwrap())
+            .or_default() += 1;
     }
     assert!(!per_session.is_empty());
     assert!(
@@ -196,13 +205,27 @@ fn decide_uses_the_source_of_the_event_and_never_samples_without_a_strategy() {
     let project = settings(SamplingStrategy::Random, 0.1);
     // A draw just above 0.1 keeps the event at the source's 0.5.
     let d = decide(&project, &sources, &e, (u64::MAX / 10) * 2);
-    assert_eq!(d, Decision { keep: true, rate: 0.5 });
+    assert_eq!(
+        d,
+        Decision {
+            keep: true,
+            rate: 0.5
+        }
+    );
     let d = decide(&project, &sources, &e, u64::MAX);
     assert!(!d.keep);
     let none = settings(SamplingStrategy::None, 0.1);
-    assert_eq!(decide(&none, &sources, &e, u64::MAX), Decision { keep: true, rate: 1.0 });
-    let order = event(json!({"kind": "order", "occurred_at": "2026-03-02T10:00:00Z",
-        "payload": {"order_id": "o1", "amount": 10.0, "currency": "USD", "items": []}}));
+    assert_eq!(
+        decide(&none, &sources, &e, u64::MAX),
+        Decision {
+            keep: true,
+            rate: 1.0
+        }
+    );
+    let order = event(
+        json!({"kind": "order", "occurred_at": "2026-03-02T10:00:00Z",
+        "payload": {"order_id": "o1", "amount": 10.0, "currency": "USD", "items": []}}),
+    );
     assert!(decide(&project, &sources, &order, u64::MAX).keep);
 }
 
@@ -220,14 +243,44 @@ fn time_window_keeps_everything_inside_and_samples_outside() {
         },
     ];
     let none = BTreeMap::new();
-    for inside in ["2026-03-02T09:00:00Z", "2026-03-02T09:59:59Z", "2026-03-02T23:45:00Z", "2026-03-02T00:10:00Z"] {
+    for inside in [
+        "2026-03-02T09:00:00Z",
+        "2026-03-02T09:59:59Z",
+        "2026-03-02T23:45:00Z",
+        "2026-03-02T00:10:00Z",
+    ] {
         let e = request(1, at(inside));
-        assert_eq!(decide(&s, &none, &e, u64::MAX), Decision { keep: true, rate: 1.0 }, "{inside}");
+        assert_eq!(
+            decide(&s, &none, &e, u64::MAX),
+            Decision {
+                keep: true,
+                rate: 1.0
+            },
+            "{inside}"
+        );
     }
-    for outside in ["2026-03-02T10:00:00Z", "2026-03-02T08:59:00Z", "2026-03-02T00:30:00Z"] {
+    for outside in [
+        "2026-03-02T10:00:00Z",
+        "2026-03-02T08:59:00Z",
+        "2026-03-02T00:30:00Z",
+    ] {
         let e = request(1, at(outside));
-        assert_eq!(decide(&s, &none, &e, u64::MAX), Decision { keep: false, rate: 0.1 }, "{outside}");
-        assert_eq!(decide(&s, &none, &e, 0), Decision { keep: true, rate: 0.1 }, "{outside}");
+        assert_eq!(
+            decide(&s, &none, &e, u64::MAX),
+            Decision {
+                keep: false,
+                rate: 0.1
+            },
+            "{outside}"
+        );
+        assert_eq!(
+            decide(&s, &none, &e, 0),
+            Decision {
+                keep: true,
+                rate: 0.1
+            },
+            "{outside}"
+        );
     }
 }
 

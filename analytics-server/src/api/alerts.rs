@@ -1084,7 +1084,11 @@ impl AlertsApi {
     ) -> ApiResult<Json<AlertConfigBody>, NotFound> {
         require_admin(req)?;
         let config = self.state.store.get_config(id.0).await?;
-        visible(req, &config.spec.project, format_args!("alert config {}", id.0))?;
+        visible(
+            req,
+            &config.spec.project,
+            format_args!("alert config {}", id.0),
+        )?;
         Ok(Json((&config).into()))
     }
 
@@ -1110,7 +1114,11 @@ impl AlertsApi {
         let expected = parse_if_match(if_match.0.as_deref())?;
         let store = &self.state.store;
         let current = store.get_config(id.0).await?;
-        visible(req, &current.spec.project, format_args!("alert config {}", id.0))?;
+        visible(
+            req,
+            &current.spec.project,
+            format_args!("alert config {}", id.0),
+        )?;
         if let Some(v) = expected.filter(|v| *v != current.version) {
             return Err(precondition_failed(current.version, v).into());
         }
@@ -1151,7 +1159,11 @@ impl AlertsApi {
     ) -> ApiResult<Deleted, NotFound> {
         let sub = require_admin(req)?;
         let config = self.state.store.get_config(id.0).await?;
-        visible(req, &config.spec.project, format_args!("alert config {}", id.0))?;
+        visible(
+            req,
+            &config.spec.project,
+            format_args!("alert config {}", id.0),
+        )?;
         self.state
             .store
             .delete_config(id.0, &sub, SystemClock.now())

@@ -256,7 +256,11 @@ impl EventsApi {
         };
         let limits = [
             (LimitKind::Key, settings.rate_limit.per_key_per_second, who),
-            (LimitKind::Ip, settings.rate_limit.per_ip_per_minute, ip.to_owned()),
+            (
+                LimitKind::Ip,
+                settings.rate_limit.per_ip_per_minute,
+                ip.to_owned(),
+            ),
         ];
         for (kind, limit, who) in limits {
             let Some(limit) = limit else { continue };
@@ -295,8 +299,10 @@ impl EventsApi {
         ip: &str,
         user_agent: &str,
     ) -> Result<(Vec<Event>, Vec<usize>, u64), ApiError> {
-        let mut settings: std::collections::HashMap<ProjectId, std::sync::Arc<analytics_core::project::ProjectSettings>> =
-            std::collections::HashMap::new();
+        let mut settings: std::collections::HashMap<
+            ProjectId,
+            std::sync::Arc<analytics_core::project::ProjectSettings>,
+        > = std::collections::HashMap::new();
         let mut draws = Draws::seeded();
         let mut kept = Vec::with_capacity(events.len());
         let mut kept_at = Vec::with_capacity(events.len());
@@ -326,7 +332,12 @@ impl EventsApi {
                 && let Some(user) = &e.user_id
             {
                 let timeout = chrono::Duration::minutes(i64::from(s.session_timeout_minutes));
-                e.session_id = Some(self.state.sessions.assign(&e.project, user, e.occurred_at, timeout));
+                e.session_id = Some(self.state.sessions.assign(
+                    &e.project,
+                    user,
+                    e.occurred_at,
+                    timeout,
+                ));
             }
             let d = analytics_core::sampling::decide(&s.sampling, &s.sources, &e, draws.next());
             if d.keep {
@@ -336,7 +347,9 @@ impl EventsApi {
             } else {
                 results[i].status = ResultStatus::SampledOut;
                 sampled_out += 1;
-                self.state.ingest_stats.add(&e.project, Outcome::SampledOut, 1);
+                self.state
+                    .ingest_stats
+                    .add(&e.project, Outcome::SampledOut, 1);
             }
         }
         Ok((kept, kept_at, sampled_out))
@@ -493,7 +506,12 @@ impl EventsApi {
         if !valid.is_empty() {
             let projects: Vec<(ProjectId, bool)> = valid
                 .iter()
-                .map(|e| (e.project.clone(), e.received_at - e.occurred_at > LATE_AFTER))
+                .map(|e| {
+                    (
+                        e.project.clone(),
+                        e.received_at - e.occurred_at > LATE_AFTER,
+                    )
+                })
                 .collect();
             let report = self.state.collector.submit(valid).await?;
             for ((outcome, i), (p, late)) in report.outcomes.into_iter().zip(valid_at).zip(projects)

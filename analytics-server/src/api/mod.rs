@@ -5,6 +5,7 @@ pub mod alert_transfer;
 pub mod alerts;
 mod allow;
 pub mod business;
+mod cors;
 pub mod dashboard;
 mod events;
 mod health;
@@ -363,6 +364,17 @@ async fn handle<E: Endpoint>(
     route: &str,
 ) -> Result<Response, ApiError> {
     check_head(&req, &state.limits)?;
+    // Browser ingest: the preflight carries no credentials; the real request's origin is
+    // checked against its project once the caller is known.
+    let ingest_origin = (route == "/api/v1/analytics/events")
+        .then(|| cors::origin(&req))
+        .flatten();
+    if let Some(origin) = &ingest_origin
+        && cors::is_preflight(&req)
+    {
+        return Ok(cors::preflight(state, origin).await);
+    }
+    let ingest_origin = ingest_origin.filter(|_| *req.method() == Method::POST);
     // Credentials first: an unauthenticated client never gets its body read (or buffered).
     if route.starts_with("/api/") {
         match authenticate(&req, &state.jwt, &*state.store, &state.api_keys).await? {
@@ -424,8 +436,22 @@ async fn handle<E: Endpoint>(
             }
         }
     }
-    ep.call(req)
+    let cors_project = ingest_origin.as_ref().and_then(|_| {
+        req.extensions()
+            .get::<crate::auth::Identity>()
+            .map(cors::ingest_project)
+    });
+    let result = ep
+        .call(req)
         .await
         .map(IntoResponse::into_response)
-        .map_err(ApiError::from_poem)
+        .map_err(ApiError::from_poem);
+    match (ingest_origin, cors_project) {
+        (Some(origin), Some(project)) => {
+            let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+            cors::allow_origin(&mut resp, state, &project, &origin).await;
+            Ok(resp)
+        }
+        _ => result,
+    }
 }

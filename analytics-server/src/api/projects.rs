@@ -560,7 +560,11 @@ impl ProjectsApi {
 
     /// Stores new settings and forgets this replica's cached copy (other replicas within
     /// the settings cache's TTL).
-    async fn save(&self, project: &Project, settings: &ProjectSettings) -> Result<Project, ApiError> {
+    async fn save(
+        &self,
+        project: &Project,
+        settings: &ProjectSettings,
+    ) -> Result<Project, ApiError> {
         let saved = self
             .state
             .store
@@ -587,9 +591,12 @@ impl ProjectsApi {
     ) -> ApiResult<ProjectCreated, (Body, NotFound, Conflict)> {
         require_admin(req)?;
         let body = body.0;
-        let id = ProjectId::parse(body.id.as_str()).map_err(|e| ApiError::invalid("id", e.message))?;
+        let id =
+            ProjectId::parse(body.id.as_str()).map_err(|e| ApiError::invalid("id", e.message))?;
         if id.as_str() == ProjectId::INTERNAL {
-            return Err(ApiError::invalid("id", "is reserved for the server's own telemetry").into());
+            return Err(
+                ApiError::invalid("id", "is reserved for the server's own telemetry").into(),
+            );
         }
         if !identity(req)?.may_access(&id) {
             return Err(not_found(format!("project {id}")).into());
@@ -765,7 +772,9 @@ impl ProjectsApi {
         let mut settings = project.settings.clone();
         settings.sources.insert(body.name.clone(), source.clone());
         self.save(&project, &settings).await?;
-        Ok(SourceCreated::Created(Json(event_source_body(&body.name, &source))))
+        Ok(SourceCreated::Created(Json(event_source_body(
+            &body.name, &source,
+        ))))
     }
 
     /// Changes an event source (role `admin`): only the fields named change.
@@ -904,7 +913,8 @@ impl ProjectsApi {
         key_id: Path<String>,
     ) -> ApiResult<Deleted, NotFound> {
         let project = self.visible(req, &id.0).await?;
-        let key_id = Uuid::parse_str(&key_id.0).map_err(|_| not_found(format!("api key {}", key_id.0)))?;
+        let key_id =
+            Uuid::parse_str(&key_id.0).map_err(|_| not_found(format!("api key {}", key_id.0)))?;
         let key = self
             .state
             .store

@@ -75,7 +75,11 @@ pub(crate) fn readable_project(req: &Request, p: Option<String>) -> Result<Proje
 
 /// 404 unless the caller's token covers `project` (what a token may not see does not
 /// exist for it).
-pub(crate) fn visible(req: &Request, project: &ProjectId, what: impl std::fmt::Display) -> Result<(), ApiError> {
+pub(crate) fn visible(
+    req: &Request,
+    project: &ProjectId,
+    what: impl std::fmt::Display,
+) -> Result<(), ApiError> {
     if identity(req)?.may_access(project) {
         Ok(())
     } else {
@@ -90,7 +94,10 @@ pub(crate) fn visible(req: &Request, project: &ProjectId, what: impl std::fmt::D
 /// The `project` filter of a list route for this caller: a named project must be visible
 /// (404 otherwise); without one, a token limited to projects lists its first project only
 /// (name `project` to list another), an unlimited token everything.
-pub(crate) fn project_filter(req: &Request, p: Option<String>) -> Result<Option<ProjectId>, ApiError> {
+pub(crate) fn project_filter(
+    req: &Request,
+    p: Option<String>,
+) -> Result<Option<ProjectId>, ApiError> {
     match project_param(p)? {
         Some(project) => {
             visible(req, &project, format_args!("project {project}"))?;
@@ -100,7 +107,11 @@ pub(crate) fn project_filter(req: &Request, p: Option<String>) -> Result<Option<
             crate::auth::Identity::User {
                 projects: Some(list),
                 ..
-            } => Some(list.first().cloned().unwrap_or_else(ProjectId::default_project)),
+            } => Some(
+                list.first()
+                    .cloned()
+                    .unwrap_or_else(ProjectId::default_project),
+            ),
             _ => None,
         }),
     }

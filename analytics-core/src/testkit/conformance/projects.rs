@@ -4,13 +4,11 @@ use chrono::Duration;
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::ports::Store;
 use crate::event::Event;
 use crate::ports::EventFilter;
+use crate::ports::Store;
 use crate::project::{ApiKeySecret, ProjectSettings, RateLimitSettings};
-use crate::sampling::{
-    SamplingSettings, SamplingStrategy, SourceSampling, SourceSettings,
-};
+use crate::sampling::{SamplingSettings, SamplingStrategy, SourceSampling, SourceSettings};
 use crate::testkit::fixtures::{self, now, project};
 
 /// Project ids are unique; settings update; listing is by id.
