@@ -762,11 +762,7 @@ impl ProjectStore for MemoryStore {
 
     async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<ApiKeyRecord> {
         let mut inner = self.lock();
-        let key = inner
-            .api_keys
-            .iter_mut()
-            .find(|k| k.id == id)
-            .ok_or_else(|| Error::not_found(format!("api key {id}")))?;
+        let key = key_mut(&mut inner, id)?;
         if key.revoked_at.is_none() {
             key.revoked_at = Some(at);
         }
@@ -775,11 +771,7 @@ impl ProjectStore for MemoryStore {
 
     async fn touch_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
         let mut inner = self.lock();
-        let key = inner
-            .api_keys
-            .iter_mut()
-            .find(|k| k.id == id)
-            .ok_or_else(|| Error::not_found(format!("api key {id}")))?;
+        let key = key_mut(&mut inner, id)?;
         key.last_used_at = Some(key.last_used_at.map_or(at, |t| t.max(at)));
         Ok(())
     }
@@ -804,6 +796,15 @@ impl ProjectStore for MemoryStore {
         inner.api_keys.retain(|k| &k.project != id);
         Ok(())
     }
+}
+
+/// The stored key with this id, to change.
+fn key_mut(inner: &mut Inner, id: Uuid) -> Result<&mut ApiKeyRecord> {
+    inner
+        .api_keys
+        .iter_mut()
+        .find(|k| k.id == id)
+        .ok_or_else(|| Error::not_found(format!("api key {id}")))
 }
 
 /// Releases a memory lock when dropped.

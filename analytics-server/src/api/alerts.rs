@@ -901,6 +901,13 @@ fn precondition_failed(current: u64, expected: u64) -> ApiError {
 }
 
 impl AlertsApi {
+    /// A configuration the caller's token covers (404 otherwise, like a missing one).
+    async fn visible_config(&self, req: &Request, id: Uuid) -> Result<AlertConfig, ApiError> {
+        let config = self.state.store.get_config(id).await?;
+        visible(req, &config.spec.project, format_args!("alert config {id}"))?;
+        Ok(config)
+    }
+
     fn catalog(&self) -> MetricCatalog {
         catalog(&self.state)
     }
@@ -1083,12 +1090,7 @@ impl AlertsApi {
         id: Path<Uuid>,
     ) -> ApiResult<Json<AlertConfigBody>, NotFound> {
         require_admin(req)?;
-        let config = self.state.store.get_config(id.0).await?;
-        visible(
-            req,
-            &config.spec.project,
-            format_args!("alert config {}", id.0),
-        )?;
+        let config = self.visible_config(req, id.0).await?;
         Ok(Json((&config).into()))
     }
 
@@ -1113,12 +1115,7 @@ impl AlertsApi {
         let sub = require_admin(req)?;
         let expected = parse_if_match(if_match.0.as_deref())?;
         let store = &self.state.store;
-        let current = store.get_config(id.0).await?;
-        visible(
-            req,
-            &current.spec.project,
-            format_args!("alert config {}", id.0),
-        )?;
+        let current = self.visible_config(req, id.0).await?;
         if let Some(v) = expected.filter(|v| *v != current.version) {
             return Err(precondition_failed(current.version, v).into());
         }
@@ -1158,12 +1155,7 @@ impl AlertsApi {
         id: Path<Uuid>,
     ) -> ApiResult<Deleted, NotFound> {
         let sub = require_admin(req)?;
-        let config = self.state.store.get_config(id.0).await?;
-        visible(
-            req,
-            &config.spec.project,
-            format_args!("alert config {}", id.0),
-        )?;
+        self.visible_config(req, id.0).await?;
         self.state
             .store
             .delete_config(id.0, &sub, SystemClock.now())

@@ -76,8 +76,10 @@ impl From<SamplingStrategy> for StrategyBody {
 #[serde(deny_unknown_fields)]
 pub struct WindowBody {
     /// Start, `HH:MM` UTC.
+    #[oai(validator(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub start: String,
     /// End (exclusive), `HH:MM` UTC; before `start` wraps past midnight.
+    #[oai(validator(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub end: String,
 }
 
@@ -173,6 +175,7 @@ pub struct SamplingPatch {
     /// `none | random | deterministic | time_window`.
     pub strategy: Option<StrategyBody>,
     /// The project's rate, in `(0, 1]`.
+    #[oai(validator(minimum(value = "0", exclusive), maximum(value = "1")))]
     pub rate: Option<f64>,
     /// `time_window` only.
     pub windows: Option<Vec<WindowBody>>,
@@ -186,12 +189,17 @@ pub struct SamplingPatch {
 #[serde(deny_unknown_fields, default)]
 pub struct SettingsPatch {
     /// Days raw events are kept (1 to 400).
+    #[oai(validator(minimum(value = "1"), maximum(value = "400")))]
     pub retention_days: Option<u32>,
     /// ISO 4217 code; `null` unsets it.
+    #[oai(validator(pattern = r"^[A-Z]{3}$"))]
     pub currency: MaybeUndefined<String>,
     /// Minutes of inactivity that end a derived session (1 to 1440).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1440")))]
     pub session_timeout_minutes: Option<u32>,
-    /// Origins allowed to ingest from browsers (replaces the list).
+    /// Origins allowed to ingest from browsers (replaces the list): `*` or
+    /// `scheme://host[:port]`.
+    #[oai(validator(max_items = 100, pattern = r"^(\*|https?://[^/\s]+)$"))]
     pub allowed_origins: Option<Vec<String>>,
     /// Rate limits.
     pub rate_limit: Option<RateLimitPatch>,
@@ -330,7 +338,7 @@ pub struct ProjectList {
 #[serde(deny_unknown_fields)]
 pub struct SourceSamplingBody {
     /// The source's rate, in `(0, 1]`; `null`: the project's.
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "0", exclusive), maximum(value = "1")))]
     #[serde(default)]
     pub rate: Option<f64>,
     /// Per event kind rates of this source (they win over the project's).

@@ -62,15 +62,8 @@ pub(crate) fn require_business(req: &Request) -> Result<(), ApiError> {
 /// route's.
 pub(crate) fn readable_project(req: &Request, p: Option<String>) -> Result<ProjectId, ApiError> {
     let project = project_param(p)?.unwrap_or_else(ProjectId::default_project);
-    if identity(req)?.may_access(&project) {
-        Ok(project)
-    } else {
-        Err(ApiError::new(
-            poem::http::StatusCode::NOT_FOUND,
-            "not_found",
-            format!("project {project} not found"),
-        ))
-    }
+    visible(req, &project, format_args!("project {project}"))?;
+    Ok(project)
 }
 
 /// 404 unless the caller's token covers `project` (what a token may not see does not
