@@ -72,8 +72,6 @@ impl From<SamplingStrategy> for StrategyBody {
 
 /// A daily UTC window of `time_window` sampling.
 #[derive(Debug, Clone, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
-#[serde(deny_unknown_fields)]
 pub struct WindowBody {
     /// Start, `HH:MM` UTC.
     #[oai(validator(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
@@ -156,54 +154,56 @@ impl From<&ProjectSettings> for SettingsBody {
 
 /// Rate limits to change: the fields named replace the current ones.
 #[derive(Debug, Clone, Default, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RateLimitPatch {
     /// Requests per second per key; `null` removes the limit.
-    #[oai(validator(minimum(value = "1")))]
+    #[oai(nullable, validator(minimum(value = "1")))]
     pub per_key_per_second: MaybeUndefined<u32>,
     /// Requests per minute per IP; `null` removes the limit.
-    #[oai(validator(minimum(value = "1")))]
+    #[oai(nullable, validator(minimum(value = "1")))]
     pub per_ip_per_minute: MaybeUndefined<u32>,
 }
 
 /// Sampling to change: the fields named replace the current ones.
 #[derive(Debug, Clone, Default, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct SamplingPatch {
     /// `none | random | deterministic | time_window`.
+    #[oai(nullable)]
     pub strategy: Option<StrategyBody>,
     /// The project's rate, in `(0, 1]`.
-    #[oai(validator(minimum(value = "0", exclusive), maximum(value = "1")))]
+    #[oai(nullable, validator(minimum(value = "0", exclusive), maximum(value = "1")))]
     pub rate: Option<f64>,
     /// `time_window` only.
+    #[oai(nullable)]
     pub windows: Option<Vec<WindowBody>>,
     /// Per event kind rates (replaces the whole map).
+    #[oai(nullable)]
     pub kinds: Option<BTreeMap<String, f64>>,
 }
 
 /// Settings to change (`PATCH`) or to start from (`POST`): only the fields named change.
 #[derive(Debug, Clone, Default, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct SettingsPatch {
     /// Days raw events are kept (1 to 400).
-    #[oai(validator(minimum(value = "1"), maximum(value = "400")))]
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "400")))]
     pub retention_days: Option<u32>,
     /// ISO 4217 code; `null` unsets it.
-    #[oai(validator(pattern = r"^[A-Z]{3}$"))]
+    #[oai(nullable, validator(pattern = r"^[A-Z]{3}$"))]
     pub currency: MaybeUndefined<String>,
     /// Minutes of inactivity that end a derived session (1 to 1440).
-    #[oai(validator(minimum(value = "1"), maximum(value = "1440")))]
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "1440")))]
     pub session_timeout_minutes: Option<u32>,
     /// Origins allowed to ingest from browsers (replaces the list): `*` or
     /// `scheme://host[:port]`.
-    #[oai(validator(max_items = 100, pattern = r"^(\*|https?://[^/\s]+)$"))]
+    #[oai(nullable, validator(max_items = 100, pattern = r"^(\*|https?://[^/\s]+)$"))]
     pub allowed_origins: Option<Vec<String>>,
     /// Rate limits.
+    #[oai(nullable)]
     pub rate_limit: Option<RateLimitPatch>,
     /// Sampling.
+    #[oai(nullable)]
     pub sampling: Option<SamplingPatch>,
 }
 
@@ -299,8 +299,6 @@ impl From<&Project> for ProjectBody {
 
 /// `POST projects`.
 #[derive(Debug, Clone, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
-#[serde(deny_unknown_fields)]
 pub struct ProjectCreate {
     /// The slug (lowercase letters, digits, `_` and `-`; starts with a letter or digit).
     #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
@@ -310,18 +308,16 @@ pub struct ProjectCreate {
     pub name: String,
     /// Settings different from the defaults.
     #[serde(default)]
+    #[oai(nullable)]
     pub settings: Option<SettingsPatch>,
 }
 
 /// `PATCH projects/{id}`.
 #[derive(Debug, Clone, Default, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ProjectPatch {
-    /// A new display name.
-    #[oai(validator(min_length = 1, max_length = 200))]
-    pub name: Option<String>,
-    /// Settings to change.
+    /// Settings to change (the name is fixed at creation).
+    #[oai(nullable)]
     pub settings: Option<SettingsPatch>,
 }
 
@@ -334,8 +330,6 @@ pub struct ProjectList {
 
 /// A source's sampling overrides.
 #[derive(Debug, Clone, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
-#[serde(deny_unknown_fields)]
 pub struct SourceSamplingBody {
     /// The source's rate, in `(0, 1]`; `null`: the project's.
     #[oai(nullable, validator(minimum(value = "0", exclusive), maximum(value = "1")))]
@@ -373,30 +367,29 @@ fn event_source_body(name: &str, s: &SourceSettings) -> EventSourceBody {
 
 /// `POST sources`.
 #[derive(Debug, Clone, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
-#[serde(deny_unknown_fields)]
 pub struct SourceCreate {
     /// The name events carry in `source`.
     #[oai(validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"))]
     pub name: String,
     /// A description.
     #[serde(default)]
-    #[oai(validator(max_length = 500))]
+    #[oai(nullable, validator(max_length = 500))]
     pub description: Option<String>,
     /// Sampling overrides.
     #[serde(default)]
+    #[oai(nullable)]
     pub sampling: Option<SourceSamplingBody>,
 }
 
 /// `PATCH sources/{name}`: the fields named replace the current ones.
 #[derive(Debug, Clone, Default, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct SourcePatch {
     /// A description; `null` removes it.
-    #[oai(validator(max_length = 500))]
+    #[oai(nullable, validator(max_length = 500))]
     pub description: MaybeUndefined<String>,
     /// Sampling overrides; `null` removes them.
+    #[oai(nullable)]
     pub sampling: MaybeUndefined<SourceSamplingBody>,
 }
 
@@ -409,8 +402,6 @@ pub struct SourceList {
 
 /// `POST api-keys`.
 #[derive(Debug, Clone, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
-#[serde(deny_unknown_fields)]
 pub struct KeyCreate {
     /// A label.
     #[oai(validator(min_length = 1, max_length = 200))]
@@ -609,9 +600,6 @@ impl ProjectsApi {
         if !identity(req)?.may_access(&id) {
             return Err(not_found(format!("project {id}")).into());
         }
-        if body.name.trim().is_empty() {
-            return Err(ApiError::invalid("name", "must not be blank").into());
-        }
         let settings = body
             .settings
             .unwrap_or_default()
@@ -684,12 +672,8 @@ impl ProjectsApi {
         body: StrictJson<ProjectPatch>,
     ) -> ApiResult<Json<ProjectBody>, (Body, NotFound)> {
         let project = self.visible(req, &id.0).await?;
-        let body = body.0;
-        if body.name.is_some() {
-            // Names are fixed at creation in the store; say so rather than ignore it.
-            return Err(ApiError::invalid("name", "cannot be changed").into());
-        }
         let settings = body
+            .0
             .settings
             .unwrap_or_default()
             .apply(project.settings.clone())
