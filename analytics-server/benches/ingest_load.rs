@@ -589,7 +589,12 @@ async fn compare(
 async fn controls(s: &Setup, rounds: usize, per_round: usize, seq: &AtomicUsize, rng: &mut Lcg) {
     let jwt = analytics_server::JwtSettings::new(analytics_server::Secret::new(JWT_SECRET));
     let token = jwt
-        .issue("bench", &[analytics_server::Role::Admin], Utc::now().timestamp(), 3600)
+        .issue(
+            "bench",
+            &[analytics_server::Role::Admin],
+            Utc::now().timestamp(),
+            3600,
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let variants = [
         (
@@ -612,23 +617,39 @@ async fn controls(s: &Setup, rounds: usize, per_round: usize, seq: &AtomicUsize,
             let v = (k + round) % variants.len();
             let r = s
                 .http
-                .patch(format!("{}/api/v1/analytics/projects/{PROJECT}", s.server.base))
+                .patch(format!(
+                    "{}/api/v1/analytics/projects/{PROJECT}",
+                    s.server.base
+                ))
                 .bearer_auth(&token)
                 .json(&json!({ "settings": variants[v].1 }))
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("PATCH: {e}"));
-            assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap_or_default());
+            assert_eq!(
+                r.status().as_u16(),
+                200,
+                "{}",
+                r.text().await.unwrap_or_default()
+            );
             let work = workload(per_round, batch, seq, rng);
             took[v].push(run_http(&s.http, &s.server.base, &s.key, &work, clients).await);
         }
     }
     let requests = per_round.div_ceil(batch);
     let rate = |t: &[Duration]| {
-        median(t.iter().map(|d| per_round as f64 / d.as_secs_f64()).collect())
+        median(
+            t.iter()
+                .map(|d| per_round as f64 / d.as_secs_f64())
+                .collect(),
+        )
     };
     let per_request = |t: &[Duration]| {
-        median(t.iter().map(|d| d.as_secs_f64() * clients as f64 / requests as f64).collect())
+        median(
+            t.iter()
+                .map(|d| d.as_secs_f64() * clients as f64 / requests as f64)
+                .collect(),
+        )
     };
     let base = rate(&took[0]);
     for (i, (name, _)) in variants.iter().enumerate() {
@@ -651,7 +672,11 @@ async fn controls(s: &Setup, rounds: usize, per_round: usize, seq: &AtomicUsize,
     for i in 0..n {
         let key = format!("{PROJECT}|key:{}", i % 64);
         let _ = limiter
-            .check(analytics_server::rate_limit::LimitKind::Key, &key, 1_000_000_000)
+            .check(
+                analytics_server::rate_limit::LimitKind::Key,
+                &key,
+                1_000_000_000,
+            )
             .await;
     }
     let per_check = started.elapsed().as_secs_f64() / f64::from(n);

@@ -172,7 +172,10 @@ pub struct SamplingPatch {
     #[oai(nullable)]
     pub strategy: Option<StrategyBody>,
     /// The project's rate, in `(0, 1]`.
-    #[oai(nullable, validator(minimum(value = "0", exclusive), maximum(value = "1")))]
+    #[oai(
+        nullable,
+        validator(minimum(value = "0", exclusive), maximum(value = "1"))
+    )]
     pub rate: Option<f64>,
     /// `time_window` only.
     #[oai(nullable)]
@@ -197,7 +200,10 @@ pub struct SettingsPatch {
     pub session_timeout_minutes: Option<u32>,
     /// Origins allowed to ingest from browsers (replaces the list): `*` or
     /// `scheme://host[:port]`.
-    #[oai(nullable, validator(max_items = 100, pattern = r"^(\*|https?://[^/\s]+)$"))]
+    #[oai(
+        nullable,
+        validator(max_items = 100, pattern = r"^(\*|https?://[^/\s]+)$")
+    )]
     pub allowed_origins: Option<Vec<String>>,
     /// Rate limits.
     #[oai(nullable)]
@@ -332,7 +338,10 @@ pub struct ProjectList {
 #[derive(Debug, Clone, Object, Deserialize)]
 pub struct SourceSamplingBody {
     /// The source's rate, in `(0, 1]`; `null`: the project's.
-    #[oai(nullable, validator(minimum(value = "0", exclusive), maximum(value = "1")))]
+    #[oai(
+        nullable,
+        validator(minimum(value = "0", exclusive), maximum(value = "1"))
+    )]
     #[serde(default)]
     pub rate: Option<f64>,
     /// Per event kind rates of this source (they win over the project's).
