@@ -289,6 +289,34 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn redis_down_falls_back_to_the_local_budget_and_says_so() {
+        let m = metrics();
+        // Nothing listens on port 1: every check is decided in-process.
+        let limiter = IngestLimiter::new(Some("redis://127.0.0.1:1"), m.clone()).unwrap();
+        let mut allowed = 0;
+        for _ in 0..4 {
+            allowed += u32::from(
+                limiter
+                    .check(LimitKind::Ip, "shop|10.0.0.9", 2)
+                    .await
+                    .allowed,
+            );
+        }
+        assert_eq!(
+            allowed, 2,
+            "neither everything refused nor everything let through"
+        );
+        assert_eq!(m.redis_up.get(), 0);
+        assert!(m.redis_errors.get() >= 1);
+        assert_eq!(
+            m.decisions
+                .with_label_values(&["ip", "local", "limited"])
+                .get(),
+            2
+        );
+    }
+
     #[test]
     fn waits_round_up_to_whole_seconds() {
         assert_eq!(whole_secs(Duration::ZERO), 0);
