@@ -86,7 +86,14 @@ async fn projects_sources_and_keys_round_trip_over_http() {
         .assert_error(StatusCode::CONFLICT, None);
     app.create_project("blog", json!({"sampling": {"rate": 1.5}}))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, Some("settings.sampling.rate"));
+        .assert_error(StatusCode::BAD_REQUEST, Some("body"));
+    // What the schema cannot state, the settings check names.
+    app.create_project("blog", json!({"sampling": {"kinds": {"Not A Kind": 0.5}}}))
+        .await
+        .assert_error(
+            StatusCode::BAD_REQUEST,
+            Some("settings.sampling.kinds.Not A Kind"),
+        );
 
     // PATCH merges the fields it names; every answer carries the whole settings object.
     let r = app
