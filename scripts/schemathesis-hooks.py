@@ -17,6 +17,9 @@ they are sent (`before_call` runs in every phase; `map_query` would skip the cov
   is dropped (the version is a guess; a stale one is 412).
 - Business routes: `currency` is three letters in the schema, but only ISO 4217 codes are
   known (another is 400 naming `currency`); a positive case's unknown code becomes `USD`.
+- Projects and sources (`POST|PATCH .../projects[...]`): the keys of a `kinds` map must be
+  event kinds (a schema cannot constrain map keys); positive cases get `page_view`. The slug
+  `analytics-internal` is reserved (400 naming `id`); a positive case gets another.
 - Notification preferences (`PUT .../notifications/preferences[...]`): the server checks the
   email, E.164 phone, https webhook, channel names, quiet hours (IANA zone) and member ids so
   that the 400 names the field; positive cases get values that pass those checks.
@@ -49,6 +52,8 @@ def before_call(ctx, case, **kwargs):
         _alerts(case, path, method)
     if path.startswith("/api/v1/analytics/notifications/preferences") and method == "PUT":
         _preferences(case)
+    if path.startswith("/api/v1/analytics/projects") and method in ("POST", "PATCH"):
+        _projects(case)
     query = case.query
     if not isinstance(query, dict):
         return
@@ -190,3 +195,24 @@ def _preferences(case):
     members = body.get("members")
     if isinstance(members, list):
         body["members"] = [m for m in members if _user_id(m)][:500]
+
+
+def _kinds(value):
+    """Rewrites every `kinds` map below `value` to known event kinds."""
+    if isinstance(value, dict):
+        for key, inner in list(value.items()):
+            if key == "kinds" and isinstance(inner, dict) and inner:
+                value[key] = {"page_view": 0.5}
+            else:
+                _kinds(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            _kinds(inner)
+
+
+def _projects(case):
+    if not _positive(case) or not isinstance(case.body, dict):
+        return
+    _kinds(case.body)
+    if case.body.get("id") == "analytics-internal":
+        case.body["id"] = "analytics-other"

@@ -26,6 +26,8 @@ pub mod page;
 pub mod ports;
 pub mod project;
 pub mod rollup;
+pub mod sampling;
+pub mod session;
 pub mod time;
 
 #[cfg(feature = "testkit")]

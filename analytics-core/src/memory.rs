@@ -784,16 +784,50 @@ impl ProjectStore for MemoryStore {
 
     async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<ApiKeyRecord> {
         let mut inner = self.lock();
-        let key = inner
-            .api_keys
-            .iter_mut()
-            .find(|k| k.id == id)
-            .ok_or_else(|| Error::not_found(format!("api key {id}")))?;
+        let key = key_mut(&mut inner, id)?;
         if key.revoked_at.is_none() {
             key.revoked_at = Some(at);
         }
         Ok(key.clone())
     }
+
+    async fn touch_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        let mut inner = self.lock();
+        let key = key_mut(&mut inner, id)?;
+        key.last_used_at = Some(key.last_used_at.map_or(at, |t| t.max(at)));
+        Ok(())
+    }
+
+    async fn delete_project(&self, id: &ProjectId) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.projects.remove(id).is_none() {
+            return Err(Error::not_found(format!("project {id}")));
+        }
+        inner.events.retain(|(p, _), _| p != id);
+        inner.dirty.retain(|(_, p), _| p != id);
+        inner.cleared.retain(|(_, p), _| p != id);
+        inner.rollups.retain(|k, _| &k.project != id);
+        let configs: HashSet<Uuid> = inner
+            .configs
+            .values()
+            .filter(|c| &c.spec.project == id)
+            .map(|c| c.id)
+            .collect();
+        inner.configs.retain(|c, _| !configs.contains(c));
+        inner.audit.retain(|a| !configs.contains(&a.config_id));
+        inner.alerts.retain(|_, a| &a.fired.project != id);
+        inner.api_keys.retain(|k| &k.project != id);
+        Ok(())
+    }
+}
+
+/// The stored key with this id, to change.
+fn key_mut(inner: &mut Inner, id: Uuid) -> Result<&mut ApiKeyRecord> {
+    inner
+        .api_keys
+        .iter_mut()
+        .find(|k| k.id == id)
+        .ok_or_else(|| Error::not_found(format!("api key {id}")))
 }
 
 /// Releases a memory lock when dropped.

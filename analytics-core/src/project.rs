@@ -1,5 +1,6 @@
 //! Projects (tenants) with their settings, and API keys kept only as SHA-256 hashes.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -9,20 +10,48 @@ use uuid::Uuid;
 
 use crate::error::FieldError;
 use crate::ids::ProjectId;
+use crate::sampling::{SamplingSettings, SamplingStrategy, SourceSettings};
 
 /// The longest raw retention a project may have, in days. It bounds how old an accepted
 /// event can be (see [`crate::event::AgeLimit`]), hence how many days of raw events (day
 /// partitions, in PostgreSQL) a store ever holds.
 pub const MAX_RETENTION_DAYS: u32 = 400;
 
+/// The default inactivity gap that ends a derived session, in minutes.
+pub const DEFAULT_SESSION_TIMEOUT_MINUTES: u32 = 60;
+
+/// Per-project ingest rate limits; `None`: no limit of that kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitSettings {
+    /// Events requests per second per API key (or per token subject).
+    pub per_key_per_second: Option<u32>,
+    /// Ingest requests per minute per client IP.
+    pub per_ip_per_minute: Option<u32>,
+}
+
 /// Per-project settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProjectSettings {
     /// Days raw events are kept before retention deletes them (rollups are kept); 1 to
     /// [`MAX_RETENTION_DAYS`]. Events older than this are not accepted.
     pub retention_days: u32,
-    /// Default sampling probability for ingested events, in `(0, 1]`.
+    /// The project's sampling rate, in `(0, 1]`: kept equal to `sampling.rate` (the column
+    /// older code reads). A stored rate below 1 without `sampling` means random sampling.
     pub sample_rate: f64,
+    /// The project's currency (ISO 4217), when set.
+    pub currency: Option<String>,
+    /// The inactivity gap after which a derived session ends.
+    pub session_timeout_minutes: u32,
+    /// Origins allowed to ingest from browsers (CORS); empty: none.
+    pub allowed_origins: Vec<String>,
+    /// Ingest rate limits.
+    pub rate_limit: RateLimitSettings,
+    /// Sampling at ingest.
+    pub sampling: SamplingSettings,
+    /// Event sources, by name, with their sampling overrides.
+    pub sources: BTreeMap<String, SourceSettings>,
 }
 
 impl Default for ProjectSettings {
@@ -30,6 +59,12 @@ impl Default for ProjectSettings {
         Self {
             retention_days: 7,
             sample_rate: 1.0,
+            currency: None,
+            session_timeout_minutes: DEFAULT_SESSION_TIMEOUT_MINUTES,
+            allowed_origins: Vec::new(),
+            rate_limit: RateLimitSettings::default(),
+            sampling: SamplingSettings::default(),
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -57,11 +92,97 @@ impl ProjectSettings {
                 "must be greater than 0 and at most 1",
             ));
         }
+        if !(1..=1440).contains(&self.session_timeout_minutes) {
+            errors.push(FieldError::new(
+                "session_timeout_minutes",
+                "must be from 1 to 1440",
+            ));
+        }
+        if let Some(c) = &self.currency
+            && !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            errors.push(FieldError::new(
+                "currency",
+                "must be an ISO 4217 code (3 uppercase letters)",
+            ));
+        }
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            let ok = o == "*"
+                || ((o.starts_with("https://") || o.starts_with("http://"))
+                    && !o.ends_with('/')
+                    && !o.contains(char::is_whitespace));
+            if !ok {
+                errors.push(FieldError::new(
+                    format!("allowed_origins[{i}]"),
+                    "must be `*` or an origin such as https://shop.example.com",
+                ));
+            }
+        }
+        for (name, rate) in [
+            (
+                "rate_limit.per_key_per_second",
+                self.rate_limit.per_key_per_second,
+            ),
+            (
+                "rate_limit.per_ip_per_minute",
+                self.rate_limit.per_ip_per_minute,
+            ),
+        ] {
+            if rate == Some(0) {
+                errors.push(FieldError::new(name, "must be at least 1 (null: no limit)"));
+            }
+        }
+        self.sampling.check("sampling.", &mut errors);
+        for (name, source) in &self.sources {
+            if let Some(s) = &source.sampling {
+                s.check(&format!("sources.{name}.sampling."), &mut errors);
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(crate::ValidationErrors(errors))
         }
+    }
+
+    /// Rebuilds settings from a store's columns: `retention_days` and `sample_rate` have
+    /// their own columns, everything else is the JSON document `extra` (absent in rows
+    /// written before it existed). The error says what could not be read.
+    pub fn from_stored(
+        retention_days: u32,
+        sample_rate: f64,
+        extra: Option<&str>,
+    ) -> Result<Self, String> {
+        let mut settings: Self = match extra {
+            None => Self::default(),
+            Some(json) => serde_json::from_str(json).map_err(|e| format!("settings: {e}"))?,
+        };
+        settings.retention_days = retention_days;
+        settings.sample_rate = sample_rate;
+        Ok(settings.normalized())
+    }
+
+    /// The JSON document stores keep beside the `retention_days` and `sample_rate` columns.
+    pub fn stored_extra(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// Reconciles the legacy `sample_rate` with `sampling` after loading or changing
+    /// settings: a legacy rate below 1 without a strategy means random sampling at that
+    /// rate; otherwise `sample_rate` mirrors the strategy's rate (1 without sampling).
+    pub fn normalized(mut self) -> Self {
+        if self.sampling.strategy == SamplingStrategy::None
+            && self.sample_rate < 1.0
+            && self.sampling.rate >= 1.0
+        {
+            self.sampling.strategy = SamplingStrategy::Random;
+            self.sampling.rate = self.sample_rate;
+        }
+        self.sample_rate = match self.sampling.strategy {
+            SamplingStrategy::None => 1.0,
+            _ => self.sampling.rate,
+        };
+        self
     }
 }
 
@@ -146,6 +267,10 @@ pub struct ApiKeyRecord {
     pub created_at: DateTime<Utc>,
     /// When revoked; a revoked key never authenticates again.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When the key last authenticated a request (recorded when the server's key cache
+    /// looks it up in the store, so to within the cache's TTL).
+    #[serde(default)]
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 impl ApiKeyRecord {
@@ -179,6 +304,7 @@ mod tests {
         let bad = ProjectSettings {
             retention_days: 0,
             sample_rate: f64::NAN,
+            ..ProjectSettings::default()
         };
         let e = bad.validate().unwrap_err();
         assert!(e.has_field("retention_days") && e.has_field("sample_rate"));

@@ -46,6 +46,7 @@ use sqlx::{Connection, PgConnection, SqliteConnection};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_analytics-server");
 const PROJECT: &str = "shop";
+const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
 const ROUTES: [&str; 6] = [
     "/api/v1/products/:id",
@@ -218,10 +219,7 @@ impl Server {
         let mut child = Command::new(SERVER)
             .env("DATABASE_URL", db_url)
             .env("ANALYTICS_BIND", "127.0.0.1:0")
-            .env(
-                "ANALYTICS_JWT_SECRET",
-                "bench-secret-bench-secret-bench-secret",
-            )
+            .env("ANALYTICS_JWT_SECRET", JWT_SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -678,6 +676,113 @@ async fn compare(
     (median(http_rates), median(copy_rates))
 }
 
+/// Ingest controls under load: the same workload with the project's settings switched
+/// between no controls (the baseline), random sampling at 0.1, and rate limits high enough
+/// never to refuse (their cost alone), in interleaved rounds; then the in-process limiter's
+/// own cost per check against the baseline's time per request.
+async fn controls(s: &Setup, rounds: usize, per_round: usize, seq: &AtomicUsize, rng: &mut Lcg) {
+    let jwt = analytics_server::JwtSettings::new(analytics_server::Secret::new(JWT_SECRET));
+    let token = jwt
+        .issue(
+            "bench",
+            &[analytics_server::Role::Admin],
+            Utc::now().timestamp(),
+            3600,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let variants = [
+        (
+            "no sampling, no limits",
+            json!({"sampling": {"strategy": "none"}, "rate_limit": {"per_key_per_second": null, "per_ip_per_minute": null}}),
+        ),
+        (
+            "random sampling at 0.1",
+            json!({"sampling": {"strategy": "random", "rate": 0.1}, "rate_limit": {"per_key_per_second": null, "per_ip_per_minute": null}}),
+        ),
+        (
+            "rate limits (never reached)",
+            json!({"sampling": {"strategy": "none"}, "rate_limit": {"per_key_per_second": 1_000_000_000u32, "per_ip_per_minute": 1_000_000_000u32}}),
+        ),
+    ];
+    let (batch, clients) = (100, 4);
+    let mut took = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        for k in 0..variants.len() {
+            let v = (k + round) % variants.len();
+            let r = s
+                .http
+                .patch(format!(
+                    "{}/api/v1/analytics/projects/{PROJECT}",
+                    s.server.base
+                ))
+                .bearer_auth(&token)
+                .json(&json!({ "settings": variants[v].1 }))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("PATCH: {e}"));
+            assert_eq!(
+                r.status().as_u16(),
+                200,
+                "{}",
+                r.text().await.unwrap_or_default()
+            );
+            let work = workload(per_round, batch, seq, rng, s.backend);
+            took[v].push(run_http(&s.http, &s.server.base, &s.key, &work, clients).await);
+        }
+    }
+    let requests = per_round.div_ceil(batch);
+    let rate = |t: &[Duration]| {
+        median(
+            t.iter()
+                .map(|d| per_round as f64 / d.as_secs_f64())
+                .collect(),
+        )
+    };
+    let per_request = |t: &[Duration]| {
+        median(
+            t.iter()
+                .map(|d| d.as_secs_f64() * clients as f64 / requests as f64)
+                .collect(),
+        )
+    };
+    let base = rate(&took[0]);
+    for (i, (name, _)) in variants.iter().enumerate() {
+        println!(
+            "summary controls batch={batch} clients={clients} rounds={rounds}x{per_round}: \
+             {name}: {:.0} events/s offered ({:.2}x the baseline), {:.0} us per request",
+            rate(&took[i]),
+            rate(&took[i]) / base,
+            per_request(&took[i]) * 1e6
+        );
+    }
+    // The limiter alone, in-process: two checks per request (key and IP), as ingest makes.
+    let limiter = analytics_server::rate_limit::IngestLimiter::new(
+        None,
+        analytics_server::metrics::Metrics::new().rate_limit_metrics(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let n = 200_000u32;
+    let started = Instant::now();
+    for i in 0..n {
+        let key = format!("{PROJECT}|key:{}", i % 64);
+        let _ = limiter
+            .check(
+                analytics_server::rate_limit::LimitKind::Key,
+                &key,
+                1_000_000_000,
+            )
+            .await;
+    }
+    let per_check = started.elapsed().as_secs_f64() / f64::from(n);
+    println!(
+        "summary controls: in-process limiter {:.2} us per check, 2 checks per request = \
+         {:.3}% of a baseline request ({:.0} us)",
+        per_check * 1e6,
+        200.0 * per_check / per_request(&took[0]),
+        per_request(&took[0]) * 1e6
+    );
+}
+
 /// Sustained load: `clients` tasks post batches of `batch` fresh events for `secs`;
 /// RSS is sampled every 250 ms.
 async fn sustain(s: &Setup, batch: usize, clients: usize, secs: u64, seq: &AtomicUsize) {
@@ -836,6 +941,7 @@ fn main() {
             mib(rss),
             mib(hwm)
         );
+        controls(&s, rounds, per_round, &seq, &mut rng).await;
         if measure {
             let secs = env_usize("BENCH_SUSTAIN_SECS", 60) as u64;
             if secs > 0 {

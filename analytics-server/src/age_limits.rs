@@ -1,9 +1,15 @@
 //! The age limits of ingest (core's [`AgeLimit`]: an event may not be older than its
-//! project's raw retention nor fall into its sealed hours), read from the store per project
-//! and cached briefly so that ingest does not ask the store on every request.
+//! project's raw retention nor fall into its sealed hours) and the project settings ingest
+//! applies (sampling, rate limits, session timeout, allowed origins), read from the store
+//! per project and cached briefly so that ingest does not ask the store on every request.
+//! A change through the admin routes takes effect at once on the replica that made it and
+//! within the TTL on the others.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use analytics_core::project::ProjectSettings;
 
 use analytics_core::ports::Store;
 use analytics_core::rollup::scheduler::seal_key;
@@ -18,7 +24,16 @@ pub const DEFAULT_AGE_LIMIT_TTL: Duration = Duration::from_secs(30);
 /// Recently read age limits per project (moka, at most 10,000 projects); no cache with a
 /// zero TTL.
 #[derive(Clone)]
-pub struct AgeLimitCache(Option<moka::future::Cache<ProjectId, AgeLimit>>);
+pub struct AgeLimitCache(Option<moka::future::Cache<ProjectId, ProjectLimits>>);
+
+/// What ingest reads of a project.
+#[derive(Debug, Clone)]
+pub struct ProjectLimits {
+    /// How old its events may be.
+    pub age: AgeLimit,
+    /// Its settings (the defaults when it has no record).
+    pub settings: Arc<ProjectSettings>,
+}
 
 impl AgeLimitCache {
     /// Entries live `ttl`.
@@ -49,16 +64,20 @@ impl AgeLimitCache {
         for project in std::iter::once(default_project.clone()).chain(named) {
             if let std::collections::hash_map::Entry::Vacant(slot) = limits.projects.entry(project)
             {
-                let limit = self.limit(store, slot.key()).await?;
-                slot.insert(limit);
+                let limit = self.limits(store, slot.key()).await?;
+                slot.insert(limit.age);
             }
         }
         Ok(limits)
     }
 
-    /// One project's limit: its settings (the defaults when it has no record yet) and its
+    /// One project's limits: its settings (the defaults when it has no record yet) and its
     /// seal watermark.
-    async fn limit(&self, store: &dyn Store, project: &ProjectId) -> Result<AgeLimit, Error> {
+    pub async fn limits(
+        &self,
+        store: &dyn Store,
+        project: &ProjectId,
+    ) -> Result<ProjectLimits, Error> {
         if let Some(cache) = &self.0
             && let Some(limit) = cache.get(project).await
         {
@@ -69,11 +88,21 @@ impl AgeLimitCache {
             Err(Error::NotFound { .. }) => Default::default(),
             Err(e) => return Err(e),
         };
-        let limit = AgeLimit::new(&settings, store.watermark(&seal_key(project)).await?);
+        let limit = ProjectLimits {
+            age: AgeLimit::new(&settings, store.watermark(&seal_key(project)).await?),
+            settings: Arc::new(settings),
+        };
         if let Some(cache) = &self.0 {
-            cache.insert(project.clone(), limit).await;
+            cache.insert(project.clone(), limit.clone()).await;
         }
         Ok(limit)
+    }
+
+    /// Forgets a project's cached limits (after its settings changed here).
+    pub async fn forget(&self, project: &ProjectId) {
+        if let Some(cache) = &self.0 {
+            cache.invalidate(project).await;
+        }
     }
 }
 

@@ -344,6 +344,15 @@ impl fmt::Debug for ApiKeyCache {
     }
 }
 
+impl ApiKeyCache {
+    /// Forgets a key (after it was revoked here; other replicas within the TTL).
+    pub async fn forget(&self, hash: &ApiKeyHash) {
+        if let Some(cache) = &self.0 {
+            cache.invalidate(hash).await;
+        }
+    }
+}
+
 /// Reads the credentials of `req` and resolves them: `Ok(None)` when none were presented.
 pub async fn authenticate(
     req: &Request,
@@ -420,6 +429,12 @@ async fn api_key_identity(
         Some(rec) if rec.is_active() => {
             if let Some(cache) = &keys.0 {
                 cache.insert(hash, (rec.project.clone(), rec.id)).await;
+            }
+            // Last use is recorded on a cache miss: to within the cache's TTL. A failure to
+            // record it does not refuse the request.
+            let now = analytics_core::Clock::now(&analytics_core::SystemClock);
+            if let Err(e) = store.touch_api_key(rec.id, now).await {
+                tracing::warn!(error = %e, key = %rec.id, "could not record the api key's use");
             }
             Ok(Identity::ApiKey {
                 project: rec.project,

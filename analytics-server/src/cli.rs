@@ -100,10 +100,19 @@ struct Common {
     /// this server's own `/metrics`).
     #[arg(long, env = "ANALYTICS_PROMETHEUS_URL", global = true)]
     prometheus_url: Option<String>,
-    /// Redis for the dashboard summary cache, shared by every replica (default: cache
-    /// in-process).
+    /// Redis for the dashboard summary cache and the ingest rate limits, shared by every
+    /// replica (default: in-process).
     #[arg(long, env = "REDIS_URL", global = true)]
     redis_url: Option<String>,
+    /// The secret that pseudonymous user ids (events without `user_id`) are keyed with;
+    /// replicas must share it (default: random per process).
+    #[arg(
+        long,
+        env = "ANALYTICS_USER_ID_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    user_id_key: Option<String>,
     /// `health/overview` says `degraded` above this error rate (a fraction).
     #[arg(long, env = "ANALYTICS_HEALTH_MAX_ERROR_RATE", global = true,
           default_value_t = HealthThresholds::default().max_error_rate)]
@@ -503,6 +512,11 @@ async fn serve(common: Common) -> anyhow::Result<()> {
     settings.connections.max_connections = connection_budget(common.max_connections);
     settings.prometheus_url = common.prometheus_url.clone();
     settings.redis_url = common.redis_url.clone().filter(|u| !u.trim().is_empty());
+    settings.user_id_key = common
+        .user_id_key
+        .clone()
+        .filter(|k| !k.trim().is_empty())
+        .map(Secret::new);
     settings.notify = common.notify.settings();
     settings.health_thresholds = HealthThresholds {
         max_error_rate: common.health_max_error_rate,
@@ -626,6 +640,7 @@ async fn api_key(store: &dyn Store, command: ApiKeyCommand) -> anyhow::Result<()
                 hash: secret.hash(),
                 created_at: now,
                 revoked_at: None,
+                last_used_at: None,
             };
             store.create_api_key(&record).await?;
             eprintln!(

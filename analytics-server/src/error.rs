@@ -62,6 +62,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
+    /// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (429 answers).
+    pub rate_limit: Option<(u32, u32, u64)>,
 }
 
 impl ApiError {
@@ -73,6 +75,21 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
+            rate_limit: None,
+        }
+    }
+
+    /// 429 with `Retry-After` and the `RateLimit-*` headers.
+    pub fn rate_limited(
+        message: impl Into<String>,
+        limit: u32,
+        remaining: u32,
+        reset: u64,
+    ) -> Self {
+        Self {
+            retry_after: Some(reset.max(1)),
+            rate_limit: Some((limit, remaining, reset.max(1))),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
         }
     }
 
@@ -231,6 +248,12 @@ impl poem::error::ResponseError for ApiError {
         if let Some(s) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some((limit, remaining, reset)) = self.rate_limit {
+            let h = resp.headers_mut();
+            h.insert("ratelimit-limit", HeaderValue::from(limit));
+            h.insert("ratelimit-remaining", HeaderValue::from(remaining));
+            h.insert("ratelimit-reset", HeaderValue::from(reset));
         }
         resp
     }

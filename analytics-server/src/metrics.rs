@@ -45,6 +45,10 @@ pub struct Metrics {
     notifications: IntGaugeVec,
     raw_hours_lookups: IntCounterVec,
     raw_hours_events: IntGauge,
+    project_ingest: IntCounterVec,
+    rate_limit_redis_up: IntGauge,
+    rate_limit_redis_errors: IntCounter,
+    rate_limit_decisions: IntCounterVec,
 }
 
 impl Metrics {
@@ -143,8 +147,41 @@ impl Metrics {
             "Raw events held in memory by the readers' hour cache",
         )
         .expect("valid metric");
+        let project_ingest = IntCounterVec::new(
+            Opts::new(
+                "analytics_project_ingest_events_total",
+                "Events per project and outcome since start (accepted, duplicate, rejected, \
+                 sampled_out, rate_limited, late)",
+            ),
+            &["project", "outcome"],
+        )
+        .expect("valid metric");
+        let rate_limit_redis_up = IntGauge::new(
+            "analytics_rate_limit_redis_up",
+            "1 while ingest rate limits are shared through Redis; 0 while they are enforced \
+             per process only (no REDIS_URL, or Redis unreachable)",
+        )
+        .expect("valid metric");
+        let rate_limit_redis_errors = IntCounter::new(
+            "analytics_rate_limit_redis_errors_total",
+            "Failed or timed-out Redis calls of the rate limiter (each fell back to the \
+             in-process limit)",
+        )
+        .expect("valid metric");
+        let rate_limit_decisions = IntCounterVec::new(
+            Opts::new(
+                "analytics_rate_limit_decisions_total",
+                "Rate limit checks by limit (key, ip), where decided (redis, local) and result",
+            ),
+            &["limit", "backend", "result"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(project_ingest.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rate_limit_redis_up.clone()),
+            Box::new(rate_limit_redis_errors.clone()),
+            Box::new(rate_limit_decisions.clone()),
+            Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(ingest.clone()),
             Box::new(avg_batch.clone()),
@@ -177,6 +214,24 @@ impl Metrics {
             notifications,
             raw_hours_lookups,
             raw_hours_events,
+            project_ingest,
+            rate_limit_redis_up,
+            rate_limit_redis_errors,
+            rate_limit_decisions,
+        }
+    }
+
+    /// The per-project ingest counter (registered here).
+    pub fn project_ingest(&self) -> IntCounterVec {
+        self.project_ingest.clone()
+    }
+
+    /// The rate limiter's metrics (registered here).
+    pub fn rate_limit_metrics(&self) -> crate::rate_limit::LimiterMetrics {
+        crate::rate_limit::LimiterMetrics {
+            redis_up: self.rate_limit_redis_up.clone(),
+            redis_errors: self.rate_limit_redis_errors.clone(),
+            decisions: self.rate_limit_decisions.clone(),
         }
     }
 

@@ -58,6 +58,9 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// How long a dashboard summary entry is served (60 s).
     pub summary_ttl: Duration,
+    /// The key of pseudonymous user ids (`ANALYTICS_USER_ID_KEY`); `None`: random per
+    /// process.
+    pub user_id_key: Option<crate::auth::Secret>,
     /// When `health/overview` says `degraded`.
     pub health_thresholds: HealthThresholds,
     /// The ML price table and the business collections.
@@ -85,6 +88,7 @@ impl Settings {
             prometheus_url: None,
             redis_url: None,
             summary_ttl: crate::summary_cache::DEFAULT_TTL,
+            user_id_key: None,
             health_thresholds: HealthThresholds::default(),
             analytics: crate::state::AnalyticsSettings::default(),
             notify: crate::notify::NotifySettings::default(),
@@ -250,6 +254,12 @@ impl Application {
         .with_api_key_ttl(settings.api_key_ttl)
         .with_summary_cache(settings.summary_ttl, settings.redis_url.as_deref())
         .context("REDIS_URL")?
+        .with_rate_limiter(settings.redis_url.as_deref())
+        .context("REDIS_URL")?
+        .with_user_id_key(match &settings.user_id_key {
+            Some(k) => crate::sessions::UserIdKey::new(k.expose().as_bytes()),
+            None => crate::sessions::UserIdKey::random(),
+        })
         .with_analytics(settings.analytics.clone())
         .with_health(HealthContext {
             thresholds: settings.health_thresholds,

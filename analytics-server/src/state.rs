@@ -136,6 +136,14 @@ pub struct AppState {
     pub analytics: Arc<AnalyticsSettings>,
     /// Which notification channels are enabled, and the dispatcher's counters.
     pub channels: Arc<crate::notify::ChannelReport>,
+    /// Per-project ingest counters (`ingest-stats`, `/metrics`).
+    pub ingest_stats: crate::ingest_stats::IngestStats,
+    /// Ingest rate limits (in-process; Redis with [`Self::with_rate_limiter`]).
+    pub rate_limiter: Arc<crate::rate_limit::IngestLimiter>,
+    /// The key of the daily salt of pseudonymous user ids (see `docs/SERVER.md`).
+    pub user_id_key: Arc<crate::sessions::UserIdKey>,
+    /// Recent sessions derived per user (events without a `session_id`).
+    pub sessions: Arc<crate::sessions::SessionTracker>,
     draining: Arc<AtomicBool>,
 }
 
@@ -203,6 +211,13 @@ impl AppState {
         let metrics = Metrics::new();
         let summary_cache = SummaryCache::new(SUMMARY_TTL, None, metrics.summary_cache_metrics())
             .expect("an in-process cache needs no URL");
+        let rate_limiter =
+            crate::rate_limit::IngestLimiter::new(None, metrics.rate_limit_metrics())
+                .expect("an in-process limiter needs no URL");
+        let ingest_stats = crate::ingest_stats::IngestStats::new(
+            analytics_core::Clock::now(&analytics_core::SystemClock),
+            metrics.project_ingest(),
+        );
         Self {
             summary_cache: Arc::new(summary_cache),
             collector,
@@ -215,6 +230,10 @@ impl AppState {
             age_limits: AgeLimitCache::new(DEFAULT_AGE_LIMIT_TTL),
             analytics: Arc::new(AnalyticsSettings::default()),
             channels: Arc::default(),
+            ingest_stats,
+            rate_limiter: Arc::new(rate_limiter),
+            user_id_key: Arc::new(crate::sessions::UserIdKey::random()),
+            sessions: Arc::new(crate::sessions::SessionTracker::default()),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -231,6 +250,22 @@ impl AppState {
             self.metrics.summary_cache_metrics(),
         )?);
         Ok(self)
+    }
+
+    /// Shares the ingest rate limits through Redis at `url` (every replica one budget).
+    pub fn with_rate_limiter(mut self, redis_url: Option<&str>) -> Result<Self, redis::RedisError> {
+        self.rate_limiter = Arc::new(crate::rate_limit::IngestLimiter::new(
+            redis_url,
+            self.metrics.rate_limit_metrics(),
+        )?);
+        Ok(self)
+    }
+
+    /// Sets the key that pseudonymous user ids are derived with (replicas must share it).
+    #[must_use]
+    pub fn with_user_id_key(mut self, key: crate::sessions::UserIdKey) -> Self {
+        self.user_id_key = Arc::new(key);
+        self
     }
 
     /// Sets how long a verified API key is trusted without asking the store again (zero:

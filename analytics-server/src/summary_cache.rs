@@ -4,10 +4,9 @@
 //!
 //! Single flight: inside a process moka runs one computation per key and hands its result to
 //! every waiter; across processes a Redis lock (`SET lock NX PX`) lets one replica compute
-//! while the others poll the entry. Redis unreachable or slow (each call is bounded by
-//! `REDIS_TIMEOUT`): the cache works in-process only, `/metrics` says so
-//! (`analytics_summary_cache_redis_up 0`, `analytics_summary_cache_redis_errors_total`), and
-//! the connection is retried at most every `RECONNECT_EVERY`.
+//! while the others poll the entry. Redis unreachable or slow ([`RedisLink`]): the cache
+//! works in-process only, and `/metrics` says so (`analytics_summary_cache_redis_up 0`,
+//! `analytics_summary_cache_redis_errors_total`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,20 +16,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use moka::Expiry;
 use prometheus::{IntCounter, IntGauge};
-use redis::aio::ConnectionManager;
-use tokio::sync::Mutex;
+
+use crate::redis_link::RedisLink;
 
 /// How long a summary entry is served.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
-
-/// The bound on one Redis call (a healthy Redis answers in well under a millisecond).
-const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// The bound on connecting to Redis.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// How often a lost Redis connection is retried.
-const RECONNECT_EVERY: Duration = Duration::from_secs(5);
 
 /// How long another replica's computation is waited for before computing here anyway.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
@@ -62,20 +52,11 @@ impl Expiry<String, Arc<Cached>> for FromComputation {
     }
 }
 
-/// The Redis side: a connection made on demand and dropped on failure.
-struct Shared {
-    client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
-    last_attempt: Mutex<Option<Instant>>,
-}
-
 /// The summary cache.
 pub struct SummaryCache {
     local: moka::future::Cache<String, Arc<Cached>>,
-    shared: Option<Shared>,
+    shared: Option<RedisLink>,
     ttl: Duration,
-    redis_up: IntGauge,
-    redis_errors: IntCounter,
     computations: IntCounter,
 }
 
@@ -112,16 +93,10 @@ impl SummaryCache {
             redis_errors,
             computations,
         } = metrics;
-        let shared = redis_url
-            .map(|url| {
-                Ok::<_, redis::RedisError>(Shared {
-                    client: redis::Client::open(url)?,
-                    conn: Mutex::new(None),
-                    last_attempt: Mutex::new(None),
-                })
-            })
-            .transpose()?;
         redis_up.set(0);
+        let shared = redis_url
+            .map(|url| RedisLink::new("summary cache", url, redis_up, redis_errors))
+            .transpose()?;
         Ok(Self {
             local: moka::future::Cache::builder()
                 .max_capacity(10_000)
@@ -129,8 +104,6 @@ impl SummaryCache {
                 .build(),
             shared,
             ttl,
-            redis_up,
-            redis_errors,
             computations,
         })
     }
@@ -178,7 +151,7 @@ impl SummaryCache {
 
     async fn through_redis<C, Fut, E>(
         &self,
-        shared: &Shared,
+        shared: &RedisLink,
         key: &str,
         compute: C,
     ) -> Result<Arc<Cached>, E>
@@ -192,10 +165,10 @@ impl SummaryCache {
         let lock = format!("{key}:lock");
         let started = Instant::now();
         loop {
-            let Some(mut conn) = self.connection(shared).await else {
+            let Some(mut conn) = shared.connection().await else {
                 return compute().await;
             };
-            match self.call(&mut conn, redis::cmd("GET").arg(key)).await {
+            match shared.call(&mut conn, redis::cmd("GET").arg(key)).await {
                 Ok(Some::<String>(raw)) => {
                     if let Ok(hit) = serde_json::from_str::<Cached>(&raw) {
                         return Ok(Arc::new(hit));
@@ -203,12 +176,11 @@ impl SummaryCache {
                 }
                 Ok(None) => {}
                 Err(()) => {
-                    self.lost(shared).await;
                     return compute().await;
                 }
             }
             let ttl_ms = self.ttl.as_millis().max(1) as u64;
-            let took: Result<Option<String>, ()> = self
+            let took: Result<Option<String>, ()> = shared
                 .call(
                     &mut conn,
                     redis::cmd("SET")
@@ -224,18 +196,16 @@ impl SummaryCache {
                     let entry = compute().await;
                     if let Ok(entry) = &entry {
                         let raw = serde_json::to_string(entry.as_ref()).unwrap_or_default();
-                        let set: Result<Option<String>, ()> = self
+                        // A failed write is counted and drops the connection.
+                        let _: Result<Option<String>, ()> = shared
                             .call(
                                 &mut conn,
                                 redis::cmd("SET").arg(key).arg(raw).arg("PX").arg(ttl_ms),
                             )
                             .await;
-                        if set.is_err() {
-                            self.lost(shared).await;
-                        }
                     }
                     let _: Result<Option<i64>, ()> =
-                        self.call(&mut conn, redis::cmd("DEL").arg(&lock)).await;
+                        shared.call(&mut conn, redis::cmd("DEL").arg(&lock)).await;
                     return entry;
                 }
                 Ok(None) if started.elapsed() < LOCK_WAIT => {
@@ -244,82 +214,9 @@ impl SummaryCache {
                 }
                 Ok(None) => return compute().await,
                 Err(()) => {
-                    self.lost(shared).await;
                     return compute().await;
                 }
             }
         }
-    }
-
-    /// One Redis call within `REDIS_TIMEOUT`; `Err(())` (counted) when it fails or is slow.
-    async fn call<T: redis::FromRedisValue>(
-        &self,
-        conn: &mut ConnectionManager,
-        cmd: &mut redis::Cmd,
-    ) -> Result<T, ()> {
-        match tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "summary cache: redis call failed");
-                self.redis_errors.inc();
-                Err(())
-            }
-            Err(_) => {
-                tracing::warn!("summary cache: redis call timed out");
-                self.redis_errors.inc();
-                Err(())
-            }
-        }
-    }
-
-    /// The connection, made when there is none and the last attempt is old enough. Callers
-    /// wait for a connection attempt already under way instead of skipping Redis.
-    async fn connection(&self, shared: &Shared) -> Option<ConnectionManager> {
-        let mut conn = shared.conn.lock().await;
-        if let Some(c) = conn.as_ref() {
-            return Some(c.clone());
-        }
-        {
-            let mut last = shared.last_attempt.lock().await;
-            if last.is_some_and(|t| t.elapsed() < RECONNECT_EVERY) {
-                return None;
-            }
-            *last = Some(Instant::now());
-        }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(0);
-        match tokio::time::timeout(
-            CONNECT_TIMEOUT * 2,
-            shared.client.get_connection_manager_with_config(config),
-        )
-        .await
-        {
-            Ok(Ok(c)) => {
-                self.redis_up.set(1);
-                *conn = Some(c.clone());
-                Some(c)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "summary cache: redis unreachable, caching in-process");
-                self.redis_errors.inc();
-                self.redis_up.set(0);
-                None
-            }
-            Err(_) => {
-                tracing::warn!("summary cache: redis connect timed out, caching in-process");
-                self.redis_errors.inc();
-                self.redis_up.set(0);
-                None
-            }
-        }
-    }
-
-    /// Drops the connection after a failure; the next call reconnects (rate-limited).
-    async fn lost(&self, shared: &Shared) {
-        *shared.conn.lock().await = None;
-        *shared.last_attempt.lock().await = Some(Instant::now());
-        self.redis_up.set(0);
     }
 }

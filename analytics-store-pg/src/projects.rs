@@ -15,8 +15,9 @@ use crate::PgStore;
 use crate::error::{corrupt, foreign_key_as, pg_error};
 use crate::sql::{col, parse};
 
-const PROJECT_COLUMNS: &str = "id, name, retention_days, sample_rate, created_at";
-const KEY_COLUMNS: &str = "id, project, name, prefix, hash, created_at, revoked_at";
+const PROJECT_COLUMNS: &str =
+    "id, name, retention_days, sample_rate, settings::text AS settings, created_at";
+const KEY_COLUMNS: &str = "id, project, name, prefix, hash, created_at, revoked_at, last_used_at";
 
 fn project_from_row(row: &PgRow) -> Result<Project> {
     const WHAT: &str = "project";
@@ -25,11 +26,13 @@ fn project_from_row(row: &PgRow) -> Result<Project> {
     Ok(Project {
         id: parse(&id, WHAT, str::parse::<ProjectId>)?,
         name: col(row, "name", WHAT)?,
-        settings: ProjectSettings {
-            retention_days: u32::try_from(retention)
+        settings: ProjectSettings::from_stored(
+            u32::try_from(retention)
                 .map_err(|_| corrupt(WHAT, format_args!("retention_days {retention}")))?,
-            sample_rate: col(row, "sample_rate", WHAT)?,
-        },
+            col(row, "sample_rate", WHAT)?,
+            col::<Option<String>>(row, "settings", WHAT)?.as_deref(),
+        )
+        .map_err(|e| corrupt(WHAT, e))?,
         created_at: col(row, "created_at", WHAT)?,
     })
 }
@@ -45,6 +48,7 @@ fn key_from_row(row: &PgRow) -> Result<ApiKeyRecord> {
         hash: ApiKeyHash(col(row, "hash", WHAT)?),
         created_at: col(row, "created_at", WHAT)?,
         revoked_at: col(row, "revoked_at", WHAT)?,
+        last_used_at: col(row, "last_used_at", WHAT)?,
     })
 }
 
@@ -57,14 +61,15 @@ fn retention_days(settings: &ProjectSettings) -> Result<i32> {
 impl ProjectStore for PgStore {
     async fn create_project(&self, project: &Project) -> Result<()> {
         sqlx::query(
-            "INSERT INTO projects (id, name, retention_days, sample_rate, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO projects (id, name, retention_days, sample_rate, created_at, settings) \
+             VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
         )
         .bind(project.id.as_str())
         .bind(&project.name)
         .bind(retention_days(&project.settings)?)
         .bind(project.settings.sample_rate)
         .bind(project.created_at)
+        .bind(project.settings.stored_extra())
         .execute(self.pool_ref())
         .await
         .map_err(pg_error)?;
@@ -99,12 +104,13 @@ impl ProjectStore for PgStore {
         settings: &ProjectSettings,
     ) -> Result<Project> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE projects SET retention_days = $2, sample_rate = $3 WHERE id = $1 \
-             RETURNING {PROJECT_COLUMNS}"
+            "UPDATE projects SET retention_days = $2, sample_rate = $3, settings = $4::jsonb \
+             WHERE id = $1 RETURNING {PROJECT_COLUMNS}"
         )))
         .bind(id.as_str())
         .bind(retention_days(settings)?)
         .bind(settings.sample_rate)
+        .bind(settings.stored_extra())
         .fetch_optional(self.pool_ref())
         .await
         .map_err(pg_error)?
@@ -165,5 +171,54 @@ impl ProjectStore for PgStore {
         .map_err(pg_error)?
         .ok_or_else(|| Error::not_found(format!("api key {id}")))?;
         key_from_row(&row)
+    }
+
+    async fn touch_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET last_used_at = GREATEST(COALESCE(last_used_at, $2), $2) \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(truncate_to_micros(at))
+        .execute(self.pool_ref())
+        .await
+        .map_err(pg_error)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("api key {id}")));
+        }
+        Ok(())
+    }
+
+    async fn delete_project(&self, id: &ProjectId) -> Result<()> {
+        let mut tx = self.pool_ref().begin().await.map_err(pg_error)?;
+        // Children first; the project row last, so a missing project changes nothing.
+        for sql in [
+            "DELETE FROM analytics_events WHERE project = $1",
+            "DELETE FROM analytics_event_ids WHERE project = $1",
+            "DELETE FROM rollup_dirty_hours WHERE project = $1",
+            "DELETE FROM rollup_hour_versions WHERE project = $1",
+            "DELETE FROM analytics_rollups WHERE project = $1",
+            "DELETE FROM alert_config_audit WHERE config_id IN \
+             (SELECT id FROM alert_configs WHERE project = $1)",
+            "DELETE FROM alert_configs WHERE project = $1",
+            "DELETE FROM alert_history WHERE project = $1",
+            "DELETE FROM api_keys WHERE project = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_error)?;
+        }
+        let done = sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("project {id}")));
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(())
     }
 }

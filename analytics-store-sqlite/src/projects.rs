@@ -17,16 +17,20 @@ fn decode_project(row: &SqliteRow) -> Result<Project> {
     Ok(Project {
         id: ProjectId::parse(get::<String>(row, W, "id")?).map_err(|e| corrupt(W, e))?,
         name: get(row, W, "name")?,
-        settings: ProjectSettings {
-            retention_days: get_u32(row, W, "retention_days")?,
-            sample_rate: get(row, W, "sample_rate")?,
-        },
+        settings: ProjectSettings::from_stored(
+            get_u32(row, W, "retention_days")?,
+            get(row, W, "sample_rate")?,
+            get::<Option<String>>(row, W, "settings")?.as_deref(),
+        )
+        .map_err(|e| corrupt(W, e))?,
         created_at: get_time(row, W, "created_at")?,
     })
 }
 
 const SELECT_KEY: &str =
-    "SELECT id, project, name, prefix, hash, created_at, revoked_at FROM api_keys";
+    "SELECT id, project, name, prefix, hash, created_at, revoked_at, last_used_at FROM api_keys";
+
+const PROJECT_COLUMNS: &str = "id, name, retention_days, sample_rate, settings, created_at";
 
 fn decode_key(row: &SqliteRow) -> Result<ApiKeyRecord> {
     const W: &str = "api key";
@@ -38,6 +42,7 @@ fn decode_key(row: &SqliteRow) -> Result<ApiKeyRecord> {
         hash: ApiKeyHash(get(row, W, "hash")?),
         created_at: get_time(row, W, "created_at")?,
         revoked_at: get_opt_time(row, W, "revoked_at")?,
+        last_used_at: get_opt_time(row, W, "last_used_at")?,
     })
 }
 
@@ -46,13 +51,14 @@ impl ProjectStore for SqliteStore {
     async fn create_project(&self, project: &Project) -> Result<()> {
         let mut tx = self.begin_write("create project").await?;
         let result = sqlx::query(
-            "INSERT INTO projects (id, name, retention_days, sample_rate, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO projects (id, name, retention_days, sample_rate, settings, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(project.id.as_str())
         .bind(&project.name)
         .bind(i64::from(project.settings.retention_days))
         .bind(project.settings.sample_rate)
+        .bind(project.settings.stored_extra())
         .bind(micros(project.created_at))
         .execute(&mut *tx)
         .await
@@ -71,9 +77,9 @@ impl ProjectStore for SqliteStore {
     }
 
     async fn get_project(&self, id: &ProjectId) -> Result<Project> {
-        let row = sqlx::query(
-            "SELECT id, name, retention_days, sample_rate, created_at FROM projects WHERE id = ?",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?"
+        )))
         .bind(id.as_str())
         .fetch_optional(self.reader())
         .await
@@ -83,9 +89,9 @@ impl ProjectStore for SqliteStore {
     }
 
     async fn list_projects(&self) -> Result<Vec<Project>> {
-        let rows = sqlx::query(
-            "SELECT id, name, retention_days, sample_rate, created_at FROM projects ORDER BY id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects ORDER BY id"
+        )))
         .fetch_all(self.reader())
         .await
         .db("list projects")?;
@@ -98,12 +104,13 @@ impl ProjectStore for SqliteStore {
         settings: &ProjectSettings,
     ) -> Result<Project> {
         let mut tx = self.begin_write("update project").await?;
-        let row = sqlx::query(
-            "UPDATE projects SET retention_days = ?, sample_rate = ? WHERE id = ? \
-             RETURNING id, name, retention_days, sample_rate, created_at",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE projects SET retention_days = ?, sample_rate = ?, settings = ? WHERE id = ? \
+             RETURNING {PROJECT_COLUMNS}"
+        )))
         .bind(i64::from(settings.retention_days))
         .bind(settings.sample_rate)
+        .bind(settings.stored_extra())
         .bind(id.as_str())
         .fetch_optional(&mut *tx)
         .await
@@ -172,7 +179,7 @@ impl ProjectStore for SqliteStore {
         let mut tx = self.begin_write("revoke api key").await?;
         let row = sqlx::query(
             "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? \
-             RETURNING id, project, name, prefix, hash, created_at, revoked_at",
+             RETURNING id, project, name, prefix, hash, created_at, revoked_at, last_used_at",
         )
         .bind(micros(at))
         .bind(id)
@@ -183,5 +190,56 @@ impl ProjectStore for SqliteStore {
         let key = decode_key(&row)?;
         tx.commit().await.db("commit api key")?;
         Ok(key)
+    }
+
+    async fn touch_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.begin_write("touch api key").await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, ?1), ?1) WHERE id = ?2",
+        )
+        .bind(micros(at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .db("touch api key")?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("api key {id}")));
+        }
+        tx.commit().await.db("commit api key")?;
+        Ok(())
+    }
+
+    async fn delete_project(&self, id: &ProjectId) -> Result<()> {
+        let mut tx = self.begin_write("delete project").await?;
+        // Children first; the project row last, so a missing project changes nothing.
+        for sql in [
+            "DELETE FROM analytics_events WHERE project = ?",
+            "DELETE FROM rollup_dirty_hours WHERE project = ?",
+            "DELETE FROM rollup_hour_versions WHERE project = ?",
+            "DELETE FROM analytics_rollups WHERE project = ?",
+            "DELETE FROM alert_config_audit WHERE config_id IN \
+             (SELECT id FROM alert_configs WHERE project = ?)",
+            "DELETE FROM alert_configs WHERE project = ?",
+            "DELETE FROM alert_notifications WHERE alert_id IN \
+             (SELECT id FROM alert_history WHERE project = ?)",
+            "DELETE FROM alert_history WHERE project = ?",
+            "DELETE FROM api_keys WHERE project = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .db("delete project")?;
+        }
+        let done = sqlx::query("DELETE FROM projects WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .db("delete project")?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!("project {id}")));
+        }
+        tx.commit().await.db("commit project deletion")?;
+        Ok(())
     }
 }

@@ -43,4 +43,13 @@ pub trait ProjectStore: Send + Sync + std::fmt::Debug {
 
     /// Revokes a key.
     async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<ApiKeyRecord>;
+
+    /// Records that a key authenticated a request at `at` (keeps the latest time); an
+    /// unknown key is `NotFound`.
+    async fn touch_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
+
+    /// Deletes a project and everything of it: raw events, dirty-hour markers, rollups,
+    /// alert configurations with their audit, alert history with its notifications, and
+    /// API keys. `NotFound` when there is no such project.
+    async fn delete_project(&self, id: &ProjectId) -> Result<()>;
 }

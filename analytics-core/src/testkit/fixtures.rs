@@ -208,6 +208,7 @@ pub fn api_key(project_slug: &str, created_at: DateTime<Utc>) -> (ApiKeySecret, 
         hash: secret.hash(),
         created_at,
         revoked_at: None,
+        last_used_at: None,
     };
     (secret, record)
 }

@@ -50,6 +50,8 @@ macro_rules! store_conformance_tests {
             preferences_are_replaced_whole,
             projects_are_unique_and_settings_update,
             api_keys_are_found_by_hash_and_revoked_once,
+            api_key_use_is_recorded,
+            deleting_a_project_removes_its_data_only,
             watermarks_round_trip,
             job_locks_are_exclusive_until_dropped,
             ping_answers,

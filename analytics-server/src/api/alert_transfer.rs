@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::alerts::{AlertConfigBody, AlertConfigRequest, StrictJson};
 use super::events::BearerAuth;
-use super::request::{project_param, require_admin};
-use super::responses::{ApiResult, Body, Conflict};
+use super::request::{project_filter, require_admin, visible};
+use super::responses::{ApiResult, Body, Conflict, NotFound};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -152,7 +152,7 @@ impl AlertTransferApi {
         project: Query<Option<String>>,
     ) -> ApiResult<Json<ConfigExport>> {
         require_admin(req)?;
-        let project = project_param(project.0)?;
+        let project = project_filter(req, project.0)?;
         let configs = self
             .state
             .store
@@ -186,7 +186,7 @@ impl AlertTransferApi {
         /// `fail`).
         on_conflict: Query<Option<OnConflict>>,
         body: StrictJson<ImportRequest>,
-    ) -> ApiResult<Json<ImportResponse>, (Body, Conflict)> {
+    ) -> ApiResult<Json<ImportResponse>, (Body, NotFound, Conflict)> {
         let sub = require_admin(req)?;
         let dry_run = dry_run.0.unwrap_or(false);
         let policy = match on_conflict.0.unwrap_or(OnConflict::Fail) {
@@ -202,6 +202,8 @@ impl AlertTransferApi {
         let mut items = Vec::with_capacity(request.items.len());
         for (i, item) in request.items.iter().enumerate() {
             let spec = item.config.to_spec(&catalog).map_err(|e| prefixed(i, e))?;
+            visible(req, &spec.project, format_args!("project {}", spec.project))
+                .map_err(|e| e.with_field(format!("items[{i}].project")))?;
             items.push(ImportItem { id: item.id, spec });
         }
         let stored = self.state.store.list_configs(None, false).await?;

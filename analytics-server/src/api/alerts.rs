@@ -32,7 +32,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::events::BearerAuth;
 use super::health::{RangeBody, RangePreset, parse_window};
-use super::request::{default_limit, project_param, require_admin};
+use super::request::{default_limit, project_filter, require_admin, visible};
 use super::responses::{ApiResult, Body, Conflict, NotFound, PreconditionFailed};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -901,6 +901,13 @@ fn precondition_failed(current: u64, expected: u64) -> ApiError {
 }
 
 impl AlertsApi {
+    /// A configuration the caller's token covers (404 otherwise, like a missing one).
+    async fn visible_config(&self, req: &Request, id: Uuid) -> Result<AlertConfig, ApiError> {
+        let config = self.state.store.get_config(id).await?;
+        visible(req, &config.spec.project, format_args!("alert config {id}"))?;
+        Ok(config)
+    }
+
     fn catalog(&self) -> MetricCatalog {
         catalog(&self.state)
     }
@@ -1026,7 +1033,7 @@ impl AlertsApi {
         project: Query<Option<String>>,
     ) -> ApiResult<Json<AlertConfigList>> {
         require_admin(req)?;
-        let project = project_param(project.0)?;
+        let project = project_filter(req, project.0)?;
         let configs = self
             .state
             .store
@@ -1057,9 +1064,10 @@ impl AlertsApi {
         req: &Request,
         _auth: BearerAuth,
         body: StrictJson<AlertConfigRequest>,
-    ) -> ApiResult<Created, (Body, Conflict)> {
+    ) -> ApiResult<Created, (Body, NotFound, Conflict)> {
         let sub = require_admin(req)?;
         let spec = body.0.to_spec(&self.catalog())?;
+        visible(req, &spec.project, format_args!("project {}", spec.project))?;
         let config = self
             .state
             .store
@@ -1082,7 +1090,7 @@ impl AlertsApi {
         id: Path<Uuid>,
     ) -> ApiResult<Json<AlertConfigBody>, NotFound> {
         require_admin(req)?;
-        let config = self.state.store.get_config(id.0).await?;
+        let config = self.visible_config(req, id.0).await?;
         Ok(Json((&config).into()))
     }
 
@@ -1107,11 +1115,12 @@ impl AlertsApi {
         let sub = require_admin(req)?;
         let expected = parse_if_match(if_match.0.as_deref())?;
         let store = &self.state.store;
-        let current = store.get_config(id.0).await?;
+        let current = self.visible_config(req, id.0).await?;
         if let Some(v) = expected.filter(|v| *v != current.version) {
             return Err(precondition_failed(current.version, v).into());
         }
         let spec = body.0.to_spec(&self.catalog())?;
+        visible(req, &spec.project, format_args!("project {}", spec.project))?;
         match store
             .update_config(id.0, &spec, expected, &sub, SystemClock.now())
             .await
@@ -1146,6 +1155,7 @@ impl AlertsApi {
         id: Path<Uuid>,
     ) -> ApiResult<Deleted, NotFound> {
         let sub = require_admin(req)?;
+        self.visible_config(req, id.0).await?;
         self.state
             .store
             .delete_config(id.0, &sub, SystemClock.now())
@@ -1174,6 +1184,16 @@ impl AlertsApi {
                 id.0
             )))
             .into());
+        }
+        // The project is in every whole config the trail holds (kept after deletion).
+        let project = entries
+            .iter()
+            .flat_map(|e| [e.after.as_ref(), e.before.as_ref()])
+            .flatten()
+            .find_map(|c| c.get("project").and_then(|p| p.as_str()))
+            .and_then(|p| analytics_core::ProjectId::parse(p).ok());
+        if let Some(project) = project {
+            visible(req, &project, format_args!("alert config {}", id.0))?;
         }
         let items = entries
             .iter()
@@ -1246,7 +1266,7 @@ impl AlertsApi {
             .map(|m| MetricName::parse(m).map_err(|e| ApiError::invalid("metric", e.message)))
             .transpose()?;
         let filter = AlertFilter {
-            project: project_param(project.0)?,
+            project: project_filter(req, project.0)?,
             config_id: config_id.0,
             statuses,
             severity: severity.0.map(Severity::from),
@@ -1290,7 +1310,7 @@ impl AlertsApi {
     ) -> ApiResult<Json<AlertPage>> {
         require_admin(req)?;
         let filter = AlertFilter {
-            project: project_param(project.0)?,
+            project: project_filter(req, project.0)?,
             config_id: config_id.0,
             statuses: vec![AlertStatus::Active],
             severity: severity.0.map(Severity::from),
@@ -1315,6 +1335,8 @@ impl AlertsApi {
         id: Path<Uuid>,
     ) -> ApiResult<Json<AlertBody>, (NotFound, Conflict)> {
         let sub = require_admin(req)?;
+        let found = self.state.store.get_alert(id.0).await?;
+        visible(req, &found.fired.project, format_args!("alert {}", id.0))?;
         let alert = self
             .state
             .store
@@ -1338,6 +1360,8 @@ impl AlertsApi {
         id: Path<Uuid>,
     ) -> ApiResult<Json<AlertBody>, NotFound> {
         let sub = require_admin(req)?;
+        let found = self.state.store.get_alert(id.0).await?;
+        visible(req, &found.fired.project, format_args!("alert {}", id.0))?;
         let alert = self
             .state
             .store
@@ -1373,6 +1397,7 @@ impl AlertsApi {
             }
             BulkAckRequest::Filter(BulkByFilter { filter: f }) => {
                 let filter = AlertFilter {
+                    project: project_filter(req, None)?,
                     config_id: f.config_id,
                     severity: f.severity.map(Severity::from),
                     statuses: vec![AlertStatus::Active],
@@ -1394,6 +1419,7 @@ impl AlertsApi {
             let status = match store.get_alert(id).await {
                 Err(analytics_core::Error::NotFound { .. }) => BulkStatus::NotFound,
                 Err(e) => return Err(e.into()),
+                Ok(a) if visible(req, &a.fired.project, "alert").is_err() => BulkStatus::NotFound,
                 Ok(a) => match a.status {
                     AlertStatus::Resolved => BulkStatus::Resolved,
                     AlertStatus::Acknowledged => BulkStatus::AlreadyAcknowledged,

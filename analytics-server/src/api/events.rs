@@ -18,9 +18,11 @@ use serde::Serialize;
 use super::ApiTags;
 use super::ingest_body::{EventEntry, IngestBody, SerdeJson};
 use super::request::{default_limit, identity};
-use super::responses::{ApiResult, Body};
+use super::responses::{ApiResult, Body, RateLimited};
 use crate::auth::{Identity, Role};
 use crate::error::ApiError;
+use crate::ingest_stats::{LATE_AFTER, Outcome};
+use crate::rate_limit::LimitKind;
 use crate::state::AppState;
 
 /// The event endpoints.
@@ -93,6 +95,10 @@ pub enum ResultStatus {
     Duplicate,
     /// Invalid; see `error`.
     Rejected,
+    /// Dropped by the project's sampling (not stored).
+    #[oai(rename = "sampled_out")]
+    #[serde(rename = "sampled_out")]
+    SampledOut,
 }
 
 /// A field-level problem.
@@ -127,6 +133,8 @@ pub struct IngestResponseBody {
     pub duplicates: u64,
     /// Invalid events (not stored).
     pub rejected: u64,
+    /// Events dropped by the project's sampling (not stored).
+    pub sampled_out: u64,
     /// Per-event outcomes, in request order.
     pub results: Vec<EventResult>,
 }
@@ -190,6 +198,164 @@ fn store_refusal(e: &analytics_core::Error, i: usize) -> FieldProblem {
     }
 }
 
+/// The reason a rejected event is counted under: the top-level field its first problem
+/// names (`payload`, `occurred_at`, `project`, ...), bounded so labels stay few.
+fn reason(field: &str) -> &'static str {
+    let top = field.split(['.', '[']).next().unwrap_or("");
+    match top {
+        "id" => "id",
+        "kind" => "kind",
+        "occurred_at" => "occurred_at",
+        "payload" => "payload",
+        "properties" => "properties",
+        "project" => "project",
+        "correlation_id" => "correlation_id",
+        "user_id" => "user_id",
+        "session_id" => "session_id",
+        "source" => "source",
+        "sample_rate" => "sample_rate",
+        "events" => "not_an_object",
+        _ => "other",
+    }
+}
+
+/// A fast generator for sampling draws (splitmix64), seeded per request from the operating
+/// system.
+struct Draws(u64);
+
+impl Draws {
+    fn seeded() -> Self {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        Self(u64::from_le_bytes(b))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+impl EventsApi {
+    /// Refuses the request (429, nothing stored) when the caller's key or IP is over the
+    /// project's limits.
+    async fn check_rate_limits(
+        &self,
+        caller: &Identity,
+        project: &ProjectId,
+        settings: &analytics_core::project::ProjectSettings,
+        ip: &str,
+        events: usize,
+    ) -> Result<(), ApiError> {
+        let who = match caller {
+            Identity::ApiKey { key_id, .. } => format!("key:{key_id}"),
+            Identity::User { sub, .. } => format!("sub:{sub}"),
+        };
+        let limits = [
+            (LimitKind::Key, settings.rate_limit.per_key_per_second, who),
+            (
+                LimitKind::Ip,
+                settings.rate_limit.per_ip_per_minute,
+                ip.to_owned(),
+            ),
+        ];
+        for (kind, limit, who) in limits {
+            let Some(limit) = limit else { continue };
+            let v = self
+                .state
+                .rate_limiter
+                .check(kind, &format!("{project}|{who}"), limit)
+                .await;
+            if !v.allowed {
+                self.state
+                    .ingest_stats
+                    .add(project, Outcome::RateLimited, events as u64);
+                let what = match kind {
+                    LimitKind::Key => "per key per second",
+                    LimitKind::Ip => "per client IP per minute",
+                };
+                return Err(ApiError::rate_limited(
+                    format!("rate limited: project {project} allows {limit} requests {what}"),
+                    v.limit,
+                    v.remaining,
+                    v.reset_secs,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives events without a user a pseudonymous one and events without a session a derived
+    /// one, then applies each project's sampling: dropped events are marked `sampled_out`
+    /// and counted; kept ones carry the rate they were kept with.
+    async fn sessions_and_sampling(
+        &self,
+        events: Vec<Event>,
+        positions: Vec<usize>,
+        results: &mut [EventResult],
+        ip: &str,
+        user_agent: &str,
+    ) -> Result<(Vec<Event>, Vec<usize>, u64), ApiError> {
+        let mut settings: std::collections::HashMap<
+            ProjectId,
+            std::sync::Arc<analytics_core::project::ProjectSettings>,
+        > = std::collections::HashMap::new();
+        let mut draws = Draws::seeded();
+        let mut kept = Vec::with_capacity(events.len());
+        let mut kept_at = Vec::with_capacity(events.len());
+        let mut sampled_out = 0;
+        for (mut e, i) in events.into_iter().zip(positions) {
+            let s = match settings.get(&e.project) {
+                Some(s) => s.clone(),
+                None => {
+                    let limits = self
+                        .state
+                        .age_limits
+                        .limits(&*self.state.store, &e.project)
+                        .await?;
+                    settings.insert(e.project.clone(), limits.settings.clone());
+                    limits.settings
+                }
+            };
+            if e.user_id.is_none() && !ip.is_empty() {
+                e.user_id = Some(self.state.user_id_key.user_id(
+                    e.received_at.date_naive(),
+                    &e.project,
+                    ip,
+                    user_agent,
+                ));
+            }
+            if e.session_id.is_none()
+                && let Some(user) = &e.user_id
+            {
+                let timeout = chrono::Duration::minutes(i64::from(s.session_timeout_minutes));
+                e.session_id = Some(self.state.sessions.assign(
+                    &e.project,
+                    user,
+                    e.occurred_at,
+                    timeout,
+                ));
+            }
+            let d = analytics_core::sampling::decide(&s.sampling, &s.sources, &e, draws.next());
+            if d.keep {
+                e.sample_rate *= d.rate;
+                kept.push(e);
+                kept_at.push(i);
+            } else {
+                results[i].status = ResultStatus::SampledOut;
+                sampled_out += 1;
+                self.state
+                    .ingest_stats
+                    .add(&e.project, Outcome::SampledOut, 1);
+            }
+        }
+        Ok((kept, kept_at, sampled_out))
+    }
+}
+
 #[OpenApi]
 impl EventsApi {
     /// Ingests a batch of events (API key, or JWT with role `admin` or `ingest`).
@@ -207,7 +373,7 @@ impl EventsApi {
         req: &Request,
         _auth: IngestAuth,
         body: IngestBody,
-    ) -> ApiResult<IngestResponse, Body> {
+    ) -> ApiResult<IngestResponse, (Body, RateLimited)> {
         let caller = identity(req)?;
         let (project, fixed_project) = match caller {
             Identity::ApiKey { project, .. } => (project.clone(), true),
@@ -237,6 +403,19 @@ impl EventsApi {
             .with_field("events")
             .into());
         }
+        let own = self
+            .state
+            .age_limits
+            .limits(&*self.state.store, &project)
+            .await
+            .map_err(ApiError::from)?;
+        let client_ip = req
+            .remote_addr()
+            .as_socket_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        self.check_rate_limits(caller, &project, &own.settings, &client_ip, inputs.len())
+            .await?;
         let correlation = header(req, "x-correlation-id")
             .or_else(|| header(req, "x-request-id"))
             .and_then(|v| CorrelationId::parse(v).ok());
@@ -312,31 +491,59 @@ impl EventsApi {
                 }),
             }
         }
+        let stats = &self.state.ingest_stats;
+        for r in &results {
+            if let Some(problem) = &r.error {
+                stats.add(&project, Outcome::Rejected(reason(&problem.field)), 1);
+            }
+        }
         let mut rejected = (results.len() - valid.len()) as u64;
+        let user_agent = header(req, "user-agent").unwrap_or("");
+        let (valid, valid_at, sampled_out) = self
+            .sessions_and_sampling(valid, valid_at, &mut results, &client_ip, user_agent)
+            .await?;
         let mut duplicates = 0;
         if !valid.is_empty() {
+            let projects: Vec<(ProjectId, bool)> = valid
+                .iter()
+                .map(|e| {
+                    (
+                        e.project.clone(),
+                        e.received_at - e.occurred_at > LATE_AFTER,
+                    )
+                })
+                .collect();
             let report = self.state.collector.submit(valid).await?;
-            for (outcome, i) in report.outcomes.into_iter().zip(valid_at) {
+            for ((outcome, i), (p, late)) in report.outcomes.into_iter().zip(valid_at).zip(projects)
+            {
                 match outcome {
-                    Ok(WriteOutcome::Inserted) => {}
+                    Ok(WriteOutcome::Inserted) => {
+                        stats.add(&p, Outcome::Accepted, 1);
+                        if late {
+                            stats.add(&p, Outcome::Late, 1);
+                        }
+                    }
                     Ok(WriteOutcome::Duplicate) => {
                         results[i].status = ResultStatus::Duplicate;
                         duplicates += 1;
+                        stats.add(&p, Outcome::Duplicate, 1);
                     }
                     // The store refused this event alone; the rest is stored.
                     Err(e) => {
                         results[i].status = ResultStatus::Rejected;
                         results[i].error = Some(store_refusal(&e, i));
                         rejected += 1;
+                        stats.add(&p, Outcome::Rejected("store"), 1);
                     }
                 }
             }
         }
-        let accepted = results.len() as u64 - rejected - duplicates;
+        let accepted = results.len() as u64 - rejected - duplicates - sampled_out;
         Ok(IngestResponse::Accepted(SerdeJson(IngestResponseBody {
             accepted,
             duplicates,
             rejected,
+            sampled_out,
             results,
         })))
     }
@@ -387,7 +594,7 @@ impl EventsApi {
         /// `next_cursor` of the previous page (opaque).
         #[oai(validator(pattern = r"^-?[0-9]{1,18}\.[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
-    ) -> ApiResult<Json<EventsPage>> {
+    ) -> ApiResult<Json<EventsPage>, super::responses::NotFound> {
         identity(req)?.require(Role::Admin)?;
         let kinds = match kind.0 {
             None => Vec::new(),
@@ -407,6 +614,9 @@ impl EventsApi {
                 .map_err(|e| ApiError::invalid("project", e.message))?
                 .unwrap_or_else(ProjectId::default_project),
         );
+        if let Some(p) = &project {
+            super::request::visible(req, p, format_args!("project {p}"))?;
+        }
         let range = match (from.0, to.0) {
             (None, None) => None,
             (f, t) => {

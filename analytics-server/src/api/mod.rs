@@ -5,6 +5,7 @@ pub mod alert_transfer;
 pub mod alerts;
 mod allow;
 pub mod business;
+mod cors;
 pub mod dashboard;
 mod events;
 mod health;
@@ -12,6 +13,7 @@ mod ingest_body;
 pub mod ml;
 pub mod notifications;
 mod ops;
+pub mod projects;
 mod request;
 pub mod responses;
 
@@ -61,6 +63,9 @@ pub enum ApiTags {
     Notifications,
     /// Health, readiness and metrics.
     Operations,
+    /// Projects and ingest controls: settings, sampling, sources, API keys, ingest counters
+    /// (role admin).
+    Projects,
 }
 
 /// Every path the API serves (the spec test checks that each is documented).
@@ -98,6 +103,13 @@ pub const PATHS: &[&str] = &[
     "/api/v1/analytics/business/products",
     "/api/v1/analytics/business/collections",
     "/api/v1/analytics/business/funnel",
+    "/api/v1/analytics/projects",
+    "/api/v1/analytics/projects/{id}",
+    "/api/v1/analytics/projects/{id}/sources",
+    "/api/v1/analytics/projects/{id}/sources/{name}",
+    "/api/v1/analytics/projects/{id}/api-keys",
+    "/api/v1/analytics/projects/{id}/api-keys/{key_id}",
+    "/api/v1/analytics/projects/{id}/ingest-stats",
     "/livez",
     "/readyz",
     "/metrics",
@@ -113,6 +125,7 @@ type Operations = (
     ml::MlApi,
     business::BusinessApi,
     notifications::NotificationsApi,
+    projects::ProjectsApi,
     ops::OpsApi,
 );
 
@@ -142,6 +155,9 @@ pub fn openapi_service(state: AppState) -> OpenApiService<Operations, ()> {
                 state: state.clone(),
             },
             notifications::NotificationsApi {
+                state: state.clone(),
+            },
+            projects::ProjectsApi {
                 state: state.clone(),
             },
             ops::OpsApi { state },
@@ -200,8 +216,29 @@ pub fn route_template(path: &str) -> &'static str {
             .or_else(|| alert_route(p))
             .or_else(|| notification_route(p))
             .or_else(|| crate::console::route_template(p))
+            .or_else(|| project_route(p))
             .unwrap_or("unmatched"),
     }
+}
+
+/// The template of a projects path (slugs, names and ids replaced), if it is one.
+fn project_route(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("/api/v1/analytics/projects")?;
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    Some(match segments.as_slice() {
+        [""] => "/api/v1/analytics/projects",
+        [id] if !id.is_empty() => "/api/v1/analytics/projects/{id}",
+        [id, "sources"] if !id.is_empty() => "/api/v1/analytics/projects/{id}/sources",
+        [id, "sources", n] if !id.is_empty() && !n.is_empty() => {
+            "/api/v1/analytics/projects/{id}/sources/{name}"
+        }
+        [id, "api-keys"] if !id.is_empty() => "/api/v1/analytics/projects/{id}/api-keys",
+        [id, "api-keys", k] if !id.is_empty() && !k.is_empty() => {
+            "/api/v1/analytics/projects/{id}/api-keys/{key_id}"
+        }
+        [id, "ingest-stats"] if !id.is_empty() => "/api/v1/analytics/projects/{id}/ingest-stats",
+        _ => return None,
+    })
 }
 
 /// The template of a notifications path (ids and names replaced), if it is one.
@@ -330,6 +367,17 @@ async fn handle<E: Endpoint>(
     route: &str,
 ) -> Result<Response, ApiError> {
     check_head(&req, &state.limits)?;
+    // Browser ingest: the preflight carries no credentials; the real request's origin is
+    // checked against its project once the caller is known.
+    let ingest_origin = (route == "/api/v1/analytics/events")
+        .then(|| cors::origin(&req))
+        .flatten();
+    if let Some(origin) = &ingest_origin
+        && cors::is_preflight(&req)
+    {
+        return Ok(cors::preflight(state, origin).await);
+    }
+    let ingest_origin = ingest_origin.filter(|_| *req.method() == Method::POST);
     // Credentials first: an unauthenticated client never gets its body read (or buffered).
     if route.starts_with("/api/") {
         match authenticate(&req, &state.jwt, &*state.store, &state.api_keys).await? {
@@ -391,8 +439,22 @@ async fn handle<E: Endpoint>(
             }
         }
     }
-    ep.call(req)
+    let cors_project = ingest_origin.as_ref().and_then(|_| {
+        req.extensions()
+            .get::<crate::auth::Identity>()
+            .map(cors::ingest_project)
+    });
+    let result = ep
+        .call(req)
         .await
         .map(IntoResponse::into_response)
-        .map_err(ApiError::from_poem)
+        .map_err(ApiError::from_poem);
+    match (ingest_origin, cors_project) {
+        (Some(origin), Some(project)) => {
+            let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+            cors::allow_origin(&mut resp, state, &project, &origin).await;
+            Ok(resp)
+        }
+        _ => result,
+    }
 }

@@ -62,14 +62,51 @@ pub(crate) fn require_business(req: &Request) -> Result<(), ApiError> {
 /// route's.
 pub(crate) fn readable_project(req: &Request, p: Option<String>) -> Result<ProjectId, ApiError> {
     let project = project_param(p)?.unwrap_or_else(ProjectId::default_project);
-    if identity(req)?.may_access(&project) {
-        Ok(project)
+    visible(req, &project, format_args!("project {project}"))?;
+    Ok(project)
+}
+
+/// 404 unless the caller's token covers `project` (what a token may not see does not
+/// exist for it).
+pub(crate) fn visible(
+    req: &Request,
+    project: &ProjectId,
+    what: impl std::fmt::Display,
+) -> Result<(), ApiError> {
+    if identity(req)?.may_access(project) {
+        Ok(())
     } else {
         Err(ApiError::new(
             poem::http::StatusCode::NOT_FOUND,
             "not_found",
-            format!("project {project} not found"),
+            format!("{what} not found"),
         ))
+    }
+}
+
+/// The `project` filter of a list route for this caller: a named project must be visible
+/// (404 otherwise); without one, a token limited to projects lists its first project only
+/// (name `project` to list another), an unlimited token everything.
+pub(crate) fn project_filter(
+    req: &Request,
+    p: Option<String>,
+) -> Result<Option<ProjectId>, ApiError> {
+    match project_param(p)? {
+        Some(project) => {
+            visible(req, &project, format_args!("project {project}"))?;
+            Ok(Some(project))
+        }
+        None => Ok(match identity(req)? {
+            crate::auth::Identity::User {
+                projects: Some(list),
+                ..
+            } => Some(
+                list.first()
+                    .cloned()
+                    .unwrap_or_else(ProjectId::default_project),
+            ),
+            _ => None,
+        }),
     }
 }
 

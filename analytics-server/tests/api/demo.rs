@@ -36,6 +36,7 @@ async fn demo_data_goes_through_the_http_ingest_api() {
             hash: secret.hash(),
             created_at: Utc::now(),
             revoked_at: None,
+            last_used_at: None,
         })
         .await
         .unwrap();

@@ -126,6 +126,7 @@ impl TestApp {
             hash: secret.hash(),
             created_at: Utc::now(),
             revoked_at: None,
+            last_used_at: None,
         };
         self.store.create_api_key(&rec).await.unwrap();
         (secret.expose().to_owned(), rec)

@@ -16,6 +16,7 @@ mod ingest;
 mod notifications;
 mod notify_e2e;
 mod postgres_server;
+mod projects;
 mod query;
 mod replicas;
 mod spec;

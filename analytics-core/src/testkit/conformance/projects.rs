@@ -4,8 +4,11 @@ use chrono::Duration;
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::event::Event;
+use crate::ports::EventFilter;
 use crate::ports::Store;
-use crate::project::{ApiKeySecret, ProjectSettings};
+use crate::project::{ApiKeySecret, ProjectSettings, RateLimitSettings};
+use crate::sampling::{SamplingSettings, SamplingStrategy, SourceSampling, SourceSettings};
 use crate::testkit::fixtures::{self, now, project};
 
 /// Project ids are unique; settings update; listing is by id.
@@ -35,6 +38,30 @@ pub async fn projects_are_unique_and_settings_update(store: &dyn Store) {
     let settings = ProjectSettings {
         retention_days: 30,
         sample_rate: 0.25,
+        currency: Some("EUR".into()),
+        session_timeout_minutes: 30,
+        allowed_origins: vec!["https://shop.example.com".into()],
+        rate_limit: RateLimitSettings {
+            per_key_per_second: Some(50),
+            per_ip_per_minute: None,
+        },
+        sampling: SamplingSettings {
+            strategy: SamplingStrategy::Deterministic,
+            rate: 0.25,
+            windows: Vec::new(),
+            kinds: [("page_view".to_owned(), 0.5)].into(),
+        },
+        sources: [(
+            "web".to_owned(),
+            SourceSettings {
+                description: Some("storefront".into()),
+                sampling: Some(SourceSampling {
+                    rate: Some(0.1),
+                    kinds: Default::default(),
+                }),
+            },
+        )]
+        .into(),
     };
     let updated = store
         .update_project_settings(&project("shop"), &settings)
@@ -132,4 +159,111 @@ pub async fn api_keys_are_found_by_hash_and_revoked_once(store: &dyn Store) {
         store.revoke_api_key(Uuid::new_v4(), t1).await,
         Err(Error::NotFound { .. })
     ));
+}
+
+/// Key use is recorded (the latest time is kept); an unknown key is `NotFound`.
+pub async fn api_key_use_is_recorded(store: &dyn Store) {
+    store
+        .create_project(&fixtures::new_project("shop"))
+        .await
+        .expect("project");
+    let (secret, key) = fixtures::api_key("shop", now());
+    store.create_api_key(&key).await.expect("key");
+    let t1 = now() + Duration::minutes(5);
+    store.touch_api_key(key.id, t1).await.expect("touch");
+    store
+        .touch_api_key(key.id, t1 - Duration::minutes(1))
+        .await
+        .expect("touch earlier");
+    let found = store
+        .api_key_by_hash(&secret.hash())
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(found.last_used_at, Some(t1), "the latest use is kept");
+    assert!(matches!(
+        store.touch_api_key(Uuid::new_v4(), t1).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// Deleting a project removes its events, keys and itself, and leaves other projects alone.
+pub async fn deleting_a_project_removes_its_data_only(store: &dyn Store) {
+    for slug in ["shop", "other"] {
+        store
+            .create_project(&fixtures::new_project(slug))
+            .await
+            .expect("project");
+    }
+    let at = now() - Duration::hours(1);
+    let mut events: Vec<Event> = Vec::new();
+    for slug in ["shop", "other"] {
+        let mut e = fixtures::api_request(at, "/x", 200, 5.0);
+        e.project = project(slug);
+        events.push(e);
+    }
+    store.write_batch(&events).await.expect("write");
+    // Rolled up once: the hour keeps a version after its marker is cleared.
+    let dirty = store.dirty_hours(10).await.expect("dirty");
+    store.clear_dirty_hours(&dirty).await.expect("clear");
+    let hour = crate::time::Granularity::Hour.bucket_start(at);
+    let (_, key) = fixtures::api_key("shop", now());
+    store.create_api_key(&key).await.expect("key");
+    let (other_secret, other_key) = fixtures::api_key("other", now());
+    store.create_api_key(&other_key).await.expect("key");
+
+    store
+        .delete_project(&project("shop"))
+        .await
+        .expect("delete");
+    assert!(matches!(
+        store.get_project(&project("shop")).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete_project(&project("shop")).await,
+        Err(Error::NotFound { .. })
+    ));
+    let count = |slug: &'static str| async move {
+        let filter = EventFilter {
+            project: Some(project(slug)),
+            ..EventFilter::default()
+        };
+        store
+            .query_events(&filter, &crate::PageRequest::new(100, None).expect("page"))
+            .await
+            .expect("query")
+            .items
+            .len()
+    };
+    assert_eq!(count("shop").await, 0);
+    assert_eq!(count("other").await, 1);
+    assert!(
+        store
+            .hour_versions(&project("shop"), &[hour])
+            .await
+            .expect("versions")
+            .is_empty(),
+        "no hour version outlives the project's events (readers would keep them)"
+    );
+    assert!(
+        store
+            .list_api_keys(&project("shop"))
+            .await
+            .expect("keys")
+            .is_empty()
+    );
+    assert!(
+        store
+            .api_key_by_hash(&other_secret.hash())
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    // The slug may be used again, empty.
+    store
+        .create_project(&fixtures::new_project("shop"))
+        .await
+        .expect("recreate");
+    assert_eq!(count("shop").await, 0);
 }
