@@ -64,12 +64,7 @@ fn ms(d: Duration) -> f64 {
 /// Writes about `events` events of the demo month ending at `end` (API traffic, and ML jobs,
 /// shopping sessions, orders and inventory at the demo's proportions, ~0.38 of the traffic)
 /// through the store's batch path, a day at a time, four writers at once; how many.
-async fn load(
-    store: &PgStore,
-    events: usize,
-    days: u32,
-    end: DateTime<Utc>,
-) -> (usize, Duration) {
+async fn load(store: &PgStore, events: usize, days: u32, end: DateTime<Utc>) -> (usize, Duration) {
     let started = Instant::now();
     let per_hour = ((events as f64 / (30.0 * 24.0 * 1.38)) as u32).max(1);
     let mut written = 0;

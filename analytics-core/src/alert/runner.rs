@@ -245,8 +245,7 @@ impl AlertRunner {
     /// is one [`RollupReader::window_rows`] of the series shapes (metric and dimension
     /// names) watched over it, however many configurations share it.
     async fn read_windows(&self, configs: &[AlertConfig], at: DateTime<Utc>) -> Result<Reads> {
-        let mut wanted: BTreeMap<WindowKey, BTreeSet<(MetricName, Vec<String>)>> =
-            BTreeMap::new();
+        let mut wanted: BTreeMap<WindowKey, BTreeSet<(MetricName, Vec<String>)>> = BTreeMap::new();
         for c in configs {
             let mut names: Vec<String> = c.spec.dimensions.names().map(str::to_owned).collect();
             names.sort();

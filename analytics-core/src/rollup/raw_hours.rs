@@ -212,11 +212,17 @@ mod tests {
         c.put(key(2), 1, hour_of(4));
         assert!(c.get(&key(1), 1).is_some());
         c.put(key(3), 1, hour_of(4));
-        assert!(c.get(&key(2), 1).is_none(), "the least recently used hour left");
+        assert!(
+            c.get(&key(2), 1).is_none(),
+            "the least recently used hour left"
+        );
         assert!(c.get(&key(1), 1).is_some());
         assert_eq!(c.held(), 8);
         c.put(key(4), 1, hour_of(11));
-        assert!(c.get(&key(4), 1).is_none(), "larger than the capacity: not kept");
+        assert!(
+            c.get(&key(4), 1).is_none(),
+            "larger than the capacity: not kept"
+        );
         c.put(key(1), 2, hour_of(2));
         assert_eq!(c.held(), 6, "a new version replaces the old one");
     }

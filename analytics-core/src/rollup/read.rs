@@ -529,9 +529,9 @@ impl RollupReader {
         let only = RollupSpecs(vec![spec.clone()]);
         let mut buckets: BTreeMap<DateTime<Utc>, Aggregator<'_>> = BTreeMap::new();
         self.scan_raw(&q.project, range, spec.kinds(), |e| {
-                buckets
-                    .entry(granularity.bucket_start(e.occurred_at))
-                    .or_insert_with(|| Aggregator::new(&only))
+            buckets
+                .entry(granularity.bucket_start(e.occurred_at))
+                .or_insert_with(|| Aggregator::new(&only))
                 .add(e);
         })
         .await?;

@@ -313,17 +313,21 @@ async fn kept_raw_hours_never_hide_a_later_insert() {
     };
     let before = count(reader.clone()).await;
     let (hits, misses) = reader.raw_hours().hits_and_misses();
-    assert_eq!((hits, misses), (0, 2), "both edge hours read from the store");
+    assert_eq!(
+        (hits, misses),
+        (0, 2),
+        "both edge hours read from the store"
+    );
     assert_eq!(count(reader.clone()).await, before);
-    assert_eq!(reader.raw_hours().hits_and_misses(), (2, 2), "then from memory");
+    assert_eq!(
+        reader.raw_hours().hits_and_misses(),
+        (2, 2),
+        "then from memory"
+    );
 
     // A late event in the first edge hour: a new version, read again.
-    let late = analytics_core::testkit::fixtures::api_request(
-        t("2024-02-25T01:30:00Z"),
-        "/a",
-        200,
-        5.0,
-    );
+    let late =
+        analytics_core::testkit::fixtures::api_request(t("2024-02-25T01:30:00Z"), "/a", 200, 5.0);
     ingest(store.as_ref(), std::slice::from_ref(&late)).await;
     assert_eq!(count(reader.clone()).await, before + 1.0);
 
@@ -339,12 +343,8 @@ async fn kept_raw_hours_never_hide_a_later_insert() {
         .await
         .expect("tick");
     assert_eq!(count(reader.clone()).await, before + 1.0);
-    let again = analytics_core::testkit::fixtures::api_request(
-        t("2024-02-25T04:10:00Z"),
-        "/b",
-        200,
-        5.0,
-    );
+    let again =
+        analytics_core::testkit::fixtures::api_request(t("2024-02-25T04:10:00Z"), "/b", 200, 5.0);
     ingest(store.as_ref(), &[again]).await;
     s.tick(store.as_ref(), t("2024-02-25T06:03:00Z"))
         .await

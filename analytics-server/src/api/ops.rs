@@ -131,7 +131,9 @@ impl OpsApi {
         self.state.metrics.set_ingest(&self.state.collector.stats());
         self.state.metrics.set_pools(&self.state.store.pool_stats());
         self.state.metrics.set_channels(&self.state.channels);
-        self.state.metrics.set_raw_hours(&self.state.health.raw_hours);
+        self.state
+            .metrics
+            .set_raw_hours(&self.state.health.raw_hours);
         PlainText(self.state.metrics.render())
     }
 }

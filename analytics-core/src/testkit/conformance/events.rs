@@ -625,7 +625,10 @@ pub async fn hour_versions_change_on_insert_and_survive_clears(store: &dyn Store
             .await
             .expect("hour versions")
     };
-    assert!(versions(vec![h1, h2]).await.is_empty(), "nothing inserted yet");
+    assert!(
+        versions(vec![h1, h2]).await.is_empty(),
+        "nothing inserted yet"
+    );
     let a = fixtures::api_request(h1 + Duration::minutes(5), "/a", 200, 1.0);
     store
         .write_batch(std::slice::from_ref(&a))
@@ -636,7 +639,11 @@ pub async fn hour_versions_change_on_insert_and_survive_clears(store: &dyn Store
     assert_eq!(first[0].0, h1);
 
     store.write_batch(&[a]).await.expect("duplicate");
-    assert_eq!(versions(vec![h1]).await, first, "a duplicate changes nothing");
+    assert_eq!(
+        versions(vec![h1]).await,
+        first,
+        "a duplicate changes nothing"
+    );
 
     let dirty = store.dirty_hours(10).await.expect("dirty");
     assert_eq!(store.clear_dirty_hours(&dirty).await.expect("clear"), 1);
@@ -657,7 +664,10 @@ pub async fn hour_versions_change_on_insert_and_survive_clears(store: &dyn Store
         .expect("late insert");
     let second = versions(vec![h1]).await;
     assert_eq!(second.len(), 1);
-    assert_ne!(second[0].1, first[0].1, "an insert after the clear: new version");
+    assert_ne!(
+        second[0].1, first[0].1,
+        "an insert after the clear: new version"
+    );
     let dirty = store.dirty_hours(10).await.expect("dirty");
     store.clear_dirty_hours(&dirty).await.expect("clear");
     assert_eq!(versions(vec![h1]).await, second);
