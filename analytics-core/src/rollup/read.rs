@@ -12,11 +12,10 @@ use crate::alert::Stat;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::ids::{MetricName, ProjectId};
-use crate::page::PageRequest;
-use crate::ports::{EventFilter, MetricQuery, MetricsSource, Store};
+use crate::ports::{MetricQuery, MetricsSource, Store};
 use crate::rollup::aggregate::{Aggregator, merge_stats};
 use crate::rollup::raw_hours::{HourKey, RawHours, between};
-use crate::rollup::scheduler::{HOUR_WATERMARK, SEAL_WATERMARK_PREFIX, scan_range};
+use crate::rollup::scheduler::{HOUR_WATERMARK, SEAL_WATERMARK_PREFIX, scan_pages, scan_range};
 use crate::rollup::spec::{RollupSpecs, stored_dimension_name};
 use crate::rollup::{Dimensions, Rollup, RollupQuery, RollupStats};
 use crate::time::{Granularity, TimeRange};
@@ -310,25 +309,16 @@ impl RollupReader {
         range: TimeRange,
         kinds: &[EventKind],
     ) -> Result<Vec<Event>> {
-        let filter = EventFilter {
-            project: Some(project.clone()),
-            kinds: kinds.to_vec(),
-            range: Some(range),
-            ..Default::default()
-        };
         let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .query_events(&filter, &PageRequest::new(self.page_size, cursor)?)
-                .await?;
-            out.extend(page.items);
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        scan_pages(
+            self.store.as_ref(),
+            project,
+            range,
+            kinds.to_vec(),
+            self.page_size,
+            |page| out.extend(page),
+        )
+        .await?;
         out.sort_by_key(|e| e.occurred_at);
         Ok(out)
     }

@@ -315,6 +315,22 @@ pub async fn scan_range(
     page_size: u32,
     mut f: impl FnMut(&Event),
 ) -> Result<u64> {
+    scan_pages(store, project, range, kinds, page_size, |page| {
+        page.iter().for_each(&mut f)
+    })
+    .await
+}
+
+/// [`scan_range`] handing over each page's events (newest first within a page), for a
+/// caller that keeps them.
+pub async fn scan_pages(
+    store: &dyn Store,
+    project: &ProjectId,
+    range: TimeRange,
+    kinds: Vec<crate::event::EventKind>,
+    page_size: u32,
+    mut f: impl FnMut(Vec<Event>),
+) -> Result<u64> {
     let filter = EventFilter {
         project: Some(project.clone()),
         kinds,
@@ -328,7 +344,7 @@ pub async fn scan_range(
             .query_events(&filter, &PageRequest::new(page_size, cursor)?)
             .await?;
         seen += page.items.len() as u64;
-        page.items.iter().for_each(&mut f);
+        f(page.items);
         match page.next_cursor {
             Some(c) => cursor = Some(c),
             None => return Ok(seen),
