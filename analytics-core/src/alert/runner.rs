@@ -51,6 +51,10 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Past weeks read for an anomaly's seasonal baseline.
 const SEASONS: i64 = 4;
 
+/// The most raw events a runner keeps in memory by default (see
+/// [`AlertRunner::with_raw_hours_limit`]).
+pub const DEFAULT_RAW_HOURS_LIMIT: usize = 1_000_000;
+
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunReport {
@@ -80,6 +84,7 @@ pub struct AlertRunner {
     interval: chrono::Duration,
     options: EngineOptions,
     state: Option<EngineState>,
+    raw_hours_limit: usize,
 }
 
 /// Everything read for one configuration at one instant.
@@ -101,6 +106,41 @@ impl AlertRunner {
             interval: chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::seconds(60)),
             options: EngineOptions::default(),
             state: None,
+            raw_hours_limit: DEFAULT_RAW_HOURS_LIMIT,
+        }
+    }
+
+    /// Caps the raw events the runner keeps in memory (default
+    /// [`DEFAULT_RAW_HOURS_LIMIT`]; 0 keeps none).
+    ///
+    /// The windows of a tick end at unaligned instants, so their edges (and those of the
+    /// previous, recent and seasonal windows of `rate_of_change` and `anomaly`
+    /// configurations, up to four weeks back) are read from raw events, a whole hour at a
+    /// time. The next tick, a minute later, needs nearly the same hours. After each step the
+    /// runner sizes its [`RawHours`](crate::rollup::raw_hours::RawHours) to that step's
+    /// demand plus a quarter, within this cap: a least-recently-used cache smaller than a
+    /// cyclic working set would miss on every lookup.
+    pub fn with_raw_hours_limit(mut self, limit: usize) -> Self {
+        self.raw_hours_limit = limit;
+        self.fit_raw_hours(0);
+        self
+    }
+
+    /// The reader's raw-hour cache (for metrics).
+    pub fn raw_hours(&self) -> &Arc<crate::rollup::raw_hours::RawHours> {
+        self.reader.raw_hours()
+    }
+
+    /// Sizes the raw-hour cache to `demand` plus a quarter, at least the default and at most
+    /// the limit.
+    fn fit_raw_hours(&self, demand: usize) {
+        let wanted = demand
+            .saturating_add(demand / 4)
+            .max(crate::rollup::raw_hours::DEFAULT_CAPACITY_EVENTS)
+            .min(self.raw_hours_limit);
+        let raw = self.reader.raw_hours();
+        if raw.capacity() != wanted {
+            raw.set_capacity(wanted);
         }
     }
 
@@ -156,7 +196,9 @@ impl AlertRunner {
         report: &mut RunReport,
     ) -> Result<EngineState> {
         let configs = self.store.list_configs(None, true).await?;
+        self.reader.raw_hours().begin_round();
         let reads = self.read_windows(&configs, at).await?;
+        self.fit_raw_hours(self.reader.raw_hours().round_demand());
         let unresolved = self.unresolved_alerts().await?;
         let observed: Vec<Observed> = configs
             .iter()
@@ -256,13 +298,15 @@ impl AlertRunner {
                     .insert((c.spec.metric.clone(), names.clone()));
             }
         }
+        // One plan of what is rolled up for the whole step.
+        let reader = self.reader.snapshot();
         let mut reads = Reads::new();
         for ((project, start, end), shapes) in wanted {
             let Ok(range) = TimeRange::new(start, end) else {
                 continue;
             };
             let shapes: Vec<(MetricName, Vec<String>)> = shapes.into_iter().collect();
-            let rows = self.reader.window_rows(&project, &shapes, range).await?;
+            let rows = reader.window_rows(&project, &shapes, range).await?;
             reads.insert((project, start, end), rows);
         }
         Ok(reads)

@@ -8,6 +8,13 @@
 //!
 //! Least recently used hours leave first once the entries hold more than the capacity in
 //! events. An hour with more events than the capacity is never kept.
+//!
+//! A user with a steady working set (the alert engine reads the same hours tick after tick)
+//! can size the cache to it: [`RawHours::begin_round`] starts counting the events of the
+//! hours looked up, [`RawHours::round_demand`] says how many that was, and
+//! [`RawHours::set_capacity`] changes the capacity. Least-recently-used eviction of a cyclic
+//! working set even slightly larger than the capacity misses on every lookup, so a cache a
+//! little too small is no better than none.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,21 +44,44 @@ struct Entry {
     version: u64,
     events: Arc<Vec<Event>>,
     used: u64,
+    /// The round in which it was last counted in the demand.
+    round: u64,
 }
 
 #[derive(Debug, Default)]
 struct State {
     entries: HashMap<HourKey, Entry>,
+    capacity: usize,
     held: usize,
     clock: u64,
     hits: u64,
     misses: u64,
+    round: u64,
+    round_events: usize,
+}
+
+impl State {
+    /// Evicts least recently used hours until `room` more events fit.
+    fn make_room(&mut self, room: usize) {
+        while self.held + room > self.capacity {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(e) = self.entries.remove(&oldest) {
+                self.held -= e.events.len();
+            }
+        }
+    }
 }
 
 /// The cache (shared by clones of a reader).
 #[derive(Debug)]
 pub struct RawHours {
-    capacity: usize,
     state: Mutex<State>,
 }
 
@@ -65,9 +95,37 @@ impl RawHours {
     /// A cache holding at most `capacity` events (0 keeps nothing).
     pub fn new(capacity: usize) -> Self {
         Self {
-            capacity,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                capacity,
+                ..State::default()
+            }),
         }
+    }
+
+    /// The capacity in events.
+    pub fn capacity(&self) -> usize {
+        self.lock().capacity
+    }
+
+    /// Changes the capacity, evicting least recently used hours beyond a smaller one.
+    pub fn set_capacity(&self, capacity: usize) {
+        let mut s = self.lock();
+        s.capacity = capacity;
+        s.make_room(0);
+    }
+
+    /// Starts a new round of [`RawHours::round_demand`].
+    pub fn begin_round(&self) {
+        let mut s = self.lock();
+        s.round += 1;
+        s.round_events = 0;
+    }
+
+    /// The events of the hours looked up since [`RawHours::begin_round`]: each hour found
+    /// counts once, each hour read and offered by [`RawHours::put`] counts whether or not it
+    /// was kept (an hour evicted and read again within the round counts again).
+    pub fn round_demand(&self) -> usize {
+        self.lock().round_events
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -79,12 +137,19 @@ impl RawHours {
         let mut s = self.lock();
         s.clock += 1;
         let now = s.clock;
+        let round = s.round;
+        let mut counted = 0;
         let found = s.entries.get_mut(key).and_then(|e| {
             (e.version == version).then(|| {
                 e.used = now;
+                if e.round != round {
+                    e.round = round;
+                    counted = e.events.len();
+                }
                 e.events.clone()
             })
         });
+        s.round_events += counted;
         if found.is_some() {
             s.hits += 1;
         } else {
@@ -98,27 +163,17 @@ impl RawHours {
     pub fn put(&self, key: HourKey, version: u64, events: Arc<Vec<Event>>) {
         let len = events.len();
         let mut s = self.lock();
+        s.round_events += len;
         if let Some(old) = s.entries.remove(&key) {
             s.held -= old.events.len();
         }
-        if len > self.capacity {
+        if len > s.capacity {
             return;
         }
-        while s.held + len > self.capacity {
-            let Some(oldest) = s
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some(e) = s.entries.remove(&oldest) {
-                s.held -= e.events.len();
-            }
-        }
+        s.make_room(len);
         s.clock += 1;
         let used = s.clock;
+        let round = s.round;
         s.held += len;
         s.entries.insert(
             key,
@@ -126,6 +181,7 @@ impl RawHours {
                 version,
                 events,
                 used,
+                round,
             },
         );
     }
@@ -225,6 +281,26 @@ mod tests {
         );
         c.put(key(1), 2, hour_of(2));
         assert_eq!(c.held(), 6, "a new version replaces the old one");
+    }
+
+    #[test]
+    fn a_round_counts_the_events_of_the_hours_looked_up() {
+        let c = RawHours::new(10);
+        c.begin_round();
+        c.put(key(1), 1, hour_of(4));
+        c.put(key(2), 1, hour_of(4));
+        c.put(key(3), 1, hour_of(4));
+        assert_eq!(c.round_demand(), 12, "offered hours count, kept or not");
+        assert!(c.get(&key(1), 1).is_none(), "evicted: 12 events exceed 10");
+        c.begin_round();
+        assert!(c.get(&key(2), 1).is_some());
+        assert!(c.get(&key(2), 1).is_some());
+        assert!(c.get(&key(3), 1).is_some());
+        assert_eq!(c.round_demand(), 8, "an hour found twice counts once");
+        c.set_capacity(5);
+        assert_eq!(c.held(), 4, "a smaller capacity evicts");
+        assert!(c.get(&key(3), 1).is_some(), "the most recently used hour stays");
+        assert_eq!(c.capacity(), 5);
     }
 
     #[test]
