@@ -562,6 +562,8 @@ pub struct Alert {
     pub acknowledged_by: Option<String>,
     /// When.
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// The note given with the acknowledgement, if any.
+    pub acknowledgement_note: Option<String>,
     /// Who resolved it.
     pub resolved_by: Option<String>,
     /// When.
@@ -578,6 +580,7 @@ impl Alert {
             status: AlertStatus::Active,
             acknowledged_by: None,
             acknowledged_at: None,
+            acknowledgement_note: None,
             resolved_by: None,
             resolved_at: None,
             notifications: Vec::new(),
@@ -589,14 +592,20 @@ impl Alert {
         self.fired.id
     }
 
-    /// Applies an acknowledgement. Acknowledging again keeps the first acknowledgement;
-    /// acknowledging a resolved alert is a conflict.
-    pub fn acknowledge(&mut self, by: &str, at: DateTime<Utc>) -> Result<(), crate::Error> {
+    /// Applies an acknowledgement with an optional note. Acknowledging again keeps the
+    /// first acknowledgement (and its note); acknowledging a resolved alert is a conflict.
+    pub fn acknowledge(
+        &mut self,
+        by: &str,
+        at: DateTime<Utc>,
+        note: Option<&str>,
+    ) -> Result<(), crate::Error> {
         match self.status {
             AlertStatus::Active => {
                 self.status = AlertStatus::Acknowledged;
                 self.acknowledged_by = Some(by.to_owned());
                 self.acknowledged_at = Some(at);
+                self.acknowledgement_note = note.map(str::to_owned);
                 Ok(())
             }
             AlertStatus::Acknowledged => Ok(()),
@@ -961,15 +970,15 @@ mod tests {
             message: "m".into(),
         });
         let t1 = DateTime::UNIX_EPOCH + chrono::Duration::seconds(1);
-        a.acknowledge("alice", t1).unwrap();
-        a.acknowledge("bob", t1 + chrono::Duration::seconds(1))
+        a.acknowledge("alice", t1, Some("looking")).unwrap();
+        a.acknowledge("bob", t1 + chrono::Duration::seconds(1), Some("mine"))
             .unwrap();
         assert_eq!(a.acknowledged_by.as_deref(), Some("alice"));
         a.resolve("carol", t1);
         a.resolve("dave", t1);
         assert_eq!(a.resolved_by.as_deref(), Some("carol"));
         assert!(matches!(
-            a.acknowledge("x", t1),
+            a.acknowledge("x", t1, None),
             Err(crate::Error::Conflict(_))
         ));
     }

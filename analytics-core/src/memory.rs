@@ -393,8 +393,14 @@ impl AlertHistoryStore for MemoryStore {
         Ok(newest_first(matching, page, alert_cursor))
     }
 
-    async fn acknowledge_alert(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> Result<Alert> {
-        self.update_alert(id, |a| a.acknowledge(by, at))
+    async fn acknowledge_alert(
+        &self,
+        id: Uuid,
+        by: &str,
+        at: DateTime<Utc>,
+        note: Option<&str>,
+    ) -> Result<Alert> {
+        self.update_alert(id, |a| a.acknowledge(by, at, note))
     }
 
     async fn resolve_alert(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> Result<Alert> {

@@ -321,7 +321,8 @@ impl AlertConfigStore for PgStore {
 }
 
 const ALERT_COLUMNS: &str = "id, config_id, project, metric, severity, triggered_at, value, \
-    threshold, message, status, acknowledged_by, acknowledged_at, resolved_by, resolved_at";
+    threshold, message, status, acknowledged_by, acknowledged_at, acknowledgement_note, \
+    resolved_by, resolved_at";
 
 /// An alert row without its notification records.
 fn alert_from_row(row: &PgRow) -> Result<Alert> {
@@ -345,6 +346,7 @@ fn alert_from_row(row: &PgRow) -> Result<Alert> {
         status: parse(&status, WHAT, str::parse::<AlertStatus>)?,
         acknowledged_by: col(row, "acknowledged_by", WHAT)?,
         acknowledged_at: col(row, "acknowledged_at", WHAT)?,
+        acknowledgement_note: col(row, "acknowledgement_note", WHAT)?,
         resolved_by: col(row, "resolved_by", WHAT)?,
         resolved_at: col(row, "resolved_at", WHAT)?,
         notifications: Vec::new(),
@@ -430,7 +432,7 @@ impl PgStore {
         change(&mut alert)?;
         sqlx::query(
             "UPDATE alert_history SET status = $2, acknowledged_by = $3, acknowledged_at = $4, \
-                 resolved_by = $5, resolved_at = $6 \
+                 resolved_by = $5, resolved_at = $6, acknowledgement_note = $7 \
              WHERE id = $1",
         )
         .bind(id)
@@ -439,6 +441,7 @@ impl PgStore {
         .bind(alert.acknowledged_at)
         .bind(&alert.resolved_by)
         .bind(alert.resolved_at)
+        .bind(&alert.acknowledgement_note)
         .execute(&mut *tx)
         .await
         .map_err(pg_error)?;
@@ -600,9 +603,15 @@ impl AlertHistoryStore for PgStore {
         Ok(Page::from_overfetch(alerts, page, alert_cursor))
     }
 
-    async fn acknowledge_alert(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> Result<Alert> {
+    async fn acknowledge_alert(
+        &self,
+        id: Uuid,
+        by: &str,
+        at: DateTime<Utc>,
+        note: Option<&str>,
+    ) -> Result<Alert> {
         let at = truncate_to_micros(at);
-        self.change_alert(id, |a| a.acknowledge(by, at)).await
+        self.change_alert(id, |a| a.acknowledge(by, at, note)).await
     }
 
     async fn resolve_alert(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> Result<Alert> {

@@ -385,8 +385,8 @@ impl AlertConfigStore for SqliteStore {
 }
 
 const SELECT_ALERT: &str = "SELECT id, config_id, project, metric, severity, triggered_at, value, \
-     threshold, message, status, acknowledged_by, acknowledged_at, resolved_by, resolved_at \
-     FROM alert_history";
+     threshold, message, status, acknowledged_by, acknowledged_at, acknowledgement_note, \
+     resolved_by, resolved_at FROM alert_history";
 
 /// An alert row without its notification records.
 fn decode_alert(row: &SqliteRow) -> Result<Alert> {
@@ -408,6 +408,7 @@ fn decode_alert(row: &SqliteRow) -> Result<Alert> {
         status: get_parsed(row, W, "status")?,
         acknowledged_by: get(row, W, "acknowledged_by")?,
         acknowledged_at: get_opt_time(row, W, "acknowledged_at")?,
+        acknowledgement_note: get(row, W, "acknowledgement_note")?,
         resolved_by: get(row, W, "resolved_by")?,
         resolved_at: get_opt_time(row, W, "resolved_at")?,
         notifications: Vec::new(),
@@ -490,11 +491,12 @@ impl SqliteStore {
         change(&mut alert)?;
         sqlx::query(
             "UPDATE alert_history SET status = ?, acknowledged_by = ?, acknowledged_at = ?, \
-             resolved_by = ?, resolved_at = ? WHERE id = ?",
+             acknowledgement_note = ?, resolved_by = ?, resolved_at = ? WHERE id = ?",
         )
         .bind(alert.status.as_str())
         .bind(alert.acknowledged_by.as_deref())
         .bind(alert.acknowledged_at.map(micros))
+        .bind(alert.acknowledgement_note.as_deref())
         .bind(alert.resolved_by.as_deref())
         .bind(alert.resolved_at.map(micros))
         .bind(id)
@@ -634,8 +636,14 @@ impl AlertHistoryStore for SqliteStore {
         }))
     }
 
-    async fn acknowledge_alert(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> Result<Alert> {
-        self.update_alert(id, "acknowledge alert", |a| a.acknowledge(by, at))
+    async fn acknowledge_alert(
+        &self,
+        id: Uuid,
+        by: &str,
+        at: DateTime<Utc>,
+        note: Option<&str>,
+    ) -> Result<Alert> {
+        self.update_alert(id, "acknowledge alert", |a| a.acknowledge(by, at, note))
             .await
     }
 

@@ -128,8 +128,15 @@ pub trait AlertHistoryStore: Send + Sync + std::fmt::Debug {
     /// Lists alerts.
     async fn list_alerts(&self, filter: &AlertFilter, page: &PageRequest) -> Result<Page<Alert>>;
 
-    /// Marks an alert acknowledged.
-    async fn acknowledge_alert(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> Result<Alert>;
+    /// Marks an alert acknowledged, with an optional note (see [`Alert::acknowledge`]:
+    /// a second acknowledgement changes nothing, a resolved alert is a conflict).
+    async fn acknowledge_alert(
+        &self,
+        id: Uuid,
+        by: &str,
+        at: DateTime<Utc>,
+        note: Option<&str>,
+    ) -> Result<Alert>;
 
     /// Marks an alert resolved.
     async fn resolve_alert(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> Result<Alert>;

@@ -720,6 +720,9 @@ pub struct AlertBody {
     /// Who acknowledged it.
     #[oai(nullable)]
     pub acknowledged_by: Option<String>,
+    /// The note given with the acknowledgement (`{"note"}`), if any.
+    #[oai(nullable)]
+    pub acknowledgement_note: Option<String>,
     /// When resolved.
     #[oai(nullable)]
     pub resolved_at: Option<DateTime<Utc>>,
@@ -866,6 +869,80 @@ impl<T: ParseFromJSON + serde::de::DeserializeOwned> ParsePayload for StrictJson
 // The two-argument form: the one-argument arm calls the macro unqualified.
 poem_openapi::impl_apirequest_for_payload!(StrictJson<T>, T: ParseFromJSON + serde::de::DeserializeOwned);
 
+/// An optional JSON request body: no body (with or without a content type) is `None`; a
+/// body must be JSON of `T`'s schema, parsed as [`StrictJson`] does.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<'a, T> poem_openapi::ApiExtractor<'a> for OptionalJson<T>
+where
+    T: Type + ParseFromJSON + serde::de::DeserializeOwned,
+{
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::RequestObject];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<poem_openapi::registry::MetaRequest> {
+        Some(poem_openapi::registry::MetaRequest {
+            description: None,
+            content: vec![poem_openapi::registry::MetaMediaType {
+                content_type: <StrictJson<T> as Payload>::CONTENT_TYPE,
+                schema: T::schema_ref(),
+            }],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut poem::RequestBody,
+        _param_opts: poem_openapi::ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let bytes = <Vec<u8> as poem::FromRequest>::from_request(request, body).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        match request.content_type() {
+            Some(ct) if <StrictJson<T> as Payload>::check_content_type(ct) => {}
+            Some(ct) => {
+                return Err(poem_openapi::error::ContentTypeError::NotSupported {
+                    content_type: ct.to_owned(),
+                }
+                .into());
+            }
+            None => return Err(poem_openapi::error::ContentTypeError::ExpectContentType.into()),
+        }
+        let mut rest = poem::RequestBody::new(poem::Body::from(bytes));
+        <StrictJson<T> as ParsePayload>::from_request(request, &mut rest)
+            .await
+            .map(|StrictJson(v)| Self(Some(v)))
+    }
+}
+
+/// `POST {id}/acknowledge`'s optional body.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[oai(example)]
+pub struct AckRequest {
+    /// A note for the record (at most 1000 characters), kept with the first
+    /// acknowledgement.
+    #[oai(validator(max_length = 1000))]
+    pub note: Option<String>,
+}
+
+impl poem_openapi::types::Example for AckRequest {
+    fn example() -> Self {
+        Self {
+            note: Some("Looking into it: the connection pool is saturated".to_owned()),
+        }
+    }
+}
+
 /// `POST configs`.
 #[derive(Debug, ApiResponse)]
 pub enum Created {
@@ -964,6 +1041,7 @@ impl AlertsApi {
                 triggered_at: a.fired.triggered_at,
                 acknowledged_at: a.acknowledged_at,
                 acknowledged_by: a.acknowledged_by.clone(),
+                acknowledgement_note: a.acknowledgement_note.clone(),
                 resolved_at: a.resolved_at,
                 resolved_by: a.resolved_by.clone(),
                 notifications: notifications_of(&entries),
@@ -1320,8 +1398,8 @@ impl AlertsApi {
     }
 
     /// Acknowledges an alert (role `admin`): 200 with the record; again is 200 and keeps
-    /// the first acknowledgement; a resolved alert is 409. An optional JSON body `{"note"}`
-    /// is accepted and not stored.
+    /// the first acknowledgement (and its note); a resolved alert is 409. An optional JSON
+    /// body `{"note"}` (at most 1000 characters) is stored as `acknowledgement_note`.
     #[oai(
         path = "/api/v1/analytics/alerts/:id/acknowledge",
         method = "post",
@@ -1333,14 +1411,16 @@ impl AlertsApi {
         _auth: BearerAuth,
         /// The alert id.
         id: Path<Uuid>,
+        body: OptionalJson<AckRequest>,
     ) -> ApiResult<Json<AlertBody>, (NotFound, Conflict)> {
         let sub = require_admin(req)?;
+        let note = body.0.and_then(|b| b.note);
         let found = self.state.store.get_alert(id.0).await?;
         visible(req, &found.fired.project, format_args!("alert {}", id.0))?;
         let alert = self
             .state
             .store
-            .acknowledge_alert(id.0, &sub, SystemClock.now())
+            .acknowledge_alert(id.0, &sub, SystemClock.now(), note.as_deref())
             .await?;
         Ok(Json(self.body(alert).await?))
     }
@@ -1423,7 +1503,7 @@ impl AlertsApi {
                 Ok(a) => match a.status {
                     AlertStatus::Resolved => BulkStatus::Resolved,
                     AlertStatus::Acknowledged => BulkStatus::AlreadyAcknowledged,
-                    AlertStatus::Active => match store.acknowledge_alert(id, &sub, now).await {
+                    AlertStatus::Active => match store.acknowledge_alert(id, &sub, now, None).await {
                         Ok(after)
                             if after.acknowledged_by.as_deref() == Some(sub.as_str())
                                 && after.acknowledged_at == Some(now) =>

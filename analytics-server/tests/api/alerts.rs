@@ -403,15 +403,44 @@ async fn alerts_are_listed_acknowledged_resolved_and_bulk_acknowledged() {
     assert_eq!(p2.body["next_cursor"], Value::Null);
     assert!(p1.body["range"]["from"].is_string());
 
-    // Acknowledge: 200, again 200 unchanged; unknown 404.
+    // Acknowledge: a note over 1000 characters is refused and changes nothing; then 200
+    // with the note kept; again (without a body) 200 unchanged; unknown 404.
     let ack = format!("/api/v1/analytics/alerts/{}/acknowledge", a.id);
-    let first = send(&app, Method::POST, &ack, None, &admin).await;
+    let long = send(
+        &app,
+        Method::POST,
+        &ack,
+        Some(&json!({"note": "x".repeat(1001)})),
+        &admin,
+    )
+    .await;
+    long.assert_error(StatusCode::BAD_REQUEST, None);
+    assert!(
+        long.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("note")),
+        "{:#}",
+        long.body
+    );
+    let note = "on it: the orders pool is saturated";
+    let first = send(&app, Method::POST, &ack, Some(&json!({ "note": note })), &admin).await;
     assert_eq!(first.status, StatusCode::OK, "{:#}", first.body);
     assert_eq!(first.body["status"], "acknowledged");
     assert_eq!(first.body["acknowledged_by"], "tester");
+    assert_eq!(first.body["acknowledgement_note"], note);
     let again = send(&app, Method::POST, &ack, None, &admin).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body["acknowledged_at"], first.body["acknowledged_at"]);
+    assert_eq!(again.body["acknowledgement_note"], note, "the first note stays");
+    let listed = send(
+        &app,
+        Method::GET,
+        "/api/v1/analytics/alerts/history?status=acknowledged",
+        None,
+        &admin,
+    )
+    .await;
+    assert_eq!(listed.body["items"][0]["acknowledgement_note"], note);
     send(
         &app,
         Method::POST,

@@ -245,7 +245,7 @@ pub async fn one_unresolved_alert_per_config(store: &dyn Store) {
         other => panic!("an active alert blocks a new one: {other:?}"),
     }
     store
-        .acknowledge_alert(first.id, "alice", now())
+        .acknowledge_alert(first.id, "alice", now(), None)
         .await
         .expect("ack");
     assert!(
@@ -300,13 +300,23 @@ pub async fn acknowledged_alerts_leave_the_active_list(store: &dyn Store) {
 
     let t1 = now() + Duration::minutes(2);
     let acked = store
-        .acknowledge_alert(a.id, "alice", t1)
+        .acknowledge_alert(a.id, "alice", t1, Some("on it: the pool is full"))
         .await
         .expect("ack");
     assert_eq!(acked.status, AlertStatus::Acknowledged);
     assert_eq!(
         (acked.acknowledged_by.as_deref(), acked.acknowledged_at),
         (Some("alice"), Some(t1))
+    );
+    assert_eq!(
+        store
+            .get_alert(a.id)
+            .await
+            .expect("get")
+            .acknowledgement_note
+            .as_deref(),
+        Some("on it: the pool is full"),
+        "the note is stored"
     );
     let still_active = store.list_alerts(&active, &page).await.expect("list").items;
     assert_eq!(
@@ -316,12 +326,17 @@ pub async fn acknowledged_alerts_leave_the_active_list(store: &dyn Store) {
     );
 
     let again = store
-        .acknowledge_alert(a.id, "bob", t1 + Duration::minutes(1))
+        .acknowledge_alert(a.id, "bob", t1 + Duration::minutes(1), Some("mine now"))
         .await
         .expect("ack again");
     assert_eq!(
-        (again.acknowledged_by.as_deref(), again.acknowledged_at),
-        (Some("alice"), Some(t1))
+        (
+            again.acknowledged_by.as_deref(),
+            again.acknowledged_at,
+            again.acknowledgement_note.as_deref()
+        ),
+        (Some("alice"), Some(t1), Some("on it: the pool is full")),
+        "a second acknowledgement changes nothing, the note included"
     );
 
     let t2 = t1 + Duration::minutes(10);
@@ -345,7 +360,7 @@ pub async fn acknowledged_alerts_leave_the_active_list(store: &dyn Store) {
         .expect("resolve again");
     assert_eq!(again.resolved_by.as_deref(), Some("carol"));
     assert!(matches!(
-        store.acknowledge_alert(a.id, "x", t2).await,
+        store.acknowledge_alert(a.id, "x", t2, None).await,
         Err(Error::Conflict(_))
     ));
     assert_eq!(
@@ -363,7 +378,7 @@ pub async fn acknowledged_alerts_leave_the_active_list(store: &dyn Store) {
 
     let missing = Uuid::new_v4();
     assert!(matches!(
-        store.acknowledge_alert(missing, "x", t2).await,
+        store.acknowledge_alert(missing, "x", t2, None).await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
@@ -396,7 +411,7 @@ pub async fn alert_listings_filter_and_page(store: &dyn Store) {
         all.push(a);
     }
     store
-        .acknowledge_alert(all[0].id, "a", now())
+        .acknowledge_alert(all[0].id, "a", now(), None)
         .await
         .expect("ack");
     store
