@@ -8,7 +8,11 @@
 //! Knobs: `BENCH_EVENTS` (default 10,000,000 `api_request` events over 30 days, the demo
 //! generator's diurnal traffic over 20 routes), `BENCH_CONFIGS` (default 1,000),
 //! `BENCH_SAMPLES` (timed requests per route, default 15), `BENCH_DAYS` (load only the
-//! last N days of the month at the same hourly density, for profiling the raw edges). The load keeps every raw event
+//! last N days of the month at the same hourly density, for profiling the raw edges),
+//! `BENCH_ROUTES=0` (skip the routes; load, roll up and time the alert engine only). The
+//! alert engine is timed twice in the same run: with its raw-hour cache sized to each
+//! tick's demand (the default) and with the fixed 200k-event least-recently-used cache it
+//! had before. The load keeps every raw event
 //! (35-day retention) so raw reads see the whole table. Without `--bench` (as `cargo test`
 //! runs it) it loads 20,000 events and 20 configurations and checks every path answers.
 
@@ -152,6 +156,14 @@ fn configs(n: usize) -> Vec<AlertConfigSpec> {
         .collect()
 }
 
+/// The process's resident set size (0 where /proc is not there).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
@@ -204,6 +216,7 @@ fn main() {
     } else {
         2
     };
+    let routes = !measure || env_usize("BENCH_ROUTES", 1) != 0;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -259,7 +272,12 @@ fn main() {
             .expect("client");
 
         let project = ProjectId::parse(PROJECT).expect("slug");
-        for (range, days) in [("24h", 1), ("30d", 30)] {
+        let ranges: &[(&str, i64)] = if routes {
+            &[("24h", 1), ("30d", 30)]
+        } else {
+            &[]
+        };
+        for &(range, days) in ranges {
             let window = TimeRange::new(now - Span::days(days), now).expect("window");
             // The baseline: the store's own read of the window's rollup rows (overall
             // series of the request metrics, coarsest granularity that fits).
@@ -353,17 +371,44 @@ fn main() {
         }
         let specs = Arc::new(RollupSpecs::defaults());
         let every = Duration::from_secs(60);
-        let mut runner = AlertRunner::new(arc.clone(), specs.clone(), every);
         let now = Utc::now();
-        runner.run(now).await.expect("first tick");
-        let mut tick_ms = Vec::new();
-        for k in 1..=samples as i64 {
-            let at = now + Span::minutes(k);
-            let started = Instant::now();
-            let report = runner.run(at).await.expect("tick");
-            tick_ms.push(ms(started.elapsed()));
-            assert_eq!(report.steps, 1);
-        }
+        // Each runner continues from the watermark the previous one left, a minute a tick.
+        let mut minute = 0i64;
+        let mut tick = |runner: AlertRunner| {
+            let first = minute;
+            minute += samples as i64 + 1;
+            async move {
+                let mut runner = runner;
+                let rss_before = rss_bytes();
+                runner
+                    .run(now + Span::minutes(first))
+                    .await
+                    .expect("first tick");
+                let mut tick_ms = Vec::new();
+                for k in 1..=samples as i64 {
+                    let at = now + Span::minutes(first + k);
+                    let started = Instant::now();
+                    let report = runner.run(at).await.expect("tick");
+                    tick_ms.push(ms(started.elapsed()));
+                    assert_eq!(report.steps, 1);
+                }
+                let raw = runner.raw_hours();
+                let (hits, misses) = raw.hits_and_misses();
+                let cache = format!(
+                    "raw-hour cache: capacity {} events, holding {}, {hits} hits / {misses} \
+                     misses; RSS {:+.0} MiB",
+                    raw.capacity(),
+                    raw.held(),
+                    (rss_bytes() as f64 - rss_before as f64) / (1024.0 * 1024.0)
+                );
+                (tick_ms, cache)
+            }
+        };
+        let fixed = AlertRunner::new(arc.clone(), specs.clone(), every).with_raw_hours_limit(
+            analytics_core::rollup::raw_hours::DEFAULT_CAPACITY_EVENTS,
+        );
+        let (fixed_ms, fixed_cache) = tick(fixed).await;
+        let (tick_ms, cache) = tick(AlertRunner::new(arc.clone(), specs.clone(), every)).await;
         // The bare reads the tick needs: every configuration's current value, one metric
         // read each (the previous and seasonal windows of the few rate-of-change and anomaly
         // configurations are not counted, which favours the baseline).
@@ -389,11 +434,18 @@ fn main() {
             reads_ms.push(ms(started.elapsed()));
         }
         let (tick50, tick95) = (percentile(tick_ms.clone(), 0.5), percentile(tick_ms, 0.95));
+        let (fixed50, fixed95) = (percentile(fixed_ms.clone(), 0.5), percentile(fixed_ms, 0.95));
         let reads50 = percentile(reads_ms, 0.5);
         println!(
             "alert tick over {n_configs} configs: p50 {tick50:.1} ms p95 {tick95:.1} ms; one \
-             metric read per config: {reads50:.1} ms ({:.2}x)",
+             metric read per config: {reads50:.1} ms ({:.2}x); {cache}",
             tick50 / reads50
+        );
+        println!(
+            "  before (fixed 200k-event LRU): p50 {fixed50:.1} ms p95 {fixed95:.1} ms ({:.2}x \
+             the metric reads, {:.2}x the sized cache); {fixed_cache}",
+            fixed50 / reads50,
+            fixed50 / tick50
         );
         handle.shutdown();
         let _ = server.await;
