@@ -142,7 +142,7 @@ async fn a_critical_alert_reaches_twilio_and_slack_and_disabled_channels_are_rep
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let m = metrics_text(&http, &server.base).await;
-        if m.contains(r#"analytics_notify_attempts{channel="sms",outcome="sent"} 1"#) {
+        if m.contains(r#"analytics_notify_attempts_total{channel="sms",outcome="sent"} 1"#) {
             break;
         }
         assert!(Instant::now() < deadline, "{m}");
