@@ -24,7 +24,8 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /var/lib/analytics --create-home analytics
+    && groupadd --system --gid 10001 analytics \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/analytics --create-home analytics
 COPY --from=build /usr/local/bin/analytics-server /usr/local/bin/analytics-server
 
 USER 10001:10001

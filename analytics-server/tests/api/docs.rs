@@ -9,7 +9,9 @@ use analytics_server::Role;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::helpers::{BinaryServer, RunningServer, bearer, half_failing_requests, http_client};
+use crate::helpers::{
+    BinaryServer, RunningServer, bearer, fire_alert, get_json, http_client, metrics_text,
+};
 
 fn repo_file(path: &str) -> String {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -98,14 +100,7 @@ async fn every_metric_of_the_grafana_dashboard_is_exposed() {
         .await
         .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    let text = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&http, &server.base).await;
     let exposed = exposed_samples(&text);
     let mut used = BTreeSet::new();
     for expr in &exprs {
@@ -237,38 +232,21 @@ fn curl_examples_are_read_with_their_method_path_and_captures() {
 /// active and alice has its in-app notification, so that the examples acknowledging an alert
 /// and reading a notification have one.
 async fn open_an_alert(http: &reqwest::Client, base: &str, admin: &str) {
-    let created = http
-        .post(format!("{base}/api/v1/analytics/alerts/configs"))
-        .header("Authorization", admin)
-        .json(&json!({
-            "name": "seeded api errors", "metric": "api.errors", "stat": "avg",
-            "condition": "threshold_above", "threshold": 0.1, "window_secs": 600,
-            "severity": "warning", "cooldown_secs": 0, "recipients": [{"user": "alice"}],
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
-    let r = http
-        .post(format!("{base}/api/v1/analytics/events"))
-        .header("Authorization", admin)
-        .json(&half_failing_requests("/seeded"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    let config = json!({
+        "name": "seeded api errors", "metric": "api.errors", "stat": "avg",
+        "condition": "threshold_above", "threshold": 0.1, "window_secs": 600,
+        "severity": "warning", "cooldown_secs": 0, "recipients": [{"user": "alice"}],
+    });
+    fire_alert(http, base, admin, &config, "/seeded").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     for path in ["alerts/active", "notifications"] {
         loop {
-            let body: Value = http
-                .get(format!("{base}/api/v1/analytics/{path}"))
-                .header("Authorization", admin)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let body = get_json(
+                http,
+                &format!("{base}/api/v1/analytics/{path}"),
+                Some(admin),
+            )
+            .await;
             if body["items"].as_array().is_some_and(|i| !i.is_empty()) {
                 break;
             }
@@ -319,14 +297,7 @@ async fn every_curl_example_of_api_md_runs() {
     let http = http_client();
 
     // Every route of the OpenAPI document has an example.
-    let spec: Value = http
-        .get(format!("{}/openapi.json", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec = get_json(&http, &format!("{}/openapi.json", server.base), None).await;
     let mut routes = 0;
     for (template, item) in spec["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
