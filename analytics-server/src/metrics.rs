@@ -1,5 +1,10 @@
 //! Prometheus metrics of the server: HTTP requests by route template and status, the
-//! collector's ingest counters, the store's reachability and its connection pools.
+//! collector's ingest counters, the store's reachability and its connection pools, and the
+//! process's own `process_*` metrics (CPU, memory, file descriptors; on Linux).
+//!
+//! Conventions: a counter's name ends in `_total`; a name carries its unit (`_seconds`,
+//! `_bytes`) or what it counts (`_events`, `_connections`); one metric never mixes counters
+//! and gauges under a label.
 
 use crate::summary_cache::CacheMetrics;
 use analytics_core::CollectorStats;
@@ -33,8 +38,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
-    ingest: IntGaugeVec,
-    avg_batch: Gauge,
+    ingest: IngestMetrics,
     store_up: IntGaugeVec,
     pool: IntGaugeVec,
     draining: IntGauge,
@@ -42,7 +46,7 @@ pub struct Metrics {
     summary_redis_errors: IntCounter,
     summary_computations: IntCounter,
     channel_enabled: IntGaugeVec,
-    notifications: IntGaugeVec,
+    notifications: IntCounterVec,
     raw_hours_lookups: IntCounterVec,
     raw_hours_events: IntGauge,
     project_ingest: IntCounterVec,
@@ -68,21 +72,7 @@ impl Metrics {
             &["method", "route", "status"],
         )
         .expect("valid metric");
-        let ingest = IntGaugeVec::new(
-            Opts::new(
-                "analytics_ingest_events",
-                "Collector counters (queued, committed, duplicates, batches, failed, splits, \
-                 rejected_backpressure, last_batch_size, write_errors; sink_down is 1 while \
-                 the store looks down)",
-            ),
-            &["counter"],
-        )
-        .expect("valid metric");
-        let avg_batch = Gauge::new(
-            "analytics_ingest_avg_batch_size",
-            "Average events per committed batch",
-        )
-        .expect("valid metric");
+        let ingest = IngestMetrics::new();
         let store_up = IntGaugeVec::new(
             Opts::new(
                 "analytics_store_up",
@@ -102,18 +92,18 @@ impl Metrics {
         let draining =
             IntGauge::new("analytics_draining", "1 while shutting down").expect("valid metric");
         let summary_redis_up = IntGauge::new(
-            "analytics_summary_cache_redis_up",
+            "analytics_dashboard_cache_redis_up",
             "1 while the dashboard summary cache is shared through Redis; 0 while it caches \
              in-process only (no REDIS_URL, or Redis unreachable)",
         )
         .expect("valid metric");
         let summary_redis_errors = IntCounter::new(
-            "analytics_summary_cache_redis_errors_total",
+            "analytics_dashboard_cache_redis_errors_total",
             "Failed or timed-out Redis calls of the dashboard summary cache",
         )
         .expect("valid metric");
         let summary_computations = IntCounter::new(
-            "analytics_summary_cache_computations_total",
+            "analytics_dashboard_cache_computations_total",
             "Dashboard summary sections computed (cache misses) by this process",
         )
         .expect("valid metric");
@@ -125,9 +115,9 @@ impl Metrics {
             &["channel"],
         )
         .expect("valid metric");
-        let notifications = IntGaugeVec::new(
+        let notifications = IntCounterVec::new(
             Opts::new(
-                "analytics_notify_attempts",
+                "analytics_notify_attempts_total",
                 "Delivery attempts since start by channel and outcome (sent, retry, failed)",
             ),
             &["channel", "outcome"],
@@ -135,7 +125,7 @@ impl Metrics {
         .expect("valid metric");
         let raw_hours_lookups = IntCounterVec::new(
             Opts::new(
-                "analytics_raw_hours_cache_lookups_total",
+                "analytics_raw_hour_cache_lookups_total",
                 "Reads of a whole hour of raw events (window edges, the open hour) answered \
                  from memory (hit) or from the store (miss)",
             ),
@@ -143,7 +133,7 @@ impl Metrics {
         )
         .expect("valid metric");
         let raw_hours_events = IntGauge::new(
-            "analytics_raw_hours_cache_events",
+            "analytics_raw_hour_cache_events",
             "Raw events held in memory by the readers' hour cache",
         )
         .expect("valid metric");
@@ -183,8 +173,6 @@ impl Metrics {
             Box::new(rate_limit_decisions.clone()),
             Box::new(requests.clone()),
             Box::new(duration.clone()),
-            Box::new(ingest.clone()),
-            Box::new(avg_batch.clone()),
             Box::new(store_up.clone()),
             Box::new(pool.clone()),
             Box::new(draining.clone()),
@@ -198,12 +186,30 @@ impl Metrics {
         ] {
             registry.register(c).expect("unique metric");
         }
+        ingest.register(&registry);
+        // Series whose labels come from fixed sets start at 0, so that rates and alerts see
+        // them before their first event.
+        for channel in analytics_core::notification::Channel::ALL {
+            for outcome in ["sent", "retry", "failed", "capped"] {
+                notifications.with_label_values(&[channel.as_str(), outcome]);
+            }
+        }
+        for outcome in ["hit", "miss"] {
+            raw_hours_lookups.with_label_values(&[outcome]);
+        }
+        for limit in ["key", "ip"] {
+            for backend in ["redis", "local"] {
+                for result in ["allowed", "limited"] {
+                    rate_limit_decisions.with_label_values(&[limit, backend, result]);
+                }
+            }
+        }
+        register_process_metrics(&registry);
         Self {
             registry,
             requests,
             duration,
             ingest,
-            avg_batch,
             store_up,
             pool,
             draining,
@@ -239,8 +245,7 @@ impl Metrics {
     pub fn set_raw_hours(&self, cache: &analytics_core::rollup::raw_hours::RawHours) {
         let (hits, misses) = cache.hits_and_misses();
         for (outcome, n) in [("hit", hits), ("miss", misses)] {
-            let c = self.raw_hours_lookups.with_label_values(&[outcome]);
-            c.inc_by(n.saturating_sub(c.get()));
+            advance(&self.raw_hours_lookups.with_label_values(&[outcome]), n);
         }
         self.raw_hours_events
             .set(i64::try_from(cache.held()).unwrap_or(i64::MAX));
@@ -267,22 +272,7 @@ impl Metrics {
 
     /// Copies the collector's counters.
     pub fn set_ingest(&self, s: &CollectorStats) {
-        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        for (name, v) in [
-            ("queued", s.queued),
-            ("committed", s.committed),
-            ("duplicates", s.duplicates),
-            ("batches", s.batches),
-            ("failed", s.failed),
-            ("splits", s.splits),
-            ("write_errors", s.write_errors),
-            ("rejected_backpressure", s.rejected_backpressure),
-            ("last_batch_size", s.last_batch_size),
-            ("sink_down", u64::from(s.sink_down)),
-        ] {
-            self.ingest.with_label_values(&[name]).set(as_i64(v));
-        }
-        self.avg_batch.set(s.avg_batch_size);
+        self.ingest.set(s);
     }
 
     /// Records the store's reachability.
@@ -319,9 +309,12 @@ impl Metrics {
                 .set(i64::from(!report.disabled.contains_key(&c)));
         }
         for ((channel, outcome), n) in stats.snapshot() {
-            self.notifications
-                .with_label_values(&[channel.as_str(), outcome])
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
+            advance(
+                &self
+                    .notifications
+                    .with_label_values(&[channel.as_str(), outcome]),
+                n,
+            );
         }
     }
 
@@ -334,6 +327,135 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 }
+
+/// Moves a counter up to `total`, a running count kept elsewhere since the process started
+/// (counters only go up: a smaller `total` leaves it as it is).
+fn advance(counter: &IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
+}
+
+fn int_gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("valid metric")
+}
+
+fn int_counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("valid metric")
+}
+
+/// The collector's counters and gauges, one metric each.
+#[derive(Debug, Clone)]
+struct IngestMetrics {
+    queue: IntGauge,
+    committed: IntCounter,
+    duplicates: IntCounter,
+    failed: IntCounter,
+    rejected_backpressure: IntCounter,
+    batches: IntCounter,
+    splits: IntCounter,
+    write_errors: IntCounter,
+    last_batch: IntGauge,
+    avg_batch: Gauge,
+    sink_down: IntGauge,
+}
+
+impl IngestMetrics {
+    fn new() -> Self {
+        Self {
+            queue: int_gauge(
+                "analytics_ingest_queue_events",
+                "Events waiting in the collector's queue now",
+            ),
+            committed: int_counter(
+                "analytics_ingest_committed_events_total",
+                "Events written to the store by the collector",
+            ),
+            duplicates: int_counter(
+                "analytics_ingest_duplicate_events_total",
+                "Events the store already held (same event id)",
+            ),
+            failed: int_counter(
+                "analytics_ingest_failed_events_total",
+                "Events not stored because the store failed or refused them",
+            ),
+            rejected_backpressure: int_counter(
+                "analytics_ingest_rejected_events_total",
+                "Events refused because the collector's queue was full (backpressure)",
+            ),
+            batches: int_counter(
+                "analytics_ingest_batches_total",
+                "Batches written to the store",
+            ),
+            splits: int_counter(
+                "analytics_ingest_batch_splits_total",
+                "Failed batches split in two to isolate the events the store refuses",
+            ),
+            write_errors: int_counter(
+                "analytics_ingest_write_errors_total",
+                "Failed batch writes, retried ones included",
+            ),
+            last_batch: int_gauge(
+                "analytics_ingest_last_batch_events",
+                "Events in the last batch written",
+            ),
+            avg_batch: Gauge::new(
+                "analytics_ingest_avg_batch_events",
+                "Average events per batch written",
+            )
+            .expect("valid metric"),
+            sink_down: int_gauge(
+                "analytics_ingest_sink_down",
+                "1 while the store looks down to the collector (its last batch failed after \
+                 all retries)",
+            ),
+        }
+    }
+
+    fn register(&self, registry: &Registry) {
+        for c in [
+            Box::new(self.queue.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.committed.clone()),
+            Box::new(self.duplicates.clone()),
+            Box::new(self.failed.clone()),
+            Box::new(self.rejected_backpressure.clone()),
+            Box::new(self.batches.clone()),
+            Box::new(self.splits.clone()),
+            Box::new(self.write_errors.clone()),
+            Box::new(self.last_batch.clone()),
+            Box::new(self.avg_batch.clone()),
+            Box::new(self.sink_down.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+    }
+
+    fn set(&self, s: &CollectorStats) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.queue.set(as_i64(s.queued));
+        advance(&self.committed, s.committed);
+        advance(&self.duplicates, s.duplicates);
+        advance(&self.failed, s.failed);
+        advance(&self.rejected_backpressure, s.rejected_backpressure);
+        advance(&self.batches, s.batches);
+        advance(&self.splits, s.splits);
+        advance(&self.write_errors, s.write_errors);
+        self.last_batch.set(as_i64(s.last_batch_size));
+        self.avg_batch.set(s.avg_batch_size);
+        self.sink_down.set(i64::from(s.sink_down));
+    }
+}
+
+/// The process's CPU time, memory, open file descriptors, threads and start time
+/// (`process_*`, read from /proc on Linux; nothing elsewhere).
+#[cfg(target_os = "linux")]
+fn register_process_metrics(registry: &Registry) {
+    let collector = prometheus::process_collector::ProcessCollector::for_self();
+    if let Err(e) = registry.register(Box::new(collector)) {
+        tracing::warn!(error = %e, "process metrics unavailable");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn register_process_metrics(_registry: &Registry) {}
 
 impl Default for Metrics {
     fn default() -> Self {

@@ -5,8 +5,8 @@
 //! Single flight: inside a process moka runs one computation per key and hands its result to
 //! every waiter; across processes a Redis lock (`SET lock NX PX`) lets one replica compute
 //! while the others poll the entry. Redis unreachable or slow ([`RedisLink`]): the cache
-//! works in-process only, and `/metrics` says so (`analytics_summary_cache_redis_up 0`,
-//! `analytics_summary_cache_redis_errors_total`).
+//! works in-process only, and `/metrics` says so (`analytics_dashboard_cache_redis_up 0`,
+//! `analytics_dashboard_cache_redis_errors_total`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -63,11 +63,11 @@ pub struct SummaryCache {
 /// The cache's metrics: Redis up (gauge), Redis call errors and computations (counters).
 #[derive(Debug, Clone)]
 pub struct CacheMetrics {
-    /// `analytics_summary_cache_redis_up`.
+    /// `analytics_dashboard_cache_redis_up`.
     pub redis_up: IntGauge,
-    /// `analytics_summary_cache_redis_errors_total`.
+    /// `analytics_dashboard_cache_redis_errors_total`.
     pub redis_errors: IntCounter,
-    /// `analytics_summary_cache_computations_total`.
+    /// `analytics_dashboard_cache_computations_total`.
     pub computations: IntCounter,
 }
 

@@ -9,6 +9,8 @@ import os
 from harness import Browser, check, http, run
 
 BASE = os.environ["CONSOLE_BASE"].rstrip("/")
+# The tags the PRD names: each must be in the spec and shown by /docs.
+PRD_TAGS = ["health", "ml", "business", "alerts", "dashboard", "events", "notifications", "projects"]
 ARTIFACTS = os.environ.get("ARTIFACTS", "test-artifacts/browser")
 
 
@@ -17,6 +19,8 @@ def main():
     check(status == 200, f"/openapi.json answered {status}")
     tags = sorted({t for path in spec["paths"].values() for op in path.values() for t in op.get("tags", [])})
     check(tags, "the spec names no tags")
+    absent = [t for t in PRD_TAGS if t not in {s.lower() for s in tags}]
+    check(not absent, f"the spec lacks the PRD tags {absent} (has {tags})")
     b = Browser(BASE, ARTIFACTS)
     try:
         b.open("/docs")
@@ -26,6 +30,7 @@ def main():
         check(not missing, f"/docs does not show the tags {missing} (shown: {shown})")
         b.expect_no_errors("/docs")
         b.screenshot("docs")
+        check(os.path.getsize(os.path.join(ARTIFACTS, "docs.png")) > 0, "the /docs screenshot is empty")
     finally:
         b.close()
     print(f"docs check passed: /docs shows all {len(tags)} tags")

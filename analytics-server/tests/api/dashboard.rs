@@ -23,7 +23,7 @@ const SUMMARY: &str = "/api/v1/analytics/dashboard/summary";
 fn computations(metrics: &str) -> u64 {
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("analytics_summary_cache_computations_total "))
+        .find_map(|l| l.strip_prefix("analytics_dashboard_cache_computations_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
@@ -309,7 +309,7 @@ async fn two_processes_share_entries_through_redis_and_survive_its_loss() {
         .text()
         .await
         .unwrap();
-    assert!(up.contains("analytics_summary_cache_redis_up 1"), "{up}");
+    assert!(up.contains("analytics_dashboard_cache_redis_up 1"), "{up}");
 
     redis.stop();
     for base in [&a.base, &b.base] {
@@ -332,7 +332,7 @@ async fn two_processes_share_entries_through_redis_and_survive_its_loss() {
         .await
         .unwrap();
     assert!(
-        down.contains("analytics_summary_cache_redis_up 0"),
+        down.contains("analytics_dashboard_cache_redis_up 0"),
         "{down}"
     );
 }

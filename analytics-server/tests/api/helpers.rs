@@ -242,6 +242,50 @@ pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// `GET url` (with `Authorization: auth` when given) as JSON.
+pub(crate) async fn get_json(http: &reqwest::Client, url: &str, auth: Option<&str>) -> Value {
+    let mut req = http.get(url);
+    if let Some(auth) = auth {
+        req = req.header("Authorization", auth);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+/// Creates the alert configuration `config` (an `api.errors` one whose threshold a 50 % error
+/// rate passes) as `auth`, and ingests [`half_failing_requests`] on `route`, so the engine
+/// opens an alert at its next run; returns the created configuration.
+pub(crate) async fn fire_alert(
+    http: &reqwest::Client,
+    base: &str,
+    auth: &str,
+    config: &Value,
+    route: &str,
+) -> Value {
+    let created = http
+        .post(format!("{base}/api/v1/analytics/alerts/configs"))
+        .header("authorization", auth)
+        .json(config)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let r = http
+        .post(format!("{base}/api/v1/analytics/events"))
+        .header("authorization", auth)
+        .json(&half_failing_requests(route))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    created.json().await.unwrap_or(Value::Null)
+}
+
+/// The text of `{base}/metrics`.
+pub(crate) async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+    r.text().await.unwrap()
+}
+
 /// The real `Application` on port 0, serving in a task.
 pub(crate) struct RunningServer {
     pub(crate) base: String,

@@ -8,6 +8,7 @@ mod business;
 mod console;
 mod dashboard;
 mod demo;
+mod docs;
 mod durability;
 mod hardening;
 mod health;

@@ -14,43 +14,27 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::helpers::{RunningServer, bearer, http_client};
+use crate::helpers::{RunningServer, bearer, fire_alert, http_client, metrics_text};
 
 const SMS_PATH: &str = "/2010-04-01/Accounts/AC1/Messages.json";
 
 /// Creates a critical `api.errors` configuration sending SMS to `phones`, and ingests
 /// events with a 50 % error rate, so the engine opens an alert at its next run.
 async fn fire_critical_alert(base: &str, phones: &[&str]) -> Value {
-    let http = http_client();
-    let auth = bearer("ops", &[Role::Admin]);
     let recipients: Vec<Value> = phones.iter().map(|p| json!({"phone": p})).collect();
-    let created = http
-        .post(format!("{base}/api/v1/analytics/alerts/configs"))
-        .header("authorization", &auth)
-        .json(&json!({
-            "name": format!("checkout errors {}", Uuid::new_v4().simple()),
-            "metric": "api.errors",
-            "stat": "avg",
-            "condition": "threshold_above",
-            "threshold": 0.1,
-            "window_secs": 60,
-            "severity": "critical",
-            "channels": ["sms", "slack"],
-            "recipients": recipients,
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
-    let r = http
-        .post(format!("{base}/api/v1/analytics/events"))
-        .header("authorization", &auth)
-        .json(&crate::helpers::half_failing_requests("/api/v1/checkout"))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    created.json().await.unwrap_or(Value::Null)
+    let config = json!({
+        "name": format!("checkout errors {}", Uuid::new_v4().simple()),
+        "metric": "api.errors",
+        "stat": "avg",
+        "condition": "threshold_above",
+        "threshold": 0.1,
+        "window_secs": 60,
+        "severity": "critical",
+        "channels": ["sms", "slack"],
+        "recipients": recipients,
+    });
+    let auth = bearer("ops", &[Role::Admin]);
+    fire_alert(&http_client(), base, &auth, &config, "/api/v1/checkout").await
 }
 
 fn form(req: &Request) -> HashMap<String, String> {
@@ -142,7 +126,7 @@ async fn a_critical_alert_reaches_twilio_and_slack_and_disabled_channels_are_rep
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let m = metrics_text(&http, &server.base).await;
-        if m.contains(r#"analytics_notify_attempts{channel="sms",outcome="sent"} 1"#) {
+        if m.contains(r#"analytics_notify_attempts_total{channel="sms",outcome="sent"} 1"#) {
             break;
         }
         assert!(Instant::now() < deadline, "{m}");
@@ -150,11 +134,6 @@ async fn a_critical_alert_reaches_twilio_and_slack_and_disabled_channels_are_rep
     }
     assert!(!metrics.contains("SECRET"));
     server.stop().await;
-}
-
-async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
-    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
-    r.text().await.unwrap()
 }
 
 /// An HTTP server that reads each request, records its idempotency key, and never

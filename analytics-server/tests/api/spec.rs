@@ -74,11 +74,71 @@ async fn ops_endpoints() {
         "http_requests_total{method=\"GET\",route=\"/livez\",status=\"200\"} 1",
         "http_request_duration_seconds_bucket",
         "route=\"unmatched\"",
-        "analytics_ingest_events{counter=\"committed\"}",
-        "analytics_ingest_events{counter=\"sink_down\"} 0",
+        "analytics_ingest_committed_events_total 0",
+        "analytics_ingest_sink_down 0",
         "analytics_store_up{backend=\"memory\"} 1",
     ] {
         assert!(text.contains(needle), "{needle} not in\n{text}");
+    }
+    assert_prometheus_conventions(text);
+}
+
+/// The exposition follows Prometheus' naming conventions: every metric has HELP and TYPE, a
+/// counter's name ends in `_total` and nothing else's does, and the process's own metrics are
+/// there (on Linux).
+fn assert_prometheus_conventions(text: &str) {
+    let mut types = std::collections::BTreeMap::new();
+    let mut helps = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("#"), Some("TYPE"), Some(name)) => {
+                types.insert(name.to_owned(), words.next().unwrap_or_default().to_owned());
+            }
+            (Some("#"), Some("HELP"), Some(name)) => {
+                helps.insert(name.to_owned());
+            }
+            _ => {}
+        }
+    }
+    assert!(types.len() > 20, "{text}");
+    for (name, ty) in &types {
+        assert!(helps.contains(name), "{name} has no HELP");
+        assert_eq!(
+            ty == "counter",
+            name.ends_with("_total"),
+            "{name} is a {ty}: counters and only counters end in _total"
+        );
+        assert!(
+            !name.contains("_ms") && !name.contains("millis"),
+            "{name}: durations are in seconds"
+        );
+    }
+    for name in [
+        "analytics_ingest_committed_events_total",
+        "analytics_ingest_queue_events",
+        "analytics_notify_attempts_total",
+        "http_request_duration_seconds",
+    ] {
+        assert!(types.contains_key(name), "{name} missing");
+    }
+    if cfg!(target_os = "linux") {
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert_eq!(
+                types.get(name).map(String::as_str),
+                Some(if name.ends_with("_total") {
+                    "counter"
+                } else {
+                    "gauge"
+                }),
+                "{name}"
+            );
+        }
     }
 }
 
