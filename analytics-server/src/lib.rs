@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cli;
 pub mod console;
 pub mod demo;
+pub mod embed;
 pub mod error;
 pub mod ingest_stats;
 pub mod metrics;
