@@ -52,22 +52,27 @@ async fn serve(app: impl Endpoint + 'static) -> (String, tokio::sync::oneshot::S
     (format!("http://{addr}"), stop)
 }
 
+/// The JSON answer of an authenticated GET.
+async fn get_json(url: &str, token: &str) -> Value {
+    let resp = client().get(url).bearer_auth(token).send().await.unwrap();
+    resp.json().await.unwrap()
+}
+
+/// The events of project `shop` of `kind` under `correlation`.
+async fn events(base: &str, token: &str, kind: &str, correlation: &str) -> Vec<Value> {
+    let url = format!(
+        "{base}/api/v1/analytics/events?project=shop&kind={kind}&correlation_id={correlation}"
+    );
+    let page = get_json(&url, token).await;
+    page["events"].as_array().cloned().unwrap_or_default()
+}
+
 /// `health/api` of project `shop` once it lists `route` with at least `requests`.
 async fn wait_for_route(analytics: &str, auth: &str, route: &str, requests: u64) -> Value {
-    let http = client();
+    let url = format!("{analytics}/health/api?project=shop&range=1h&limit=500");
     let mut last = Value::Null;
     for _ in 0..100 {
-        let body: Value = http
-            .get(format!(
-                "{analytics}/health/api?project=shop&range=1h&limit=500"
-            ))
-            .bearer_auth(auth)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_json(&url, auth).await;
         let found = body["routes"].as_array().is_some_and(|routes| {
             routes
                 .iter()
@@ -169,36 +174,15 @@ async fn shop_requests_show_up_in_health_api_with_route_templates_and_correlatio
         (generated.as_str(), "/api/v1/products/:id", 200),
         ("corr-order-1", "/api/v1/orders", 201),
     ] {
-        let page: Value = http
-            .get(format!(
-                "{base}/api/v1/analytics/events?project=shop&kind=api_request&correlation_id={correlation}"
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let items = page["events"].as_array().unwrap();
-        assert_eq!(items.len(), 1, "{correlation}: {page}");
+        let items = events(&base, &token, "api_request", correlation).await;
+        assert_eq!(items.len(), 1, "{correlation}: {items:?}");
         assert_eq!(items[0]["payload"]["route"], route);
         assert_eq!(items[0]["payload"]["status"], status);
         assert!(items[0]["payload"]["latency_ms"].as_f64().unwrap() >= 0.0);
     }
     // The order handler recorded its business event under the same correlation id.
-    let page: Value = http
-        .get(format!(
-            "{base}/api/v1/analytics/events?project=shop&kind=order&correlation_id=corr-order-1"
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
+    let orders = events(&base, &token, "order", "corr-order-1").await;
+    assert_eq!(orders.len(), 1, "{orders:?}");
     assert_eq!(shop.recorder().dropped(), 0);
     shop.shutdown().await;
 }

@@ -27,6 +27,14 @@ fn notification() -> Notification {
     }
 }
 
+fn notifier_for(server: &MockServer) -> JsonWebhookNotifier {
+    JsonWebhookNotifier::new(
+        format!("{}/hook", server.uri()),
+        Channel::Slack,
+        Duration::from_secs(5),
+    )
+}
+
 async fn answering(status: u16, extra: Option<(&str, &str)>) -> (MockServer, JsonWebhookNotifier) {
     let server = MockServer::start().await;
     let mut resp = ResponseTemplate::new(status);
@@ -38,11 +46,7 @@ async fn answering(status: u16, extra: Option<(&str, &str)>) -> (MockServer, Jso
         .respond_with(resp)
         .mount(&server)
         .await;
-    let notifier = JsonWebhookNotifier::new(
-        format!("{}/hook", server.uri()),
-        Channel::Slack,
-        Duration::from_secs(5),
-    );
+    let notifier = notifier_for(&server);
     (server, notifier)
 }
 
@@ -61,11 +65,7 @@ async fn a_notification_is_posted_as_json_with_its_id_as_idempotency_key() {
         .expect(1)
         .mount(&server)
         .await;
-    let notifier = JsonWebhookNotifier::new(
-        format!("{}/hook", server.uri()),
-        Channel::Slack,
-        Duration::from_secs(5),
-    );
+    let notifier = notifier_for(&server);
     let delivered = notifier.send(&n).await.unwrap();
     assert_eq!(delivered.provider_id.as_deref(), Some("msg-7"));
 }
