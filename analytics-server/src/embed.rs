@@ -134,7 +134,8 @@ impl Endpoint for AnalyticsRoutes {
 /// one project: method, route template (the pattern poem matched, e.g.
 /// `/api/v1/products/:id`; [`UNMATCHED_ROUTE`] when none did, never the raw path), status
 /// and latency, with the correlation id taken from `X-Correlation-Id` or generated and set
-/// on the request (for the handlers) and on the response.
+/// on the request (for the handlers) and on the response (not on a `poem::Error`, which is
+/// passed on unchanged for the host's error handling).
 ///
 /// Events go through the collector's fire-and-forget path
 /// ([`AnalyticsEventCollector::record`]): the host's request never waits for the store and
