@@ -265,3 +265,55 @@ async fn routes_mount_at_any_prefix_and_a_stopped_collector_never_fails_the_host
     assert_eq!(r.text().await.unwrap(), "hello");
     assert!(recorder.dropped() >= 1);
 }
+
+/// The cost of recording: the shop's product route called in-process (no network) with and
+/// without [`RecordRequests`], alternating rounds; prints the ratio (figures in
+/// docs/PERFORMANCE.md). Ignored: a measurement, run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement"]
+async fn measure_the_cost_of_recording_requests() {
+    use poem::Request;
+    let shop = Shop::start(ShopConfig {
+        database_url: "memory://".to_owned(),
+        jwt_secret: SECRET.to_owned(),
+        auth: AuthMode::Own,
+        staff_token: STAFF.to_owned(),
+    })
+    .await
+    .unwrap();
+    let recorder = RecordRequests::new(
+        shop.state().collector.clone(),
+        analytics_core::ProjectId::parse("shop").unwrap(),
+    );
+    let bare = Route::new().at("/api/v1/products/:id", get(hello));
+    let with = Route::new()
+        .at("/api/v1/products/:id", get(hello))
+        .with(recorder.clone());
+    const N: u32 = 20_000;
+    async fn round(ep: &impl Endpoint) -> Duration {
+        let started = std::time::Instant::now();
+        for _ in 0..N {
+            let req = Request::builder()
+                .uri(poem::http::Uri::from_static("/api/v1/products/hoodie-1"))
+                .finish();
+            let _ = ep.call(req).await;
+        }
+        started.elapsed()
+    }
+    let (mut bare_total, mut with_total) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..5 {
+        bare_total += round(&bare).await;
+        with_total += round(&with).await;
+        shop.state().collector.flush().await.unwrap();
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(N * 5);
+    println!(
+        "bare {:.2} us/request, recorded {:.2} us/request, ratio {:.2}x, {} dropped, {} committed",
+        per(bare_total),
+        per(with_total),
+        with_total.as_secs_f64() / bare_total.as_secs_f64(),
+        recorder.dropped(),
+        shop.state().collector.stats().committed
+    );
+    shop.shutdown().await;
+}
