@@ -1,5 +1,6 @@
-//! The command line: `serve` (default), `migrate`, `token`, `api-key`, `project`, `openapi`. Flags fall
-//! back to environment variables; this is the only place configuration is read.
+//! The command line: `serve` (default), `config show`, `migrate`, `token`, `api-key`,
+//! `openapi`, `demo`, `retention`. Flags fall back to environment variables, then to the
+//! configuration file (`crate::config`); this is the only place configuration is read.
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -30,10 +31,55 @@ pub struct Cli {
     common: Common,
     #[command(subcommand)]
     command: Option<Command>,
+    /// Every setting's effective value (secrets redacted), for `config show`.
+    #[arg(skip)]
+    effective: Vec<crate::config::Effective>,
+}
+
+impl Cli {
+    /// The command line of this process with its configuration file (`--config` /
+    /// `ANALYTICS_CONFIG`) layered under environment variables and flags; a usage error,
+    /// `--help` and `--version` print and exit, as clap does.
+    pub fn load() -> anyhow::Result<Self> {
+        Self::load_from(std::env::args_os().collect(), true)
+    }
+
+    /// Like [`Cli::load`] over `args` (the program name first); with `exit_on_usage` false a
+    /// usage error (also `--help`) is returned instead.
+    pub fn load_from(args: Vec<std::ffi::OsString>, exit_on_usage: bool) -> anyhow::Result<Self> {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let mut cmd = Self::command();
+        let mut from_file = Default::default();
+        if let Some(path) = crate::config::config_path(&args, |k| std::env::var_os(k)) {
+            (cmd, from_file) = crate::config::apply_file(cmd, &path)?;
+        }
+        let matches = match cmd.try_get_matches_from_mut(args) {
+            Ok(m) => m,
+            Err(e) if exit_on_usage => e.exit(),
+            Err(e) => return Err(e.into()),
+        };
+        let mut cli = Self::from_arg_matches(&matches)?;
+        cli.effective = crate::config::effective(&cmd, &matches, &from_file);
+        Ok(cli)
+    }
+
+    /// The log format setting (`ANALYTICS_LOG_FORMAT`).
+    pub fn log_format(&self) -> crate::logging::LogFormat {
+        self.common.log_format
+    }
 }
 
 #[derive(Debug, Args)]
 struct Common {
+    /// A TOML file of settings (keys are the setting names of docs/CONFIGURATION.md),
+    /// layered under environment variables and flags.
+    #[arg(long, env = "ANALYTICS_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
+    /// Log format: `auto` (human text on a terminal, JSON lines otherwise), `text` (never
+    /// coloured unless stderr is a terminal) or `json`.
+    #[arg(long, env = "ANALYTICS_LOG_FORMAT", global = true, value_enum,
+          default_value_t = crate::logging::LogFormat::Auto)]
+    log_format: crate::logging::LogFormat,
     /// Address to listen on.
     #[arg(
         long,
@@ -242,6 +288,11 @@ impl NotifyArgs {
 enum Command {
     /// Serve HTTP (the default).
     Serve,
+    /// The configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Apply the database migrations and exit.
     Migrate,
     /// Print a signed JWT.
@@ -308,6 +359,13 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (flags > environment > file > defaults) as a TOML
+    /// file, each value with its source; secrets are printed as `***`.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
 enum ApiKeyCommand {
     /// Create a key (and the project if needed); prints the secret once.
     Create {
@@ -370,6 +428,17 @@ fn out(line: impl std::fmt::Display) -> anyhow::Result<()> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let common = cli.common;
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => {
+            write!(
+                std::io::stdout().lock(),
+                "{}",
+                crate::config::render(&cli.effective)
+            )
+            .context("writing to stdout")?;
+            Ok(())
+        }
         Command::Serve => serve(common).await,
         Command::Migrate => {
             let store = connect_store(&common.database_url).await?;
@@ -694,6 +763,48 @@ mod tests {
         assert!(e.to_string().contains("retention_days"), "{e}");
         let p = set_retention(&store, shop, 30).await.unwrap();
         assert_eq!(p.settings.retention_days, 30);
+    }
+
+    #[test]
+    fn every_setting_is_in_the_configuration_reference() {
+        use clap::CommandFactory as _;
+        let doc = include_str!("../../docs/CONFIGURATION.md");
+        let cmd = Cli::command();
+        let mut seen = 0;
+        for arg in cmd.get_arguments().filter(|a| a.is_global_set()) {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            seen += 1;
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{id}` |")))
+                .unwrap_or_else(|| panic!("setting `{id}` has no row in docs/CONFIGURATION.md"));
+            let long = arg.get_long().expect("every setting has a flag");
+            assert!(
+                row.contains(&format!("`--{long}`")),
+                "{id}: flag --{long}: {row}"
+            );
+            let env = arg.get_env().expect("every setting has a variable");
+            let env = env.to_string_lossy();
+            assert!(
+                row.contains(&format!("`{env}`")),
+                "{id}: variable {env}: {row}"
+            );
+            for default in arg.get_default_values() {
+                let default = default.to_string_lossy();
+                assert!(
+                    row.contains(&format!("`{default}`"))
+                        || (default.is_empty() && row.contains("`\"\"`")),
+                    "{id}: default {default:?} not in {row}"
+                );
+            }
+            if arg.get_default_values().is_empty() {
+                assert!(row.contains("(unset)"), "{id} has no default: {row}");
+            }
+        }
+        assert!(seen >= 30, "only {seen} settings found");
     }
 
     #[test]

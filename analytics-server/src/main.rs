@@ -1,7 +1,5 @@
-//! The `analytics-server` binary: telemetry, command line, then the chosen command.
-
-use clap::Parser as _;
-use tracing_subscriber::EnvFilter;
+//! The `analytics-server` binary: command line (with the configuration file), logging, then
+//! the chosen command.
 
 // Ingest allocates and frees many small strings and maps per event; under load glibc's
 // allocator took over a third of the server's CPU (docs/PERFORMANCE.md).
@@ -10,11 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    analytics_server::cli::run(analytics_server::cli::Cli::parse()).await
+    let cli = analytics_server::cli::Cli::load()?;
+    analytics_server::logging::init(cli.log_format());
+    analytics_server::cli::run(cli).await
 }

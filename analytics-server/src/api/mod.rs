@@ -380,7 +380,12 @@ async fn handle<E: Endpoint>(
     let ingest_origin = ingest_origin.filter(|_| *req.method() == Method::POST);
     // Credentials first: an unauthenticated client never gets its body read (or buffered).
     if route.starts_with("/api/") {
-        match authenticate(&req, &state.jwt, &*state.store, &state.api_keys).await? {
+        // Mounted with the host's authentication: its identity, never a token check.
+        let identity = match req.extensions_mut().remove::<crate::embed::HostIdentity>() {
+            Some(host) => host.0,
+            None => authenticate(&req, &state.jwt, &*state.store, &state.api_keys).await?,
+        };
+        match identity {
             Some(identity) => {
                 // API keys only ingest, whichever header carries them.
                 let ingest = route == "/api/v1/analytics/events" && *req.method() == Method::POST;
@@ -444,11 +449,18 @@ async fn handle<E: Endpoint>(
             .get::<crate::auth::Identity>()
             .map(cors::ingest_project)
     });
-    let result = ep
-        .call(req)
-        .await
-        .map(IntoResponse::into_response)
-        .map_err(ApiError::from_poem);
+    let result = match ep.call(req).await {
+        Ok(r) => Ok(r.into_response()),
+        Err(e) => {
+            // Keep the matched route on error answers too (the embedding recorder reads it).
+            let pattern = e.data::<poem::PathPattern>().cloned();
+            let mut resp = ApiError::from_poem(e).into_response();
+            if let Some(p) = pattern {
+                resp.set_data(p);
+            }
+            Ok(resp)
+        }
+    };
     match (ingest_origin, cors_project) {
         (Some(origin), Some(project)) => {
             let mut resp = result.unwrap_or_else(IntoResponse::into_response);

@@ -5,6 +5,7 @@ mod alerts;
 mod auth;
 mod blackbox;
 mod business;
+mod config;
 mod console;
 mod dashboard;
 mod demo;
