@@ -10,7 +10,8 @@ use analytics_core::{
     IngestContext, ProjectId, SystemClock,
 };
 use analytics_server::embed::{AnalyticsRoutes, AuthMode, CORRELATION_HEADER, RecordRequests};
-use analytics_server::{AppState, HttpLimits, Identity, JwtSettings, Role, Secret};
+use analytics_server::notify::NotifySettings;
+use analytics_server::{AppState, BackgroundJobs, HttpLimits, Identity, JwtSettings, Role, Secret};
 use poem::http::StatusCode;
 use poem::web::{Json, Path};
 use poem::{Endpoint, EndpointExt, Request, Route, get, handler, post};
@@ -39,6 +40,8 @@ pub struct Shop {
     state: AppState,
     config: Arc<ShopConfig>,
     recorder: RecordRequests,
+    /// Rollups, alert engine and notification delivery (taken by [`Shop::shutdown`]).
+    jobs: Arc<std::sync::Mutex<Option<BackgroundJobs>>>,
 }
 
 struct Product {
@@ -83,10 +86,19 @@ impl Shop {
         );
         let recorder =
             RecordRequests::new(state.collector.clone(), ProjectId::parse(PROJECT)?).source("shop");
+        // The background work the binary would do: hourly rollups, alert evaluation and
+        // in-app notifications (no email, Slack or SMS settings here), every minute.
+        let jobs = BackgroundJobs::start(
+            &state,
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(60),
+            &NotifySettings::default(),
+        );
         Ok(Self {
             state,
             config: Arc::new(config),
             recorder,
+            jobs: Arc::new(std::sync::Mutex::new(Some(jobs))),
         })
     }
 
@@ -145,6 +157,14 @@ impl Shop {
 
     /// Writes every recorded event and stops the collector.
     pub async fn shutdown(&self) {
+        let jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(jobs) = jobs {
+            jobs.stop().await;
+        }
         self.state.collector.shutdown().await;
     }
 }

@@ -404,9 +404,8 @@ fn main() {
                 (tick_ms, cache)
             }
         };
-        let fixed = AlertRunner::new(arc.clone(), specs.clone(), every).with_raw_hours_limit(
-            analytics_core::rollup::raw_hours::DEFAULT_CAPACITY_EVENTS,
-        );
+        let fixed = AlertRunner::new(arc.clone(), specs.clone(), every)
+            .with_raw_hours_limit(analytics_core::rollup::raw_hours::DEFAULT_CAPACITY_EVENTS);
         let (fixed_ms, fixed_cache) = tick(fixed).await;
         let (tick_ms, cache) = tick(AlertRunner::new(arc.clone(), specs.clone(), every)).await;
         // The bare reads the tick needs: every configuration's current value, one metric
@@ -434,7 +433,10 @@ fn main() {
             reads_ms.push(ms(started.elapsed()));
         }
         let (tick50, tick95) = (percentile(tick_ms.clone(), 0.5), percentile(tick_ms, 0.95));
-        let (fixed50, fixed95) = (percentile(fixed_ms.clone(), 0.5), percentile(fixed_ms, 0.95));
+        let (fixed50, fixed95) = (
+            percentile(fixed_ms.clone(), 0.5),
+            percentile(fixed_ms, 0.95),
+        );
         let reads50 = percentile(reads_ms, 0.5);
         println!(
             "alert tick over {n_configs} configs: p50 {tick50:.1} ms p95 {tick95:.1} ms; one \

@@ -33,5 +33,5 @@ mod workers;
 pub use api::build_app;
 pub use auth::{Claims, Identity, JwtSettings, Role, Secret};
 pub use error::ApiError;
-pub use startup::{Application, Settings, ShutdownHandle, connect_store};
+pub use startup::{Application, BackgroundJobs, Settings, ShutdownHandle, connect_store};
 pub use state::{AppState, ConnectionLimits, HttpLimits};

@@ -308,21 +308,12 @@ impl Application {
             dispatcher,
             ..
         } = self;
-        let (workers_stop, workers_rx) = watch::channel(false);
-        let rollup = tokio::spawn(rollup_loop(
-            state.store.clone(),
-            state.collector.clone(),
+        let jobs = BackgroundJobs::start_with_dispatcher(
+            &state,
             settings.rollup_interval,
-            workers_rx.clone(),
-        ));
-        let alerts = tokio::spawn(crate::alerting::alert_loop(
-            state.store.clone(),
-            state.health.specs.clone(),
             settings.alert_interval,
-            dispatcher.waker(),
-            workers_rx.clone(),
-        ));
-        let deliveries = tokio::spawn(dispatcher.run(workers_rx.clone()));
+            dispatcher,
+        );
         let mut stop_rx = stop.subscribe();
         let drain_state = state.clone();
         let drain_delay = settings.drain_delay;
@@ -344,19 +335,7 @@ impl Application {
         )
         .await;
         tracing::info!("listener closed; stopping workers");
-        workers_stop.send_replace(true);
-        match rollup.await {
-            Ok(()) => tracing::info!("rollup worker stopped"),
-            Err(e) => tracing::error!(error = %e, "rollup worker failed"),
-        }
-        match alerts.await {
-            Ok(()) => tracing::info!("alert engine stopped"),
-            Err(e) => tracing::error!(error = %e, "alert engine failed"),
-        }
-        match deliveries.await {
-            Ok(()) => tracing::info!("notification dispatcher stopped"),
-            Err(e) => tracing::error!(error = %e, "notification dispatcher failed"),
-        }
+        jobs.stop().await;
         state.collector.shutdown().await;
         let stats = state.collector.stats();
         tracing::info!(
@@ -366,6 +345,77 @@ impl Application {
             "collector flushed and stopped"
         );
         served.context("serving HTTP")
+    }
+}
+
+/// The background work of a server: the rollup loop, the alert engine and the notification
+/// dispatcher, each a Tokio task (the first two hold their singleton lock in the store, so
+/// any number of processes on one database run each once). [`Application`] starts them
+/// itself; an embedder serving [`crate::embed::AnalyticsRoutes`] from its own server starts
+/// them with [`BackgroundJobs::start`] and stops them with [`BackgroundJobs::stop`] before
+/// shutting the collector down.
+#[derive(Debug)]
+pub struct BackgroundJobs {
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+}
+
+impl BackgroundJobs {
+    /// Starts the three jobs over `state`'s store (rollups every `rollup_interval`, alerts
+    /// every `alert_interval`, at most a minute), delivering through the channels `notify`
+    /// configures (in-app always; email, Slack and SMS where set). Call inside the Tokio
+    /// runtime.
+    pub fn start(
+        state: &AppState,
+        rollup_interval: Duration,
+        alert_interval: Duration,
+        notify: &crate::notify::NotifySettings,
+    ) -> Self {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let dispatcher = Arc::new(notify.dispatcher(state.store.clone(), wake));
+        Self::start_with_dispatcher(state, rollup_interval, alert_interval, dispatcher)
+    }
+
+    fn start_with_dispatcher(
+        state: &AppState,
+        rollup_interval: Duration,
+        alert_interval: Duration,
+        dispatcher: Arc<analytics_notify::Dispatcher>,
+    ) -> Self {
+        let (stop, rx) = watch::channel(false);
+        let rollup = tokio::spawn(rollup_loop(
+            state.store.clone(),
+            state.collector.clone(),
+            rollup_interval,
+            rx.clone(),
+        ));
+        let alerts = tokio::spawn(crate::alerting::alert_loop(
+            state.store.clone(),
+            state.health.specs.clone(),
+            alert_interval,
+            dispatcher.waker(),
+            rx.clone(),
+        ));
+        let deliveries = tokio::spawn(dispatcher.run(rx));
+        Self {
+            stop,
+            tasks: vec![
+                ("rollup worker", rollup),
+                ("alert engine", alerts),
+                ("notification dispatcher", deliveries),
+            ],
+        }
+    }
+
+    /// Stops the jobs and waits for each (a step in progress finishes; its lock is let go).
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        for (name, task) in self.tasks {
+            match task.await {
+                Ok(()) => tracing::info!("{name} stopped"),
+                Err(e) => tracing::error!(error = %e, "{name} failed"),
+            }
+        }
     }
 }
 

@@ -184,6 +184,29 @@ async fn shop_requests_show_up_in_health_api_with_route_templates_and_correlatio
     let orders = events(&base, &token, "order", "corr-order-1").await;
     assert_eq!(orders.len(), 1, "{orders:?}");
     assert_eq!(shop.recorder().dropped(), 0);
+    // The background jobs run in the embedding service: the rollup loop's first tick (at
+    // start) moved the hourly watermark and holds the rollup lock.
+    let store = shop.state().store.clone();
+    let mut rolled = None;
+    for _ in 0..100 {
+        rolled = store
+            .watermark(analytics_core::rollup::scheduler::HOUR_WATERMARK)
+            .await
+            .unwrap();
+        if rolled.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rolled.is_some(), "the embedded rollup loop never ticked");
+    assert!(
+        store
+            .try_lock(analytics_core::rollup::scheduler::LOCK_NAME)
+            .await
+            .unwrap()
+            .is_none(),
+        "the embedded rollup loop holds its lock"
+    );
     shop.shutdown().await;
 }
 

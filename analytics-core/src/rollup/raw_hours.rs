@@ -299,7 +299,10 @@ mod tests {
         assert_eq!(c.round_demand(), 8, "an hour found twice counts once");
         c.set_capacity(5);
         assert_eq!(c.held(), 4, "a smaller capacity evicts");
-        assert!(c.get(&key(3), 1).is_some(), "the most recently used hour stays");
+        assert!(
+            c.get(&key(3), 1).is_some(),
+            "the most recently used hour stays"
+        );
         assert_eq!(c.capacity(), 5);
     }
 

@@ -1503,7 +1503,8 @@ impl AlertsApi {
                 Ok(a) => match a.status {
                     AlertStatus::Resolved => BulkStatus::Resolved,
                     AlertStatus::Acknowledged => BulkStatus::AlreadyAcknowledged,
-                    AlertStatus::Active => match store.acknowledge_alert(id, &sub, now, None).await {
+                    AlertStatus::Active => match store.acknowledge_alert(id, &sub, now, None).await
+                    {
                         Ok(after)
                             if after.acknowledged_by.as_deref() == Some(sub.as_str())
                                 && after.acknowledged_at == Some(now) =>

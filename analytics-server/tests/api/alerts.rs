@@ -423,7 +423,14 @@ async fn alerts_are_listed_acknowledged_resolved_and_bulk_acknowledged() {
         long.body
     );
     let note = "on it: the orders pool is saturated";
-    let first = send(&app, Method::POST, &ack, Some(&json!({ "note": note })), &admin).await;
+    let first = send(
+        &app,
+        Method::POST,
+        &ack,
+        Some(&json!({ "note": note })),
+        &admin,
+    )
+    .await;
     assert_eq!(first.status, StatusCode::OK, "{:#}", first.body);
     assert_eq!(first.body["status"], "acknowledged");
     assert_eq!(first.body["acknowledged_by"], "tester");
@@ -431,7 +438,10 @@ async fn alerts_are_listed_acknowledged_resolved_and_bulk_acknowledged() {
     let again = send(&app, Method::POST, &ack, None, &admin).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body["acknowledged_at"], first.body["acknowledged_at"]);
-    assert_eq!(again.body["acknowledgement_note"], note, "the first note stays");
+    assert_eq!(
+        again.body["acknowledgement_note"], note,
+        "the first note stays"
+    );
     let listed = send(
         &app,
         Method::GET,
