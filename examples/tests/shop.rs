@@ -294,6 +294,10 @@ async fn routes_mount_at_any_prefix_and_a_stopped_collector_never_fails_the_host
 /// docs/PERFORMANCE.md). Ignored: a measurement, run with `--ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement"]
+#[allow(
+    clippy::print_stdout,
+    reason = "a measurement reports its figures on stdout"
+)]
 async fn measure_the_cost_of_recording_requests() {
     use poem::Request;
     let shop = Shop::start(ShopConfig {
