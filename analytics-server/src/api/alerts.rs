@@ -1412,7 +1412,7 @@ impl AlertsApi {
         /// The alert id.
         id: Path<Uuid>,
         body: OptionalJson<AckRequest>,
-    ) -> ApiResult<Json<AlertBody>, (NotFound, Conflict)> {
+    ) -> ApiResult<Json<AlertBody>, (NotFound, Conflict, Body)> {
         let sub = require_admin(req)?;
         let note = body.0.and_then(|b| b.note);
         let found = self.state.store.get_alert(id.0).await?;
