@@ -686,7 +686,7 @@ impl BusinessAnalytics {
                     .rows_in_order(
                         project,
                         &metric(metrics::FUNNEL_SESSIONS),
-                        &["collection", "progress", "session"],
+                        &["collection"],
                         &Dimensions::from_pairs([("collection", value)])?,
                         range,
                     )
