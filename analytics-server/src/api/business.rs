@@ -601,8 +601,24 @@ impl BusinessApi {
         BusinessAnalytics::new(self.reader(), self.state.analytics.collections.clone())
     }
 
+    /// The project's currency (its settings' `currency`), else `USD`.
+    pub(crate) async fn default_currency(&self, project: &ProjectId) -> Result<String, ApiError> {
+        let limits = self
+            .state
+            .age_limits
+            .limits(&*self.state.store, project)
+            .await?;
+        Ok(limits
+            .settings
+            .currency
+            .as_deref()
+            .and_then(|c| parse_currency(c).ok())
+            .unwrap_or_else(|| "USD".to_owned()))
+    }
+
     #[allow(clippy::too_many_arguments)]
-    fn common(
+    async fn common(
+        &self,
         req: &Request,
         range: Option<RangePreset>,
         from: Option<DateTime<Utc>>,
@@ -616,7 +632,7 @@ impl BusinessApi {
         let project = readable_project(req, project)?;
         let currency = match currency.filter(|c| !c.is_empty()) {
             Some(c) => parse_currency(&c)?,
-            None => "USD".to_owned(),
+            None => self.default_currency(&project).await?,
         };
         Ok(Common {
             project,
@@ -688,13 +704,16 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        /// ISO 4217 currency of the figures, any case (default: the project's `currency`,
+        /// else `USD`); an unknown code is 400.
         #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` (Feb 29 -> Feb 28) window.
         compare: Query<Option<CompareParam>>,
     ) -> ApiResult<Json<BusinessOverview>, NotFound> {
-        let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
+        let c = self
+            .common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)
+            .await?;
         Ok(Json(self.overview_of(&c).await?))
     }
 
@@ -720,7 +739,8 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        /// ISO 4217 currency of the figures, any case (default: the project's `currency`,
+        /// else `USD`); an unknown code is 400.
         #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` window.
@@ -728,7 +748,9 @@ impl BusinessApi {
         /// `hour`, `day` or `week`; default hour up to 7 days, else day.
         granularity: Query<Option<SalesGranularity>>,
     ) -> ApiResult<Json<BusinessSales>, NotFound> {
-        let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
+        let c = self
+            .common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)
+            .await?;
         let g = match granularity.0 {
             Some(SalesGranularity::Hour) => Granularity::Hour,
             Some(SalesGranularity::Day) => Granularity::Day,
@@ -810,7 +832,8 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        /// ISO 4217 currency of the figures, any case (default: the project's `currency`,
+        /// else `USD`); an unknown code is 400.
         #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` window.
@@ -824,7 +847,9 @@ impl BusinessApi {
         )]
         limit: Query<u32>,
     ) -> ApiResult<Json<BusinessProducts>, NotFound> {
-        let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
+        let c = self
+            .common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)
+            .await?;
         let sort = match sort.0 {
             None | Some(ProductSortParam::Revenue) => ProductSort::Revenue,
             Some(ProductSortParam::Units) => ProductSort::Units,
@@ -917,13 +942,16 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        /// ISO 4217 currency of the figures, any case (default: the project's `currency`,
+        /// else `USD`); an unknown code is 400.
         #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` window.
         compare: Query<Option<CompareParam>>,
     ) -> ApiResult<Json<BusinessCollections>, NotFound> {
-        let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
+        let c = self
+            .common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)
+            .await?;
         let biz = self.biz();
         let read = async {
             let now = biz
@@ -1011,7 +1039,9 @@ impl BusinessApi {
         #[oai(validator(max_length = 256, pattern = r"[^\t\n\x0C\r _-]"))]
         collection: Query<Option<String>>,
     ) -> ApiResult<Json<BusinessFunnel>, NotFound> {
-        let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
+        let c = self
+            .common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)
+            .await?;
         let collection = match collection.0.filter(|s| !s.is_empty()) {
             Some(s) => Some(
                 canonical_collection(&s)

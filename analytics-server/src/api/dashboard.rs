@@ -452,7 +452,10 @@ impl DashboardApi {
                 let c = super::business::Common {
                     project: project.clone(),
                     window,
-                    currency: "USD".to_owned(),
+                    currency: business
+                        .default_currency(&project)
+                        .await
+                        .map_err(section_error)?,
                     compare: None,
                 };
                 business

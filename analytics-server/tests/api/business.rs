@@ -388,3 +388,71 @@ async fn a_token_limited_to_projects_sees_only_those() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
 }
+
+#[tokio::test]
+async fn the_default_currency_is_the_projects_else_usd() {
+    let app = TestApp::new();
+    let admin = app.admin();
+    let r = Resp::from(
+        app.client
+            .post("/api/v1/analytics/projects")
+            .header("authorization", &admin)
+            .body_json(&json!({"id": "eu", "name": "EU", "settings": {"currency": "EUR"}}))
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:#}", r.body);
+    let at = Utc::now() - Duration::hours(1);
+    let mut events = vec![
+        order("e1", at, "EUR", &[("p1", "signature", 1, 30.0)]),
+        order("u1", at, "USD", &[("p1", "signature", 2, 5.0)]),
+    ];
+    for e in &mut events {
+        e["project"] = json!("eu");
+    }
+    events.push(order("d1", at, "USD", &[("p1", "signature", 1, 7.0)]));
+    let r = app.post_events(&batch(events.clone()), Some(&admin)).await;
+    assert_eq!(r.body["accepted"], events.len(), "{:#}", r.body);
+    let overview = |q: &'static str| {
+        let app = &app;
+        let admin = &admin;
+        async move {
+            get(
+                app,
+                &format!("/api/v1/analytics/business/overview?range=24h&{q}"),
+                admin,
+            )
+            .await
+            .body
+        }
+    };
+    let eu = overview("project=eu").await;
+    assert_eq!(
+        (&eu["currency"], &eu["revenue"]),
+        (&json!("EUR"), &json!(30.0)),
+        "{eu:#}"
+    );
+    let eu_usd = overview("project=eu&currency=usd").await;
+    assert_eq!(
+        (&eu_usd["currency"], &eu_usd["revenue"]),
+        (&json!("USD"), &json!(10.0))
+    );
+    // A project without a currency setting falls back to USD.
+    let default = overview("project=default").await;
+    assert_eq!(
+        (&default["currency"], &default["revenue"]),
+        (&json!("USD"), &json!(7.0))
+    );
+    let dash = get(
+        &app,
+        "/api/v1/analytics/dashboard/summary?project=eu",
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        dash.body["sections"]["business"]["currency"], "EUR",
+        "{:#}",
+        dash.body
+    );
+}
