@@ -284,6 +284,40 @@ pub struct FunnelStepFigures {
     pub drop_off: u64,
 }
 
+/// The comparison's points beside the window's, bucket by bucket by time: for each point
+/// of `now` (a bucket of `range`, clipped to its start), the point of `base` (the series of
+/// `range.compared(comparison)`) whose bucket holds the same instant of the comparison
+/// range ([`TimeRange::compared_instant`]: Feb 29 falls on Feb 28 a year earlier). A
+/// bucket `base` lacks is a zero point.
+pub fn align_points(
+    now: &[SalesPoint],
+    base: &[SalesPoint],
+    range: TimeRange,
+    comparison: Comparison,
+    g: Granularity,
+) -> Vec<SalesPoint> {
+    let by_ts: HashMap<_, &SalesPoint> = base.iter().map(|p| (p.ts, p)).collect();
+    now.iter()
+        .map(|p| {
+            let at = g.bucket_start(range.compared_instant(comparison, p.ts.max(range.start())));
+            by_ts.get(&at).map_or_else(
+                || SalesPoint {
+                    ts: at,
+                    revenue: 0.0,
+                    orders: 0,
+                    units: 0,
+                    by_collection: p
+                        .by_collection
+                        .keys()
+                        .map(|k| (k.clone(), CollectionSales::default()))
+                        .collect(),
+                },
+                |b| (*b).clone(),
+            )
+        })
+        .collect()
+}
+
 /// The funnel from per-step session counts.
 pub fn funnel_steps(counts: [u64; STEPS]) -> Vec<FunnelStepFigures> {
     let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
@@ -735,6 +769,74 @@ mod tests {
         assert_eq!(c.name("other"), "other");
         assert!(Collections::parse("a;A", "x").is_err());
         assert_eq!(Collections::default().name("signature"), "Signature");
+    }
+
+    #[test]
+    fn comparison_points_align_by_time_across_feb_29() {
+        let t = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let point = |ts: &str, orders: u64| SalesPoint {
+            ts: t(ts),
+            revenue: orders as f64,
+            orders,
+            units: orders,
+            by_collection: BTreeMap::new(),
+        };
+        let range = TimeRange::new(t("2024-02-28T00:00:00Z"), t("2024-03-02T00:00:00Z")).unwrap();
+        let now = [
+            point("2024-02-28T00:00:00Z", 1),
+            point("2024-02-29T00:00:00Z", 2),
+            point("2024-03-01T00:00:00Z", 3),
+        ];
+        let base = [
+            point("2023-02-28T00:00:00Z", 10),
+            point("2023-03-01T00:00:00Z", 30),
+        ];
+        let y = align_points(
+            &now,
+            &base,
+            range,
+            Comparison::SamePeriodLastYear,
+            Granularity::Day,
+        );
+        let got: Vec<(chrono::DateTime<chrono::Utc>, u64)> =
+            y.iter().map(|p| (p.ts, p.orders)).collect();
+        assert_eq!(
+            got,
+            [
+                (t("2023-02-28T00:00:00Z"), 10),
+                (t("2023-02-28T00:00:00Z"), 10),
+                (t("2023-03-01T00:00:00Z"), 30)
+            ]
+        );
+        // Hour buckets of an unaligned window: the previous period's bucket at the same
+        // offset; one the base lacks is a zero point.
+        let range = TimeRange::new(t("2024-03-05T10:30:00Z"), t("2024-03-05T12:30:00Z")).unwrap();
+        let now = [
+            point("2024-03-05T10:00:00Z", 1),
+            point("2024-03-05T11:00:00Z", 2),
+            point("2024-03-05T12:00:00Z", 3),
+        ];
+        let base = [
+            point("2024-03-05T09:00:00Z", 7),
+            point("2024-03-05T08:00:00Z", 6),
+        ];
+        let p = align_points(
+            &now,
+            &base,
+            range,
+            Comparison::PreviousPeriod,
+            Granularity::Hour,
+        );
+        let got: Vec<(chrono::DateTime<chrono::Utc>, u64)> =
+            p.iter().map(|p| (p.ts, p.orders)).collect();
+        assert_eq!(
+            got,
+            [
+                (t("2024-03-05T08:00:00Z"), 6),
+                (t("2024-03-05T09:00:00Z"), 7),
+                (t("2024-03-05T10:00:00Z"), 0)
+            ]
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use analytics_core::business::{
     BusinessAnalytics, CollectionFigures, CollectionSales, Delta, FunnelStepFigures, Overview,
-    ProductFigures, ProductSort, SalesPoint, parse_currency,
+    ProductFigures, ProductSort, SalesPoint, align_points, parse_currency,
 };
 use analytics_core::event::canonical_collection;
 use analytics_core::rollup::read::RollupReader;
@@ -306,7 +306,10 @@ pub struct SalesDelta {
 pub struct SalesCompare {
     /// The comparison window.
     pub range: RangeBody,
-    /// One point per bucket of the window, aligned by position.
+    /// One point per point of the window (same index): the comparison window's bucket
+    /// holding the same instant (the previous period's bucket at the same offset; for the
+    /// previous year the same calendar time a year earlier, Feb 29 on Feb 28, so a bucket
+    /// can appear twice); a bucket without data is zeros.
     pub points: Vec<SalesPointBody>,
     /// Current minus comparison totals.
     pub delta: SalesDelta,
@@ -582,6 +585,8 @@ pub(crate) struct Common {
     pub(crate) currency: String,
     /// The comparison window, if any.
     pub(crate) compare: Option<TimeRange>,
+    /// Which comparison `compare` is.
+    pub(crate) comparison: Option<Comparison>,
 }
 
 fn delta_u(a: u64, b: u64) -> DeltaBody {
@@ -637,6 +642,7 @@ impl BusinessApi {
         Ok(Common {
             project,
             compare: compare.map(|c| window.range().compared(c.into())),
+            comparison: compare.map(Into::into),
             window,
             currency,
         })
@@ -719,7 +725,7 @@ impl BusinessApi {
 
     /// Revenue, orders and units per bucket, with each collection's share (roles `admin`,
     /// `business_viewer`); `granularity` hour, day or week (default by window); every
-    /// bucket included; `compare` adds the comparison window's points, aligned by position.
+    /// bucket included; `compare` adds the comparison window's points, aligned bucket by bucket by time.
     #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/api/v1/analytics/business/sales",
@@ -784,14 +790,14 @@ impl BusinessApi {
                 (r + p.revenue, o + p.orders, u + p.units)
             })
         };
-        let compare = then.map(|(r, base)| {
+        let compare = then.zip(c.comparison).map(|((r, base), comparison)| {
             let (nr, no, nu) = totals(&now);
-            // Point i of the comparison stands beside point i of the window.
-            let base: Vec<SalesPoint> = base.into_iter().take(now.len()).collect();
             let (br, bo, bu) = totals(&base);
+            // Each point of the window beside the comparison's bucket at the same instant.
+            let points = align_points(&now, &base, c.window.range(), comparison, g);
             SalesCompare {
                 range: r.into(),
-                points: base.into_iter().map(Into::into).collect(),
+                points: points.into_iter().map(Into::into).collect(),
                 delta: SalesDelta {
                     revenue: delta_f(analytics_core::ml::cents(nr), analytics_core::ml::cents(br)),
                     orders: delta_u(no, bo),

@@ -457,6 +457,7 @@ impl DashboardApi {
                         .await
                         .map_err(section_error)?,
                     compare: None,
+                    comparison: None,
                 };
                 business
                     .overview_of(&c)

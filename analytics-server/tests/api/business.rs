@@ -347,6 +347,37 @@ async fn previous_year_maps_feb_29_to_feb_28() {
         o.body["compare"]["range"]["to"],
         "2023-03-01T00:00:00+00:00"
     );
+    // Sales points align by calendar day: Feb 28 and Feb 29 beside 2023-02-28.
+    let s = get(
+        &app,
+        "/api/v1/analytics/business/sales?from=2024-02-28T00:00:00Z&to=2024-03-02T00:00:00Z&granularity=day&compare=previous_year",
+        &admin,
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::OK, "{:#}", s.body);
+    let ts = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["ts"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ts(&s.body["points"]),
+        [
+            "2024-02-28T00:00:00+00:00",
+            "2024-02-29T00:00:00+00:00",
+            "2024-03-01T00:00:00+00:00"
+        ]
+    );
+    assert_eq!(
+        ts(&s.body["compare"]["points"]),
+        [
+            "2023-02-28T00:00:00+00:00",
+            "2023-02-28T00:00:00+00:00",
+            "2023-03-01T00:00:00+00:00"
+        ]
+    );
     let p = get(
         &app,
         "/api/v1/analytics/business/overview?from=2024-03-01T00:00:00Z&to=2024-03-08T00:00:00Z&compare=previous_period",
