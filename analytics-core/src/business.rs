@@ -774,69 +774,60 @@ mod tests {
     #[test]
     fn comparison_points_align_by_time_across_feb_29() {
         let t = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
-        let point = |ts: &str, orders: u64| SalesPoint {
-            ts: t(ts),
-            revenue: orders as f64,
-            orders,
-            units: orders,
-            by_collection: BTreeMap::new(),
+        let points = |ps: &[(&str, u64)]| -> Vec<SalesPoint> {
+            ps.iter()
+                .map(|(ts, orders)| SalesPoint {
+                    ts: t(ts),
+                    revenue: *orders as f64,
+                    orders: *orders,
+                    units: *orders,
+                    by_collection: BTreeMap::new(),
+                })
+                .collect()
         };
-        let range = TimeRange::new(t("2024-02-28T00:00:00Z"), t("2024-03-02T00:00:00Z")).unwrap();
-        let now = [
-            point("2024-02-28T00:00:00Z", 1),
-            point("2024-02-29T00:00:00Z", 2),
-            point("2024-03-01T00:00:00Z", 3),
+        // (window, now, base, comparison, granularity, expected (ts, orders)).
+        let cases = [
+            (
+                ("2024-02-28T00:00:00Z", "2024-03-02T00:00:00Z"),
+                points(&[
+                    ("2024-02-28T00:00:00Z", 1),
+                    ("2024-02-29T00:00:00Z", 2),
+                    ("2024-03-01T00:00:00Z", 3),
+                ]),
+                points(&[("2023-02-28T00:00:00Z", 10), ("2023-03-01T00:00:00Z", 30)]),
+                Comparison::SamePeriodLastYear,
+                Granularity::Day,
+                // Feb 28 and Feb 29 both beside Feb 28 a year earlier.
+                points(&[
+                    ("2023-02-28T00:00:00Z", 10),
+                    ("2023-02-28T00:00:00Z", 10),
+                    ("2023-03-01T00:00:00Z", 30),
+                ]),
+            ),
+            (
+                ("2024-03-05T10:30:00Z", "2024-03-05T12:30:00Z"),
+                points(&[
+                    ("2024-03-05T10:00:00Z", 1),
+                    ("2024-03-05T11:00:00Z", 2),
+                    ("2024-03-05T12:00:00Z", 3),
+                ]),
+                points(&[("2024-03-05T09:00:00Z", 7), ("2024-03-05T08:00:00Z", 6)]),
+                Comparison::PreviousPeriod,
+                Granularity::Hour,
+                // The previous period's bucket at the same offset, whatever the base's
+                // order; a bucket it lacks is a zero point.
+                points(&[
+                    ("2024-03-05T08:00:00Z", 6),
+                    ("2024-03-05T09:00:00Z", 7),
+                    ("2024-03-05T10:00:00Z", 0),
+                ]),
+            ),
         ];
-        let base = [
-            point("2023-02-28T00:00:00Z", 10),
-            point("2023-03-01T00:00:00Z", 30),
-        ];
-        let y = align_points(
-            &now,
-            &base,
-            range,
-            Comparison::SamePeriodLastYear,
-            Granularity::Day,
-        );
-        let got: Vec<(chrono::DateTime<chrono::Utc>, u64)> =
-            y.iter().map(|p| (p.ts, p.orders)).collect();
-        assert_eq!(
-            got,
-            [
-                (t("2023-02-28T00:00:00Z"), 10),
-                (t("2023-02-28T00:00:00Z"), 10),
-                (t("2023-03-01T00:00:00Z"), 30)
-            ]
-        );
-        // Hour buckets of an unaligned window: the previous period's bucket at the same
-        // offset; one the base lacks is a zero point.
-        let range = TimeRange::new(t("2024-03-05T10:30:00Z"), t("2024-03-05T12:30:00Z")).unwrap();
-        let now = [
-            point("2024-03-05T10:00:00Z", 1),
-            point("2024-03-05T11:00:00Z", 2),
-            point("2024-03-05T12:00:00Z", 3),
-        ];
-        let base = [
-            point("2024-03-05T09:00:00Z", 7),
-            point("2024-03-05T08:00:00Z", 6),
-        ];
-        let p = align_points(
-            &now,
-            &base,
-            range,
-            Comparison::PreviousPeriod,
-            Granularity::Hour,
-        );
-        let got: Vec<(chrono::DateTime<chrono::Utc>, u64)> =
-            p.iter().map(|p| (p.ts, p.orders)).collect();
-        assert_eq!(
-            got,
-            [
-                (t("2024-03-05T08:00:00Z"), 6),
-                (t("2024-03-05T09:00:00Z"), 7),
-                (t("2024-03-05T10:00:00Z"), 0)
-            ]
-        );
+        for ((from, to), now, base, comparison, g, expected) in cases {
+            let range = TimeRange::new(t(from), t(to)).unwrap();
+            let got = align_points(&now, &base, range, comparison, g);
+            assert_eq!(got, expected, "{comparison:?}");
+        }
     }
 
     #[test]
