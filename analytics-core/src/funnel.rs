@@ -8,12 +8,12 @@
 //! `k` advances a session at `k` to `k + 1`; repeats and out-of-order steps change
 //! nothing), so the function of two consecutive stretches is the composition of theirs.
 //!
-//! The rollup scheduler writes one `funnel.sessions` row per session and hour holding that
-//! hour's function (the `progress` dimension, six digits), once for all events (`*`), once
-//! for the events naming no collection (`""`) and once per collection named (that
+//! The rollup scheduler writes packed `funnel.sessions` rows ([`PackedSessions`]: per
+//! session, an 8-byte hash of its key and its function over the hour), one for all events
+//! (`*`), one for the events naming no collection (`""`) and one per collection named (that
 //! collection's events plus the unnamed ones). Day and week rows compose their children in
-//! time order ([`merge_rows`]), so a 30-day funnel reads about one row per session and day
-//! and never needs the raw events of its older days. A window is answered by composing its
+//! time order ([`merge_rows`]), so a 30-day funnel reads about a dozen rows per collection
+//! value and never needs the raw events of its older days. A window is answered by composing its
 //! pieces (rollup rows of complete buckets, raw events of the edges) in time order and
 //! applying the result to 0.
 

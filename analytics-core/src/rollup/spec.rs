@@ -34,8 +34,9 @@ pub enum ValueSource {
     /// the latest event of the group (the latest inventory snapshot).
     OccurredAt,
     /// Per-session funnel progress (see [`crate::funnel`]): not per-event observations;
-    /// the aggregator keeps each session's ordered steps and writes one row per session and
-    /// bucket, and coarser rows compose the finer ones in time order.
+    /// the aggregator keeps each session's ordered steps and writes one packed row per
+    /// bucket and collection value holding every session's function, and coarser rows
+    /// compose the finer ones in time order.
     SessionFunnel,
 }
 
