@@ -284,6 +284,40 @@ pub struct FunnelStepFigures {
     pub drop_off: u64,
 }
 
+/// The comparison's points beside the window's, bucket by bucket by time: for each point
+/// of `now` (a bucket of `range`, clipped to its start), the point of `base` (the series of
+/// `range.compared(comparison)`) whose bucket holds the same instant of the comparison
+/// range ([`TimeRange::compared_instant`]: Feb 29 falls on Feb 28 a year earlier). A
+/// bucket `base` lacks is a zero point.
+pub fn align_points(
+    now: &[SalesPoint],
+    base: &[SalesPoint],
+    range: TimeRange,
+    comparison: Comparison,
+    g: Granularity,
+) -> Vec<SalesPoint> {
+    let by_ts: HashMap<_, &SalesPoint> = base.iter().map(|p| (p.ts, p)).collect();
+    now.iter()
+        .map(|p| {
+            let at = g.bucket_start(range.compared_instant(comparison, p.ts.max(range.start())));
+            by_ts.get(&at).map_or_else(
+                || SalesPoint {
+                    ts: at,
+                    revenue: 0.0,
+                    orders: 0,
+                    units: 0,
+                    by_collection: p
+                        .by_collection
+                        .keys()
+                        .map(|k| (k.clone(), CollectionSales::default()))
+                        .collect(),
+                },
+                |b| (*b).clone(),
+            )
+        })
+        .collect()
+}
+
 /// The funnel from per-step session counts.
 pub fn funnel_steps(counts: [u64; STEPS]) -> Vec<FunnelStepFigures> {
     let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
@@ -686,7 +720,7 @@ impl BusinessAnalytics {
                     .rows_in_order(
                         project,
                         &metric(metrics::FUNNEL_SESSIONS),
-                        &["collection", "progress", "session"],
+                        &["collection"],
                         &Dimensions::from_pairs([("collection", value)])?,
                         range,
                     )
@@ -735,6 +769,65 @@ mod tests {
         assert_eq!(c.name("other"), "other");
         assert!(Collections::parse("a;A", "x").is_err());
         assert_eq!(Collections::default().name("signature"), "Signature");
+    }
+
+    #[test]
+    fn comparison_points_align_by_time_across_feb_29() {
+        let t = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let points = |ps: &[(&str, u64)]| -> Vec<SalesPoint> {
+            ps.iter()
+                .map(|(ts, orders)| SalesPoint {
+                    ts: t(ts),
+                    revenue: *orders as f64,
+                    orders: *orders,
+                    units: *orders,
+                    by_collection: BTreeMap::new(),
+                })
+                .collect()
+        };
+        // (window, now, base, comparison, granularity, expected (ts, orders)).
+        let cases = [
+            (
+                ("2024-02-28T00:00:00Z", "2024-03-02T00:00:00Z"),
+                points(&[
+                    ("2024-02-28T00:00:00Z", 1),
+                    ("2024-02-29T00:00:00Z", 2),
+                    ("2024-03-01T00:00:00Z", 3),
+                ]),
+                points(&[("2023-02-28T00:00:00Z", 10), ("2023-03-01T00:00:00Z", 30)]),
+                Comparison::SamePeriodLastYear,
+                Granularity::Day,
+                // Feb 28 and Feb 29 both beside Feb 28 a year earlier.
+                points(&[
+                    ("2023-02-28T00:00:00Z", 10),
+                    ("2023-02-28T00:00:00Z", 10),
+                    ("2023-03-01T00:00:00Z", 30),
+                ]),
+            ),
+            (
+                ("2024-03-05T10:30:00Z", "2024-03-05T12:30:00Z"),
+                points(&[
+                    ("2024-03-05T10:00:00Z", 1),
+                    ("2024-03-05T11:00:00Z", 2),
+                    ("2024-03-05T12:00:00Z", 3),
+                ]),
+                points(&[("2024-03-05T09:00:00Z", 7), ("2024-03-05T08:00:00Z", 6)]),
+                Comparison::PreviousPeriod,
+                Granularity::Hour,
+                // The previous period's bucket at the same offset, whatever the base's
+                // order; a bucket it lacks is a zero point.
+                points(&[
+                    ("2024-03-05T08:00:00Z", 6),
+                    ("2024-03-05T09:00:00Z", 7),
+                    ("2024-03-05T10:00:00Z", 0),
+                ]),
+            ),
+        ];
+        for ((from, to), now, base, comparison, g, expected) in cases {
+            let range = TimeRange::new(t(from), t(to)).unwrap();
+            let got = align_points(&now, &base, range, comparison, g);
+            assert_eq!(got, expected, "{comparison:?}");
+        }
     }
 
     #[test]

@@ -8,23 +8,23 @@
 //! `k` advances a session at `k` to `k + 1`; repeats and out-of-order steps change
 //! nothing), so the function of two consecutive stretches is the composition of theirs.
 //!
-//! The rollup scheduler writes one `funnel.sessions` row per session and hour holding that
-//! hour's function (the `progress` dimension, six digits), once for all events (`*`), once
-//! for the events naming no collection (`""`) and once per collection named (that
+//! The rollup scheduler writes packed `funnel.sessions` rows ([`PackedSessions`]: per
+//! session, an 8-byte hash of its key and its function over the hour), one for all events
+//! (`*`), one for the events naming no collection (`""`) and one per collection named (that
 //! collection's events plus the unnamed ones). Day and week rows compose their children in
-//! time order ([`merge_rows`]), so a 30-day funnel reads about one row per session and day
-//! and never needs the raw events of its older days. A window is answered by composing its
+//! time order ([`merge_rows`]), so a 30-day funnel reads about a dozen rows per collection
+//! value and never needs the raw events of its older days. A window is answered by composing its
 //! pieces (rollup rows of complete buckets, raw events of the edges) in time order and
 //! applying the result to 0.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
 
 use crate::event::{Event, EventKind, Payload};
 use crate::ids::{MetricName, ProjectId};
-use crate::rollup::digest::DigestBuilder;
-use crate::rollup::{Dimensions, Rollup, RollupKey};
+use crate::rollup::{Dimensions, Rollup, RollupKey, RollupStats};
 use crate::time::Granularity;
 
 /// The funnel steps, in order.
@@ -149,14 +149,18 @@ impl Progress {
             return None;
         }
         let mut out = [0u8; STEPS + 1];
-        for (i, c) in b.iter().enumerate() {
-            let d = c.checked_sub(b'0').filter(|d| usize::from(*d) <= STEPS)?;
-            if usize::from(d) < i {
-                return None;
-            }
-            out[i] = d;
+        for (slot, c) in out.iter_mut().zip(b) {
+            *slot = c.checked_sub(b'0')?;
         }
-        Some(Progress(out))
+        Self::from_values(out)
+    }
+
+    /// The function with these values (`None` unless each `f(s)` is in `s..=5`).
+    pub fn from_values(f: [u8; STEPS + 1]) -> Option<Self> {
+        f.iter()
+            .enumerate()
+            .all(|(i, d)| usize::from(*d) >= i && usize::from(*d) <= STEPS)
+            .then_some(Progress(f))
     }
 }
 
@@ -187,6 +191,102 @@ struct SessionSteps {
     events: u64,
 }
 
+/// The 64-bit key a session is packed under: the first 8 bytes of SHA-256 of its session
+/// key (stable across builds and platforms).
+pub fn session_hash(key: &str) -> u64 {
+    let d = Sha256::digest(key.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// The packed funnel state of one bucket and collection value: per session (by
+/// [`session_hash`], sorted, each once) its progress function over the bucket. Sessions
+/// whose function is the identity are left out (they change no count and compose to
+/// nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedSessions(Vec<(u64, Progress)>);
+
+/// Leading bytes of a packed value (a digest never starts with them).
+const PACKED_TAG: &[u8; 4] = b"FNS1";
+/// Bytes per session: the hash, then the six values of the function as nibbles.
+const ENTRY_BYTES: usize = 8 + 3;
+
+impl PackedSessions {
+    /// From entries in any order (identity functions dropped; a repeated hash keeps its
+    /// last entry).
+    pub fn from_entries(entries: impl IntoIterator<Item = (u64, Progress)>) -> Self {
+        let mut v: Vec<(u64, Progress)> = entries
+            .into_iter()
+            .filter(|(_, p)| *p != Progress::IDENTITY)
+            .collect();
+        v.sort_by_key(|(h, _)| *h);
+        v.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                earlier.1 = later.1;
+                true
+            } else {
+                false
+            }
+        });
+        Self(v)
+    }
+
+    /// The entries, sorted by hash.
+    pub fn entries(&self) -> &[(u64, Progress)] {
+        &self.0
+    }
+
+    /// The function of session `hash` (the identity when absent).
+    fn get(&self, hash: u64) -> Option<Progress> {
+        self.0
+            .binary_search_by_key(&hash, |(h, _)| *h)
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    /// The stored form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(PACKED_TAG.len() + self.0.len() * ENTRY_BYTES);
+        out.extend_from_slice(PACKED_TAG);
+        for (h, p) in &self.0 {
+            out.extend_from_slice(&h.to_be_bytes());
+            let f = p.0;
+            out.extend_from_slice(&[f[0] << 4 | f[1], f[2] << 4 | f[3], f[4] << 4 | f[5]]);
+        }
+        out
+    }
+
+    /// Parses [`PackedSessions::to_bytes`] output (`None` when it is not one).
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let body = b.strip_prefix(PACKED_TAG.as_slice())?;
+        if body.len() % ENTRY_BYTES != 0 {
+            return None;
+        }
+        let mut out = Vec::with_capacity(body.len() / ENTRY_BYTES);
+        let mut last: Option<u64> = None;
+        for e in body.chunks_exact(ENTRY_BYTES) {
+            let mut hb = [0u8; 8];
+            hb.copy_from_slice(&e[..8]);
+            let h = u64::from_be_bytes(hb);
+            if last.is_some_and(|l| l >= h) {
+                return None;
+            }
+            last = Some(h);
+            let f = [
+                e[8] >> 4,
+                e[8] & 0xf,
+                e[9] >> 4,
+                e[9] & 0xf,
+                e[10] >> 4,
+                e[10] & 0xf,
+            ];
+            out.push((h, Progress::from_values(f)?));
+        }
+        Some(Self(out))
+    }
+}
+
 /// Collects the funnel events of one bucket and produces its `funnel.sessions` rows.
 #[derive(Debug, Default)]
 pub struct SessionAccumulator {
@@ -208,7 +308,7 @@ impl SessionAccumulator {
         s.events += 1;
     }
 
-    /// The rows of the bucket.
+    /// The rows of the bucket: one per collection value.
     pub fn finish(
         self,
         metric: &MetricName,
@@ -217,8 +317,10 @@ impl SessionAccumulator {
         bucket_start: DateTime<Utc>,
         computed_at: DateTime<Utc>,
     ) -> Vec<Rollup> {
-        let mut rows = Vec::new();
+        // Per collection value: (hash, function) per session, and the events behind them.
+        let mut values: BTreeMap<String, (Vec<(u64, Progress)>, u64)> = BTreeMap::new();
         for (session, mut s) in self.sessions {
+            let hash = session_hash(&session);
             // Time order; at the same instant, funnel order.
             s.steps.sort_by_key(|(t, step, _)| (*t, *step));
             let only = |keep: &dyn Fn(&[String]) -> bool| {
@@ -239,112 +341,153 @@ impl SessionAccumulator {
                 out.push((c.clone(), only(&|cs| cs.is_empty() || cs.contains(c))));
             }
             for (collection, progress) in out {
-                if let Some(row) = progress_row(
+                let slot = values.entry(collection).or_default();
+                slot.0.push((hash, progress));
+                slot.1 += s.events;
+            }
+        }
+        values
+            .into_iter()
+            .filter_map(|(collection, (entries, events))| {
+                packed_row(
                     metric,
                     project,
                     granularity,
                     bucket_start,
                     computed_at,
-                    &session,
                     &collection,
-                    progress,
-                    s.events,
-                ) {
-                    rows.push(row);
-                }
-            }
-        }
-        rows
+                    &PackedSessions::from_entries(entries),
+                    events,
+                )
+            })
+            .collect()
     }
 }
 
+/// The row of one bucket and collection value (`None` when no session moved).
 #[allow(clippy::too_many_arguments)]
-fn progress_row(
+fn packed_row(
     metric: &MetricName,
     project: &ProjectId,
     granularity: Granularity,
     bucket_start: DateTime<Utc>,
     computed_at: DateTime<Utc>,
-    session: &str,
     collection: &str,
-    progress: Progress,
+    packed: &PackedSessions,
     events: u64,
 ) -> Option<Rollup> {
-    let dimensions = Dimensions::from_pairs([
-        ("collection", collection),
-        ("progress", progress.encode().as_str()),
-        ("session", session),
-    ])
-    .ok()?;
-    let mut digest = DigestBuilder::default();
-    digest.push(f64::from(progress.reached()));
-    let digest = digest.finish();
-    let count = events as f64;
-    let key = RollupKey {
-        project: project.clone(),
-        granularity,
-        bucket_start,
-        metric: metric.clone(),
-        dimensions,
-    };
-    Some(crate::rollup::aggregate::row(
-        key,
-        &digest,
-        events,
-        count,
-        count,
+    if packed.0.is_empty() {
+        return None;
+    }
+    let dimensions = Dimensions::from_pairs([("collection", collection)]).ok()?;
+    let sessions = packed.0.len() as f64;
+    let reached: f64 = packed.0.iter().map(|(_, p)| f64::from(p.reached())).sum();
+    Some(Rollup {
+        key: RollupKey {
+            project: project.clone(),
+            granularity,
+            bucket_start,
+            metric: metric.clone(),
+            dimensions,
+        },
+        // samples: the funnel events behind the row; count: sessions; sum: steps reached
+        // from nothing, over its sessions.
+        stats: RollupStats {
+            samples: events,
+            count: sessions,
+            sum: reached,
+            min: None,
+            max: None,
+            avg: Some(reached / sessions),
+            p50: None,
+            p95: None,
+            p99: None,
+        },
+        digest: packed.to_bytes(),
         computed_at,
-    ))
+    })
 }
 
-/// One bucket of a session: per collection value, the progress, when its row was computed,
-/// and the events behind it.
-type BucketRows<'r> = HashMap<&'r str, (Progress, DateTime<Utc>, u64)>;
+/// One bucket's packed rows by collection value.
+#[derive(Debug, Default)]
+struct Bucket<'r> {
+    values: HashMap<&'r str, PackedSessions>,
+    computed_at: Option<DateTime<Utc>>,
+    events: u64,
+}
 
-/// Per session: per bucket start (in order), its rows (the most recently computed row wins
-/// when a re-rolled bucket left a stale one behind).
-type Timeline<'r> = BTreeMap<&'r str, BTreeMap<DateTime<Utc>, BucketRows<'r>>>;
-
-fn timeline<'r>(rows: impl IntoIterator<Item = &'r Rollup>) -> Timeline<'r> {
-    let mut t: Timeline<'r> = BTreeMap::new();
+/// The packed rows in buckets, in time order. Within a bucket only the most recently
+/// computed rows count (a re-roll replaces every row of its bucket, so an older row left
+/// beside newer ones is stale). Rows that are not packed funnel rows are skipped.
+fn buckets<'r>(rows: impl IntoIterator<Item = &'r Rollup>) -> Vec<Bucket<'r>> {
+    let mut by_start: BTreeMap<DateTime<Utc>, Bucket<'r>> = BTreeMap::new();
     for r in rows {
         let d = &r.key.dimensions;
-        let (Some(session), Some(collection), Some(progress)) = (
-            d.get("session"),
-            d.get("collection"),
-            d.get("progress").and_then(Progress::decode),
-        ) else {
+        let (Some(collection), 1) = (d.get("collection"), d.names().count()) else {
             continue;
         };
-        let slot = t
-            .entry(session)
-            .or_default()
-            .entry(r.key.bucket_start)
-            .or_default();
-        match slot.get(collection) {
-            Some((_, at, _)) if *at > r.computed_at => {}
-            _ => {
-                slot.insert(collection, (progress, r.computed_at, r.stats.samples));
+        let Some(packed) = PackedSessions::from_bytes(&r.digest) else {
+            continue;
+        };
+        let b = by_start.entry(r.key.bucket_start).or_default();
+        match b.computed_at {
+            Some(at) if at > r.computed_at => continue,
+            Some(at) if at < r.computed_at => {
+                b.values.clear();
+                b.events = 0;
+            }
+            _ => {}
+        }
+        b.computed_at = Some(r.computed_at);
+        if collection == ALL_COLLECTIONS {
+            b.events += r.stats.samples;
+        }
+        b.values.insert(collection, packed);
+    }
+    by_start.into_values().collect()
+}
+
+/// Each session's function over the buckets in order, for collection value `value`:
+/// a bucket lacking a session's `value` entry uses its `fallback` entry (the events naming
+/// no collection), else the identity. `all_of_fallback`: also sessions having only
+/// `fallback` entries (a count over a collection filter), not just those with a `value`
+/// entry somewhere (a merged row of `value`).
+fn compose(
+    buckets: &[Bucket<'_>],
+    value: &str,
+    fallback: Option<&str>,
+    all_of_fallback: bool,
+) -> HashMap<u64, Progress> {
+    let mut acc: HashMap<u64, Progress> = HashMap::new();
+    if !all_of_fallback && fallback.is_some() {
+        for b in buckets {
+            for (h, _) in b.values.get(value).map_or(&[][..], |p| p.entries()) {
+                acc.insert(*h, Progress::IDENTITY);
             }
         }
     }
-    t
-}
-
-/// The progress of one session over its buckets for `collection` (`None`: all events).
-fn compose(
-    buckets: &BTreeMap<DateTime<Utc>, BucketRows<'_>>,
-    collection: Option<&str>,
-) -> Progress {
-    buckets.values().fold(Progress::IDENTITY, |acc, b| {
-        let get = |c: &str| b.get(c).map(|(p, _, _)| *p);
-        let f = match collection {
-            None => get(ALL_COLLECTIONS),
-            Some(c) => get(c).or_else(|| get(NO_COLLECTION)),
+    for b in buckets {
+        let primary = b.values.get(value);
+        for (h, f) in primary.map_or(&[][..], |p| p.entries()) {
+            let slot = acc.entry(*h).or_insert(Progress::IDENTITY);
+            *slot = slot.then(*f);
         }
-        .unwrap_or(Progress::IDENTITY);
-        acc.then(f)
-    })
+        let Some(fb) = fallback.and_then(|c| b.values.get(c)) else {
+            continue;
+        };
+        for (h, f) in fb.entries() {
+            if primary.is_some_and(|p| p.get(*h).is_some()) {
+                continue;
+            }
+            if all_of_fallback {
+                let slot = acc.entry(*h).or_insert(Progress::IDENTITY);
+                *slot = slot.then(*f);
+            } else if let Some(slot) = acc.get_mut(h) {
+                *slot = slot.then(*f);
+            }
+        }
+    }
+    acc
 }
 
 /// Merges child `funnel.sessions` rows (finer buckets) into the rows of one coarser
@@ -359,40 +502,29 @@ pub fn merge_rows(
     let Some(metric) = children.first().map(|r| r.key.metric.clone()) else {
         return Vec::new();
     };
-    let mut rows = Vec::new();
-    for (session, buckets) in timeline(children.iter().copied()) {
-        let events: u64 = buckets
-            .values()
-            .filter_map(|b| b.get(ALL_COLLECTIONS).map(|(_, _, n)| *n))
-            .sum();
-        let mut values: BTreeSet<&str> = buckets.values().flat_map(|b| b.keys().copied()).collect();
-        values.remove(ALL_COLLECTIONS);
-        let mut out = vec![(ALL_COLLECTIONS, compose(&buckets, None))];
-        for c in values {
-            let p = if c == NO_COLLECTION {
-                buckets.values().fold(Progress::IDENTITY, |acc, b| {
-                    acc.then(b.get(NO_COLLECTION).map_or(Progress::IDENTITY, |x| x.0))
-                })
-            } else {
-                compose(&buckets, Some(c))
-            };
-            out.push((c, p));
-        }
-        for (collection, progress) in out {
-            rows.extend(progress_row(
+    let buckets = buckets(children.iter().copied());
+    let events: u64 = buckets.iter().map(|b| b.events).sum();
+    let values: BTreeSet<&str> = buckets
+        .iter()
+        .flat_map(|b| b.values.keys().copied())
+        .collect();
+    values
+        .into_iter()
+        .filter_map(|c| {
+            let fallback = (c != ALL_COLLECTIONS && c != NO_COLLECTION).then_some(NO_COLLECTION);
+            let packed = PackedSessions::from_entries(compose(&buckets, c, fallback, false));
+            packed_row(
                 &metric,
                 project,
                 granularity,
                 bucket_start,
                 computed_at,
-                session,
-                collection,
-                progress,
+                c,
+                &packed,
                 events,
-            ));
-        }
-    }
-    rows
+            )
+        })
+        .collect()
 }
 
 /// Sessions reaching each step (index 0 = `page_view`) over rows in time order (rollup
@@ -402,10 +534,14 @@ pub fn count_sessions<'r>(
     rows: impl IntoIterator<Item = &'r Rollup>,
     collection: Option<&str>,
 ) -> [u64; STEPS] {
+    let buckets = buckets(rows);
+    let composed = match collection {
+        None => compose(&buckets, ALL_COLLECTIONS, None, false),
+        Some(c) => compose(&buckets, c, Some(NO_COLLECTION), true),
+    };
     let mut counts = [0u64; STEPS];
-    for buckets in timeline(rows).values() {
-        let reached = usize::from(compose(buckets, collection).reached());
-        for c in counts.iter_mut().take(reached) {
+    for p in composed.values() {
+        for c in counts.iter_mut().take(usize::from(p.reached())) {
             *c += 1;
         }
     }
@@ -415,6 +551,7 @@ pub fn count_sessions<'r>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollup::digest::DigestBuilder;
     use FunnelStepKind as S;
 
     #[test]
@@ -435,6 +572,156 @@ mod tests {
         let parts = Progress::of_steps(a).then(Progress::of_steps(b));
         assert_eq!(whole, parts);
         assert_eq!(whole.reached(), 5);
+    }
+
+    fn step_event(at: i64, kind: &str, session: Option<&str>, collection: Option<&str>) -> Event {
+        use crate::event::{AgeLimits, EventInput, EventLimits, IngestContext};
+        let t0 = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(20_000);
+        let mut v = serde_json::json!({
+            "kind": kind,
+            "occurred_at": (t0 + chrono::Duration::minutes(at)).to_rfc3339(),
+            "payload": {"path": "/", "product_id": "p"},
+        });
+        if let Some(s) = session {
+            v["session_id"] = s.into();
+        }
+        if kind == "order" {
+            v["payload"] = serde_json::json!({"order_id": format!("o{at}"), "amount": 1.0,
+                "currency": "USD", "items": [{"product_id": "p", "quantity": 1,
+                "unit_price": 1.0, "collection": collection}]});
+        } else if let Some(c) = collection {
+            v["payload"]["collection"] = c.into();
+        }
+        let project = ProjectId::parse("shop").unwrap();
+        let limits = EventLimits::default();
+        let ctx = IngestContext {
+            now: t0 + chrono::Duration::days(1),
+            default_project: &project,
+            fixed_project: false,
+            request_correlation_id: None,
+            limits: &limits,
+            age_limits: &AgeLimits::default(),
+        };
+        Event::parse(serde_json::from_value::<EventInput>(v).unwrap(), &ctx).expect("event")
+    }
+
+    fn rows_of(events: &[Event], g: Granularity, start: i64) -> Vec<Rollup> {
+        let mut acc = SessionAccumulator::default();
+        for e in events {
+            acc.add(e);
+        }
+        let at = DateTime::<Utc>::UNIX_EPOCH
+            + chrono::Duration::days(20_000)
+            + chrono::Duration::minutes(start);
+        acc.finish(
+            &MetricName::parse("funnel.sessions").unwrap(),
+            &ProjectId::parse("shop").unwrap(),
+            g,
+            at,
+            at,
+        )
+    }
+
+    #[test]
+    fn packed_sessions_round_trip_and_reject_garbage() {
+        let p = PackedSessions::from_entries([
+            (9, Progress::of_steps([S::PageView])),
+            (3, Progress::IDENTITY),
+            (1, Progress::of_steps([S::ProductView, S::CartAdd])),
+            (9, Progress::of_steps([S::PageView, S::ProductView])),
+        ]);
+        // Sorted, identities dropped, the last entry of a repeated hash kept.
+        assert_eq!(
+            p.entries(),
+            &[
+                (1, Progress::of_steps([S::ProductView, S::CartAdd])),
+                (9, Progress::of_steps([S::PageView, S::ProductView])),
+            ]
+        );
+        let bytes = p.to_bytes();
+        assert_eq!(bytes.len(), 4 + 2 * 11);
+        assert_eq!(PackedSessions::from_bytes(&bytes), Some(p.clone()));
+        assert_eq!(PackedSessions::from_bytes(&bytes[..bytes.len() - 1]), None);
+        let mut bad = bytes.clone();
+        bad[4 + 8] = 0x10; // f(0) = 1, f(1) = 0
+        assert_eq!(PackedSessions::from_bytes(&bad), None);
+        // A t-digest is not a packed row.
+        let mut d = DigestBuilder::default();
+        d.push(1.0);
+        assert_eq!(PackedSessions::from_bytes(&d.finish().to_bytes()), None);
+        assert_ne!(session_hash("a"), session_hash("b"));
+        assert_eq!(session_hash("a"), session_hash("a"));
+    }
+
+    #[test]
+    fn merged_and_pieced_rows_count_like_the_whole_sequence() {
+        // Two "hours": a session spanning both, one with a collection filter that falls
+        // back to unnamed events, a repeated and an out-of-order step, an event without a
+        // session.
+        let first = [
+            step_event(0, "page_view", Some("a"), None),
+            step_event(1, "cart_add", Some("a"), Some("black-rose")),
+            step_event(2, "product_view", Some("a"), Some("black-rose")),
+            step_event(3, "page_view", Some("b"), None),
+            step_event(4, "page_view", None, None),
+            step_event(5, "product_view", Some("c"), Some("love-hurts")),
+        ];
+        let second = [
+            step_event(61, "cart_add", Some("a"), Some("black-rose")),
+            step_event(62, "checkout_start", Some("a"), None),
+            step_event(63, "order", Some("a"), Some("black-rose")),
+            step_event(64, "product_view", Some("b"), Some("love-hurts")),
+            step_event(65, "page_view", Some("c"), None),
+            step_event(66, "product_view", Some("c"), Some("love-hurts")),
+        ];
+        let mut hours = rows_of(&first, Granularity::Hour, 0);
+        hours.extend(rows_of(&second, Granularity::Hour, 60));
+        let whole = rows_of(
+            &first.iter().chain(&second).cloned().collect::<Vec<_>>(),
+            Granularity::Hour,
+            0,
+        );
+        let refs: Vec<&Rollup> = hours.iter().collect();
+        let day = merge_rows(
+            &refs,
+            &ProjectId::parse("shop").unwrap(),
+            Granularity::Day,
+            DateTime::<Utc>::UNIX_EPOCH,
+            DateTime::<Utc>::UNIX_EPOCH,
+        );
+        for c in [None, Some("black-rose"), Some("love-hurts"), Some("other")] {
+            let expect = count_sessions(whole.iter(), c);
+            assert_eq!(count_sessions(hours.iter(), c), expect, "{c:?}");
+            assert_eq!(count_sessions(day.iter(), c), expect, "{c:?}");
+        }
+        assert_eq!(count_sessions(day.iter(), None), [3, 3, 1, 1, 1]);
+        assert_eq!(
+            count_sessions(day.iter(), Some("love-hurts")),
+            [3, 2, 0, 0, 0]
+        );
+        // Older rows of the first bucket (another computation, read after the newer
+        // ones) are stale and ignored.
+        let mut stale = rows_of(&second, Granularity::Hour, 0);
+        for r in &mut stale {
+            r.computed_at -= chrono::Duration::hours(1);
+        }
+        let with_stale: Vec<&Rollup> = hours.iter().chain(stale.iter()).collect();
+        for c in [None, Some("black-rose"), Some("love-hurts")] {
+            assert_eq!(
+                count_sessions(with_stale.iter().copied(), c),
+                count_sessions(hours.iter(), c),
+                "{c:?}"
+            );
+        }
+        let mut newer = stale.clone();
+        for r in &mut newer {
+            r.computed_at += chrono::Duration::hours(2);
+        }
+        let with_newer: Vec<&Rollup> = hours.iter().chain(newer.iter()).collect();
+        assert_ne!(
+            count_sessions(with_newer.iter().copied(), None),
+            count_sessions(hours.iter(), None)
+        );
     }
 
     #[test]

@@ -101,6 +101,20 @@ impl TimeRange {
         }
     }
 
+    /// Where instant `t` of this range falls in its `comparison` range: `duration` earlier
+    /// for the previous period; the same calendar time a year earlier for the previous year
+    /// (Feb 29 falls on Feb 28), kept inside that range.
+    pub fn compared_instant(&self, comparison: Comparison, t: DateTime<Utc>) -> DateTime<Utc> {
+        match comparison {
+            Comparison::PreviousPeriod => t - self.duration(),
+            Comparison::SamePeriodLastYear => {
+                let base = self.same_period_last_year();
+                let back = t.checked_sub_months(Months::new(12)).unwrap_or(t);
+                back.clamp(base.start, base.end - Duration::microseconds(1))
+            }
+        }
+    }
+
     /// The buckets of `granularity` that overlap this range, oldest first.
     pub fn buckets(&self, granularity: Granularity) -> impl Iterator<Item = DateTime<Utc>> {
         let end = self.end;
@@ -732,6 +746,20 @@ mod tests {
         assert_eq!(
             (y.start(), y.end()),
             (t("2023-02-28T00:00:00Z"), t("2023-03-01T00:00:00Z"))
+        );
+        // Instants map by calendar: Feb 28 and Feb 29 both fall on Feb 28, Mar 1 on Mar 1.
+        let span = TimeRange::new(t("2024-02-28T00:00:00Z"), t("2024-03-02T00:00:00Z")).unwrap();
+        let y = Comparison::SamePeriodLastYear;
+        for (at, then) in [
+            ("2024-02-28T06:00:00Z", "2023-02-28T06:00:00Z"),
+            ("2024-02-29T06:00:00Z", "2023-02-28T06:00:00Z"),
+            ("2024-03-01T06:00:00Z", "2023-03-01T06:00:00Z"),
+        ] {
+            assert_eq!(span.compared_instant(y, t(at)), t(then));
+        }
+        assert_eq!(
+            span.compared_instant(Comparison::PreviousPeriod, t("2024-03-01T06:00:00Z")),
+            t("2024-02-27T06:00:00Z")
         );
         // A range that would collapse keeps its length.
         let tiny = TimeRange::new(t("2024-02-29T10:00:00Z"), t("2024-02-29T11:00:00Z")).unwrap();

@@ -411,6 +411,7 @@ impl RollupReader {
             metric,
             filter,
             names: names.iter().map(|n| (*n).to_owned()).collect(),
+            filtered_rollups: !filter.is_empty(),
         };
         self.rows_for(&selector, range).await
     }
@@ -571,10 +572,16 @@ impl RollupReader {
 
     /// The rows of one piece: rollup rows of its granularity, or rows computed from its raw
     /// events. A snapshot reader reads a grouping's rows once per piece and selects from
-    /// them; reads selecting fewer values than their grouping has names (the funnel's rows
-    /// of one collection) are filtered by the store instead.
+    /// them; reads selecting fewer values than their grouping has names, and the rollup
+    /// pieces of a filtered [`RollupReader::rows_in_order`] (the funnel's packed rows of
+    /// one collection value), are filtered by the store instead.
     async fn piece_rows(&self, sel: &Selector<'_>, piece: Piece) -> Result<Vec<Rollup>> {
-        let Some(snap) = self.snap.as_ref().filter(|_| sel.whole_grouping()) else {
+        let by_filter = sel.filtered_rollups && matches!(piece, Piece::Rollups(..));
+        let Some(snap) = self
+            .snap
+            .as_ref()
+            .filter(|_| sel.whole_grouping() && !by_filter)
+        else {
             return match piece {
                 Piece::Rollups(g, r) => self.query(sel, g, r).await,
                 Piece::Raw(r) => self.raw_rows(sel, r).await,
@@ -592,6 +599,7 @@ impl RollupReader {
                     metric: sel.metric,
                     filter: &Dimensions::none(),
                     names: key.2.clone(),
+                    filtered_rollups: false,
                 };
                 let all = Arc::new(match piece {
                     Piece::Rollups(g, r) => self.query(&every, g, r).await?,
@@ -707,6 +715,9 @@ struct Selector<'a> {
     metric: &'a MetricName,
     filter: &'a Dimensions,
     names: Vec<String>,
+    /// Rollup rows are read by the filter even by a snapshot reader (large rows, like the
+    /// packed funnel's, of which a read wants one or two values of the grouping).
+    filtered_rollups: bool,
 }
 
 impl<'a> Selector<'a> {
@@ -716,6 +727,7 @@ impl<'a> Selector<'a> {
             metric: &q.metric,
             filter: &q.dimensions,
             names: q.dimensions.names().map(str::to_owned).collect(),
+            filtered_rollups: false,
         }
     }
 

@@ -34,8 +34,9 @@ pub enum ValueSource {
     /// the latest event of the group (the latest inventory snapshot).
     OccurredAt,
     /// Per-session funnel progress (see [`crate::funnel`]): not per-event observations;
-    /// the aggregator keeps each session's ordered steps and writes one row per session and
-    /// bucket, and coarser rows compose the finer ones in time order.
+    /// the aggregator keeps each session's ordered steps and writes one packed row per
+    /// bucket and collection value holding every session's function, and coarser rows
+    /// compose the finer ones in time order.
     SessionFunnel,
 }
 
@@ -346,7 +347,7 @@ pub mod metrics {
     /// Inventory snapshots: `max` is the time of the latest snapshot of a (product,
     /// on_hand) pair.
     pub const INVENTORY: &str = "inventory.snapshot";
-    /// Per-session funnel progress rows (one per session and bucket).
+    /// Packed per-session funnel progress (one row per bucket and collection value).
     pub const FUNNEL_SESSIONS: &str = "funnel.sessions";
     /// Order totals: `sum` = revenue, `count` = orders, `avg` = average order value.
     pub const ORDER_REVENUE: &str = "orders.revenue";
@@ -564,8 +565,8 @@ impl RollupSpecs {
                 m::FUNNEL_SESSIONS,
                 K::PageView,
                 V::SessionFunnel,
-                &[&["collection", "progress", "session"]],
-                "Per-session funnel progress (one row per session and bucket)",
+                &[&["collection"]],
+                "Per-session funnel progress, packed (one row per bucket and collection value)",
             ),
             spec(
                 m::FUNNEL_PAGE_VIEW,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use analytics_core::business::{
     BusinessAnalytics, CollectionFigures, CollectionSales, Delta, FunnelStepFigures, Overview,
-    ProductFigures, ProductSort, SalesPoint, parse_currency,
+    ProductFigures, ProductSort, SalesPoint, align_points, parse_currency,
 };
 use analytics_core::event::canonical_collection;
 use analytics_core::rollup::read::RollupReader;
@@ -306,7 +306,10 @@ pub struct SalesDelta {
 pub struct SalesCompare {
     /// The comparison window.
     pub range: RangeBody,
-    /// One point per bucket of the window, aligned by position.
+    /// One point per point of the window (same index): the comparison window's bucket
+    /// holding the same instant (the previous period's bucket at the same offset; for the
+    /// previous year the same calendar time a year earlier, Feb 29 on Feb 28, so a bucket
+    /// can appear twice); a bucket without data is zeros.
     pub points: Vec<SalesPointBody>,
     /// Current minus comparison totals.
     pub delta: SalesDelta,
@@ -582,6 +585,8 @@ pub(crate) struct Common {
     pub(crate) currency: String,
     /// The comparison window, if any.
     pub(crate) compare: Option<TimeRange>,
+    /// Which comparison `compare` is.
+    pub(crate) comparison: Option<Comparison>,
 }
 
 fn delta_u(a: u64, b: u64) -> DeltaBody {
@@ -601,8 +606,24 @@ impl BusinessApi {
         BusinessAnalytics::new(self.reader(), self.state.analytics.collections.clone())
     }
 
+    /// The project's currency (its settings' `currency`), else `USD`.
+    pub(crate) async fn default_currency(&self, project: &ProjectId) -> Result<String, ApiError> {
+        let limits = self
+            .state
+            .age_limits
+            .limits(&*self.state.store, project)
+            .await?;
+        Ok(limits
+            .settings
+            .currency
+            .as_deref()
+            .and_then(|c| parse_currency(c).ok())
+            .unwrap_or_else(|| "USD".to_owned()))
+    }
+
     #[allow(clippy::too_many_arguments)]
-    fn common(
+    async fn common(
+        &self,
         req: &Request,
         range: Option<RangePreset>,
         from: Option<DateTime<Utc>>,
@@ -616,11 +637,12 @@ impl BusinessApi {
         let project = readable_project(req, project)?;
         let currency = match currency.filter(|c| !c.is_empty()) {
             Some(c) => parse_currency(&c)?,
-            None => "USD".to_owned(),
+            None => self.default_currency(&project).await?,
         };
         Ok(Common {
             project,
             compare: compare.map(|c| window.range().compared(c.into())),
+            comparison: compare.map(Into::into),
             window,
             currency,
         })
@@ -688,19 +710,22 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        /// ISO 4217 currency of the figures, any case (default: the project's `currency`,
+        /// else `USD`); an unknown code is 400.
         #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` (Feb 29 -> Feb 28) window.
         compare: Query<Option<CompareParam>>,
     ) -> ApiResult<Json<BusinessOverview>, NotFound> {
-        let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
+        let c = self
+            .common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)
+            .await?;
         Ok(Json(self.overview_of(&c).await?))
     }
 
     /// Revenue, orders and units per bucket, with each collection's share (roles `admin`,
     /// `business_viewer`); `granularity` hour, day or week (default by window); every
-    /// bucket included; `compare` adds the comparison window's points, aligned by position.
+    /// bucket included; `compare` adds the comparison window's points, aligned bucket by bucket by time.
     #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/api/v1/analytics/business/sales",
@@ -720,7 +745,8 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        /// ISO 4217 currency of the figures, any case (default: the project's `currency`,
+        /// else `USD`); an unknown code is 400.
         #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` window.
@@ -728,7 +754,9 @@ impl BusinessApi {
         /// `hour`, `day` or `week`; default hour up to 7 days, else day.
         granularity: Query<Option<SalesGranularity>>,
     ) -> ApiResult<Json<BusinessSales>, NotFound> {
-        let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
+        let c = self
+            .common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)
+            .await?;
         let g = match granularity.0 {
             Some(SalesGranularity::Hour) => Granularity::Hour,
             Some(SalesGranularity::Day) => Granularity::Day,
@@ -762,14 +790,14 @@ impl BusinessApi {
                 (r + p.revenue, o + p.orders, u + p.units)
             })
         };
-        let compare = then.map(|(r, base)| {
+        let compare = then.zip(c.comparison).map(|((r, base), comparison)| {
             let (nr, no, nu) = totals(&now);
-            // Point i of the comparison stands beside point i of the window.
-            let base: Vec<SalesPoint> = base.into_iter().take(now.len()).collect();
             let (br, bo, bu) = totals(&base);
+            // Each point of the window beside the comparison's bucket at the same instant.
+            let points = align_points(&now, &base, c.window.range(), comparison, g);
             SalesCompare {
                 range: r.into(),
-                points: base.into_iter().map(Into::into).collect(),
+                points: points.into_iter().map(Into::into).collect(),
                 delta: SalesDelta {
                     revenue: delta_f(analytics_core::ml::cents(nr), analytics_core::ml::cents(br)),
                     orders: delta_u(no, bo),
@@ -810,7 +838,8 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        /// ISO 4217 currency of the figures, any case (default: the project's `currency`,
+        /// else `USD`); an unknown code is 400.
         #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` window.
@@ -824,7 +853,9 @@ impl BusinessApi {
         )]
         limit: Query<u32>,
     ) -> ApiResult<Json<BusinessProducts>, NotFound> {
-        let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
+        let c = self
+            .common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)
+            .await?;
         let sort = match sort.0 {
             None | Some(ProductSortParam::Revenue) => ProductSort::Revenue,
             Some(ProductSortParam::Units) => ProductSort::Units,
@@ -917,13 +948,16 @@ impl BusinessApi {
         /// Project slug (default `default`).
         #[oai(validator(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$"))]
         project: Query<Option<String>>,
-        /// ISO 4217 currency of the figures, any case (default `USD`); an unknown code is 400.
+        /// ISO 4217 currency of the figures, any case (default: the project's `currency`,
+        /// else `USD`); an unknown code is 400.
         #[oai(validator(pattern = r"^[A-Za-z]{3}$"))]
         currency: Query<Option<String>>,
         /// Add the `previous_period` or `previous_year` window.
         compare: Query<Option<CompareParam>>,
     ) -> ApiResult<Json<BusinessCollections>, NotFound> {
-        let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
+        let c = self
+            .common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)
+            .await?;
         let biz = self.biz();
         let read = async {
             let now = biz
@@ -1011,7 +1045,9 @@ impl BusinessApi {
         #[oai(validator(max_length = 256, pattern = r"[^\t\n\x0C\r _-]"))]
         collection: Query<Option<String>>,
     ) -> ApiResult<Json<BusinessFunnel>, NotFound> {
-        let c = Self::common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)?;
+        let c = self
+            .common(req, range.0, from.0, to.0, project.0, currency.0, compare.0)
+            .await?;
         let collection = match collection.0.filter(|s| !s.is_empty()) {
             Some(s) => Some(
                 canonical_collection(&s)

@@ -452,8 +452,12 @@ impl DashboardApi {
                 let c = super::business::Common {
                     project: project.clone(),
                     window,
-                    currency: "USD".to_owned(),
+                    currency: business
+                        .default_currency(&project)
+                        .await
+                        .map_err(section_error)?,
                     compare: None,
+                    comparison: None,
                 };
                 business
                     .overview_of(&c)

@@ -347,6 +347,37 @@ async fn previous_year_maps_feb_29_to_feb_28() {
         o.body["compare"]["range"]["to"],
         "2023-03-01T00:00:00+00:00"
     );
+    // Sales points align by calendar day: Feb 28 and Feb 29 beside 2023-02-28.
+    let s = get(
+        &app,
+        "/api/v1/analytics/business/sales?from=2024-02-28T00:00:00Z&to=2024-03-02T00:00:00Z&granularity=day&compare=previous_year",
+        &admin,
+    )
+    .await;
+    assert_eq!(s.status, StatusCode::OK, "{:#}", s.body);
+    let ts = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["ts"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ts(&s.body["points"]),
+        [
+            "2024-02-28T00:00:00+00:00",
+            "2024-02-29T00:00:00+00:00",
+            "2024-03-01T00:00:00+00:00"
+        ]
+    );
+    assert_eq!(
+        ts(&s.body["compare"]["points"]),
+        [
+            "2023-02-28T00:00:00+00:00",
+            "2023-02-28T00:00:00+00:00",
+            "2023-03-01T00:00:00+00:00"
+        ]
+    );
     let p = get(
         &app,
         "/api/v1/analytics/business/overview?from=2024-03-01T00:00:00Z&to=2024-03-08T00:00:00Z&compare=previous_period",
@@ -387,4 +418,72 @@ async fn a_token_limited_to_projects_sees_only_those() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
+}
+
+#[tokio::test]
+async fn the_default_currency_is_the_projects_else_usd() {
+    let app = TestApp::new();
+    let admin = app.admin();
+    let r = Resp::from(
+        app.client
+            .post("/api/v1/analytics/projects")
+            .header("authorization", &admin)
+            .body_json(&json!({"id": "eu", "name": "EU", "settings": {"currency": "EUR"}}))
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:#}", r.body);
+    let at = Utc::now() - Duration::hours(1);
+    let mut events = vec![
+        order("e1", at, "EUR", &[("p1", "signature", 1, 30.0)]),
+        order("u1", at, "USD", &[("p1", "signature", 2, 5.0)]),
+    ];
+    for e in &mut events {
+        e["project"] = json!("eu");
+    }
+    events.push(order("d1", at, "USD", &[("p1", "signature", 1, 7.0)]));
+    let r = app.post_events(&batch(events.clone()), Some(&admin)).await;
+    assert_eq!(r.body["accepted"], events.len(), "{:#}", r.body);
+    let overview = |q: &'static str| {
+        let app = &app;
+        let admin = &admin;
+        async move {
+            get(
+                app,
+                &format!("/api/v1/analytics/business/overview?range=24h&{q}"),
+                admin,
+            )
+            .await
+            .body
+        }
+    };
+    let eu = overview("project=eu").await;
+    assert_eq!(
+        (&eu["currency"], &eu["revenue"]),
+        (&json!("EUR"), &json!(30.0)),
+        "{eu:#}"
+    );
+    let eu_usd = overview("project=eu&currency=usd").await;
+    assert_eq!(
+        (&eu_usd["currency"], &eu_usd["revenue"]),
+        (&json!("USD"), &json!(10.0))
+    );
+    // A project without a currency setting falls back to USD.
+    let default = overview("project=default").await;
+    assert_eq!(
+        (&default["currency"], &default["revenue"]),
+        (&json!("USD"), &json!(7.0))
+    );
+    let dash = get(
+        &app,
+        "/api/v1/analytics/dashboard/summary?project=eu",
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        dash.body["sections"]["business"]["currency"], "EUR",
+        "{:#}",
+        dash.body
+    );
 }
