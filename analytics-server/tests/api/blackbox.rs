@@ -115,14 +115,7 @@ async fn acknowledges_only_stored_events_and_stops_cleanly(url: &str, backend: &
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["events"].as_array().unwrap().len(), n, "{q}");
     }
-    let metrics = http
-        .get(format!("{}/metrics", again.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics_text(&http, &again.base).await;
     assert!(metrics.contains("http_requests_total"));
     // The store's connection pools are exported: PostgreSQL's one pool (10 connections),
     // SQLite's writer (1) and readers.

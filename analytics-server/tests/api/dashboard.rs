@@ -138,15 +138,7 @@ async fn a_stampede_on_an_expired_key_computes_once() {
     let server = RunningServer::start(&url, |_| {}).await;
     let http = http_client();
     let auth = bearer("ops", &[Role::Admin]);
-    let metrics = || async {
-        http.get(format!("{}/metrics", server.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || async { crate::helpers::metrics_text(&http, &server.base).await };
     let before = computations(&metrics().await);
     let requests = (0..200).map(|_| {
         http.get(format!("{}{SUMMARY}?sections=health", server.base))
@@ -301,14 +293,7 @@ async fn two_processes_share_entries_through_redis_and_survive_its_loss() {
         total, 2,
         "two sections computed once between both processes"
     );
-    let up = http
-        .get(format!("{}/metrics", b.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let up = crate::helpers::metrics_text(&http, &b.base).await;
     assert!(up.contains("analytics_dashboard_cache_redis_up 1"), "{up}");
 
     redis.stop();
@@ -323,14 +308,7 @@ async fn two_processes_share_entries_through_redis_and_survive_its_loss() {
             .unwrap();
         assert_eq!(fresh.status(), 200, "a new key is computed without Redis");
     }
-    let down = http
-        .get(format!("{}/metrics", a.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let down = crate::helpers::metrics_text(&http, &a.base).await;
     assert!(
         down.contains("analytics_dashboard_cache_redis_up 0"),
         "{down}"

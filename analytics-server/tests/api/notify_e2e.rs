@@ -83,14 +83,8 @@ async fn a_critical_alert_reaches_twilio_and_slack_and_disabled_channels_are_rep
     .await;
     let http = http_client();
 
-    let ready: Value = http
-        .get(format!("{}/readyz", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value =
+        crate::helpers::get_json(&http, &format!("{}/readyz", server.base), None).await;
     let channels = ready["channels"].as_array().unwrap();
     let email = channels.iter().find(|c| c["channel"] == "email").unwrap();
     assert_eq!(email["enabled"], false, "{ready:#}");

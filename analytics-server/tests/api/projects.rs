@@ -825,31 +825,18 @@ async fn two_processes_sharing_redis_enforce_one_rate_limit_budget() {
         (6, 6),
         "one budget across both processes"
     );
-    let listed: Value = http
-        .get(format!(
-            "{}/api/v1/analytics/events?project={project}",
-            a.base
-        ))
-        .header("authorization", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = crate::helpers::get_json(
+        &http,
+        &format!("{}/api/v1/analytics/events?project={project}", a.base),
+        Some(&admin),
+    )
+    .await;
     assert_eq!(
         listed["events"].as_array().unwrap().len(),
         6,
         "nothing of a 429 is stored"
     );
-    let metrics = http
-        .get(format!("{}/metrics", a.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics_text(&http, &a.base).await;
     assert!(
         metrics.contains("analytics_rate_limit_redis_up 1"),
         "{metrics}"

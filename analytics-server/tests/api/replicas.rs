@@ -35,15 +35,12 @@ async fn ingest(http: &reqwest::Client, base: &str, auth: &str, statuses: &[u16]
 }
 
 async fn history(http: &reqwest::Client, base: &str, auth: &str) -> Vec<Value> {
-    let r: Value = http
-        .get(format!("{base}/api/v1/analytics/alerts/history?range=1h"))
-        .header("authorization", auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = crate::helpers::get_json(
+        http,
+        &format!("{base}/api/v1/analytics/alerts/history?range=1h"),
+        Some(auth),
+    )
+    .await;
     r["items"].as_array().cloned().unwrap_or_default()
 }
 
