@@ -572,6 +572,9 @@ pub struct Alert {
     pub notifications: Vec<NotificationRecord>,
 }
 
+/// The longest note an acknowledgement keeps, in characters.
+pub const MAX_ACKNOWLEDGEMENT_NOTE_CHARS: usize = 1000;
+
 impl Alert {
     /// A freshly opened alert.
     pub fn opened(fired: NewAlert) -> Self {
@@ -592,14 +595,27 @@ impl Alert {
         self.fired.id
     }
 
-    /// Applies an acknowledgement with an optional note. Acknowledging again keeps the
-    /// first acknowledgement (and its note); acknowledging a resolved alert is a conflict.
+    /// Applies an acknowledgement with an optional note (at most
+    /// [`MAX_ACKNOWLEDGEMENT_NOTE_CHARS`] characters, else `Invalid` on `note` and nothing
+    /// changes). Acknowledging again keeps the first acknowledgement (and its note);
+    /// acknowledging a resolved alert is a conflict.
     pub fn acknowledge(
         &mut self,
         by: &str,
         at: DateTime<Utc>,
         note: Option<&str>,
     ) -> Result<(), crate::Error> {
+        if let Some(n) = note
+            && n.chars().count() > MAX_ACKNOWLEDGEMENT_NOTE_CHARS
+        {
+            return Err(crate::Error::invalid(
+                "note",
+                format!(
+                    "has {} characters; at most {MAX_ACKNOWLEDGEMENT_NOTE_CHARS}",
+                    n.chars().count()
+                ),
+            ));
+        }
         match self.status {
             AlertStatus::Active => {
                 self.status = AlertStatus::Acknowledged;
@@ -970,7 +986,18 @@ mod tests {
             message: "m".into(),
         });
         let t1 = DateTime::UNIX_EPOCH + chrono::Duration::seconds(1);
+        let long = "x".repeat(MAX_ACKNOWLEDGEMENT_NOTE_CHARS + 1);
+        assert!(matches!(
+            a.acknowledge("alice", t1, Some(&long)),
+            Err(crate::Error::Invalid { field, .. }) if field == "note"
+        ));
+        assert_eq!(
+            a.status,
+            AlertStatus::Active,
+            "a refused note changes nothing"
+        );
         a.acknowledge("alice", t1, Some("looking")).unwrap();
+        assert_eq!(a.acknowledgement_note.as_deref(), Some("looking"));
         a.acknowledge("bob", t1 + chrono::Duration::seconds(1), Some("mine"))
             .unwrap();
         assert_eq!(a.acknowledged_by.as_deref(), Some("alice"));

@@ -870,7 +870,9 @@ impl<T: ParseFromJSON + serde::de::DeserializeOwned> ParsePayload for StrictJson
 poem_openapi::impl_apirequest_for_payload!(StrictJson<T>, T: ParseFromJSON + serde::de::DeserializeOwned);
 
 /// An optional JSON request body: no body (with or without a content type) is `None`; a
-/// body must be JSON of `T`'s schema, parsed as [`StrictJson`] does.
+/// body must be a JSON object that serde reads as `T`. `T`'s schema is documented, but its
+/// validators are left to the rule in core, which names the field (a validator failing
+/// here could only name the body).
 #[derive(Debug)]
 pub struct OptionalJson<T>(pub Option<T>);
 
@@ -918,10 +920,25 @@ where
             }
             None => return Err(poem_openapi::error::ContentTypeError::ExpectContentType.into()),
         }
-        let mut rest = poem::RequestBody::new(poem::Body::from(bytes));
-        <StrictJson<T> as ParsePayload>::from_request(request, &mut rest)
-            .await
-            .map(|StrictJson(v)| Self(Some(v)))
+        let bad = |message: String| {
+            poem::Error::from(
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_body",
+                    format!("request body is not valid: {message}"),
+                )
+                .with_field("body"),
+            )
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        // serde's derive would take an array as the struct's fields in order.
+        if !value.is_object() {
+            return Err(bad("expected a JSON object".to_owned()));
+        }
+        T::deserialize(value)
+            .map(|v| Self(Some(v)))
+            .map_err(|e| bad(e.to_string()))
     }
 }
 
@@ -929,8 +946,8 @@ where
 #[derive(Debug, Clone, Object, serde::Deserialize)]
 #[oai(example)]
 pub struct AckRequest {
-    /// A note for the record (at most 1000 characters), kept with the first
-    /// acknowledgement.
+    /// A note for the record (at most 1000 characters, else 400 on `note`), kept with the
+    /// first acknowledgement.
     #[oai(validator(max_length = 1000))]
     pub note: Option<String>,
 }
