@@ -7,7 +7,8 @@
 //!
 //! `cargo bench -p analytics-store-sqlite --features bench-baseline --bench write_batch`
 //! runs it for real. Knobs: `ANALYTICS_BENCH_EVENTS` (default 10,000,000),
-//! `ANALYTICS_BENCH_WINDOW` (events per timed window, default 50,000),
+//! `ANALYTICS_BENCH_WINDOW` (events per timed window, default 100,000, split into
+//! `ANALYTICS_BENCH_ROUNDS` interleaved rounds, default 10),
 //! `ANALYTICS_BENCH_RETENTION=0` (skip retention), `ANALYTICS_BENCH_SYNCHRONOUS=normal`. Without `--bench` (as `cargo test
 //! --all-targets` runs it) every part does a tiny amount of work once.
 
@@ -38,6 +39,8 @@ struct Sizes {
     early: u64,
     /// Events per timed write window (store and baseline each).
     window: usize,
+    /// Interleaved rounds a window is split into.
+    rounds: usize,
     /// Events per `write_batch` call (the collector's batches under load).
     batch: usize,
     /// Days the data set spans.
@@ -57,7 +60,8 @@ impl Sizes {
             Self {
                 events: env("ANALYTICS_BENCH_EVENTS").unwrap_or(10_000_000),
                 early: 100_000,
-                window: env("ANALYTICS_BENCH_WINDOW").unwrap_or(50_000),
+                window: env("ANALYTICS_BENCH_WINDOW").unwrap_or(100_000),
+                rounds: env("ANALYTICS_BENCH_ROUNDS").unwrap_or(10),
                 batch: 1_000,
                 days: 10,
                 rollup_days: 30,
@@ -68,6 +72,7 @@ impl Sizes {
                 events: 3_000,
                 early: 1_000,
                 window: 500,
+                rounds: 2,
                 batch: 100,
                 days: 10,
                 rollup_days: 2,
@@ -187,6 +192,16 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
+/// The median of `xs` (the mean of the middle two for an even count).
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
 /// The events of the data set, `i` in `range`, `step_ms` apart from `epoch()`, with ids the
 /// server would generate (UUIDv7 of their time).
 fn data_events(range: std::ops::Range<u64>, step_ms: i64) -> Vec<Event> {
@@ -197,7 +212,7 @@ fn data_events(range: std::ops::Range<u64>, step_ms: i64) -> Vec<Event> {
 }
 
 /// `write_batch` into a growing file against the baseline, in the same run: a window of
-/// `window` events at 100k stored and again at `sizes.events` stored (each followed by the
+/// `window` events at 100k stored and again at `sizes.events` stored (each in interleaved rounds with the
 /// same rows through the baseline), then a window of random (UUIDv4) client ids at the
 /// full size. Leaves the store filled for the query benchmarks.
 fn bench_writes(rt: &tokio::runtime::Runtime, store: &SqliteStore, sizes: &Sizes) {
@@ -220,17 +235,37 @@ fn bench_writes(rt: &tokio::runtime::Runtime, store: &SqliteStore, sizes: &Sizes
         }
         t.elapsed()
     };
+    // `rounds` interleaved rounds of `window / rounds` events each, alternating which side
+    // goes first: the machine's load changes over seconds, so the ratio of each round's two
+    // rates (same rows, same moment) is what is compared, and its median is reported.
+    let rounds = sizes.rounds.max(1);
+    let per_round = (window / rounds as u64).max(1);
     let measure = |label: &str, at: u64| {
-        let events = data_events(at..at + window, step);
-        let store_took = rt.block_on(write_store(store, &events, batch));
-        let raw_took = rt.block_on(write_baseline(&raw, &events, batch));
-        let (w, b) = (rate(events.len(), store_took), rate(events.len(), raw_took));
+        let (mut w, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..rounds as u64 {
+            let events = data_events(at + k * per_round..at + (k + 1) * per_round, step);
+            let (store_took, raw_took) = if k % 2 == 0 {
+                let s = rt.block_on(write_store(store, &events, batch));
+                (s, rt.block_on(write_baseline(&raw, &events, batch)))
+            } else {
+                let r = rt.block_on(write_baseline(&raw, &events, batch));
+                (rt.block_on(write_store(store, &events, batch)), r)
+            };
+            w.push(rate(events.len(), store_took));
+            b.push(rate(events.len(), raw_took));
+            r.push(rate(events.len(), store_took) / rate(events.len(), raw_took));
+        }
+        let (w, b, ratio) = (median(&mut w), median(&mut b), median(&mut r));
         println!(
-            "summary write {label}: {at} events stored, {} more in batches of {batch}: \
-             write_batch {w:.0} rows/s, baseline (multi-row INSERT, primary key only) {b:.0} \
-             rows/s ({:.2}x)",
-            events.len(),
-            w / b
+            "summary write {label}: {at} events stored, {} more in {rounds} interleaved rounds \
+             of {per_round} in batches of {batch}: write_batch {w:.0} rows/s, baseline \
+             (multi-row INSERT, primary key only) {b:.0} rows/s (medians; median ratio \
+             {ratio:.2}x, rounds {})",
+            per_round * rounds as u64,
+            r.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         w
     };
@@ -261,7 +296,11 @@ fn bench_writes(rt: &tokio::runtime::Runtime, store: &SqliteStore, sizes: &Sizes
         rate(random.len(), took) / at_full
     );
     let count = rt.block_on(raw.count()).expect("count");
-    assert_eq!(count, 2 * window, "the baseline stored every row");
+    assert_eq!(
+        count,
+        2 * per_round * rounds as u64,
+        "the baseline stored every row"
+    );
     rt.block_on(raw.close());
     remove_db(&path);
 }
@@ -402,6 +441,31 @@ fn bench_queries(
             rt.block_on(store.query_events(&gemini_24h, &PageRequest::first(1000)))
                 .expect("query")
         });
+    });
+
+    // A project's listing over every kind: no single index lists it in order, so the store
+    // merges one scan per kind (there is no (project, time) index to keep inserts cheap).
+    let all_24h = EventFilter {
+        project: Some(project.clone()),
+        range: Some(day),
+        ..Default::default()
+    };
+    group.bench_function("24h_raw/first_page_1000_all_kinds", |b| {
+        b.iter(|| {
+            rt.block_on(store.query_events(&all_24h, &PageRequest::first(1000)))
+                .expect("query")
+        });
+    });
+    // What the rollup does for each dirty hour: every event of the hour, paged.
+    let last_hour = TimeRange::new(end - Span::hours(1), end).expect("range");
+    let hour_all = EventFilter {
+        project: Some(project.clone()),
+        range: Some(last_hour),
+        ..Default::default()
+    };
+    eprintln!("events in the last hour: {}", walk(&hour_all));
+    group.bench_function("1h_raw/all_events_of_an_hour_paged", |b| {
+        b.iter(|| walk(&hour_all));
     });
 
     let month = TimeRange::new(base, base + Span::days(30)).expect("range");
