@@ -11,7 +11,7 @@ use analytics_core::ports::{
     DirtyHour, EventFilter, EventSink, EventStore, WriteOutcome, WriteReport,
 };
 use analytics_core::{
-    Error, Event, EventId, EventKind, FieldError, Granularity, Page, PageRequest, Payload,
+    Cursor, Error, Event, EventId, EventKind, FieldError, Granularity, Page, PageRequest, Payload,
     ProjectId, Result,
 };
 use async_trait::async_trait;
@@ -34,6 +34,11 @@ pub(crate) const EVENT_COLUMNS: usize = 16;
 pub(crate) const INSERT_COLUMNS: &str = "project, id, kind, occurred_at, received_at, \
      correlation_id, user_id, session_id, source, sample_rate, provider, route, collection, \
      status, payload, properties";
+
+/// One retention batch: the oldest rows of one project and kind, up to a limit.
+pub(crate) const RETENTION_SQL: &str = "DELETE FROM analytics_events WHERE seq IN (SELECT seq \
+     FROM analytics_events INDEXED BY ix_events_project_kind_time \
+     WHERE project = ? AND kind = ? AND occurred_at < ? LIMIT ?)";
 
 const SELECT_EVENT: &str = "SELECT id, project, kind, occurred_at, received_at, correlation_id, \
      user_id, session_id, source, sample_rate, payload, properties FROM analytics_events";
@@ -365,53 +370,355 @@ pub(crate) fn event_where(filter: &EventFilter) -> Where {
     w
 }
 
-/// The index a listing with `filter` reads, when one is best by construction.
+/// The index one query of a listing with `filter` reads, when one query can list it.
 ///
 /// Every `(project, <column>, occurred_at, id)` index returns rows in the listing's order, and
 /// one with more equality columns visits a subset of the rows another would visit, in the
-/// same order, so it is never worse. SQLite's planner, guessing selectivity, sometimes
-/// prefers `(project, occurred_at, id)` with a time range over a rarer kind; naming the
-/// index keeps the plan stable. A correlation id selects a handful of rows, which are
-/// sorted. Without a project or a correlation id, the planner chooses.
+/// same order, so it is never worse; naming the index keeps the plan stable whatever the
+/// planner's statistics say. A correlation id selects a handful of rows, which are sorted.
+///
+/// `None`: no index lists it in order by itself, because there is no index on time alone
+/// or on `(project, time)` (each one would cost every insert). [`merged_page`] lists those:
+/// one scan of `ix_events_project_kind_time` per project and kind, merged.
 pub(crate) fn listing_index(filter: &EventFilter) -> Option<&'static str> {
     if filter.correlation_id.is_some() {
         return Some("ix_events_correlation");
     }
     filter.project.as_ref()?;
-    Some(if filter.provider.is_some() {
-        "ix_events_provider"
+    if filter.provider.is_some() {
+        Some("ix_events_provider")
     } else if filter.collection.is_some() {
-        "ix_events_collection"
+        Some("ix_events_collection")
     } else if filter.route.is_some() {
-        "ix_events_route"
+        Some("ix_events_route")
     } else if filter.kinds.len() == 1 {
-        "ix_events_project_kind_time"
+        Some("ix_events_project_kind_time")
     } else {
-        "ix_events_project_time"
-    })
+        None
+    }
 }
 
-/// The SQL and arguments of one page of `query_events`.
+/// The projects that have events, in order: a skip scan of `ix_events_project_kind_time`
+/// that seeks once per project (a recursive CTE) instead of reading every row.
+pub(crate) const PROJECTS_SQL: &str = "WITH RECURSIVE p(project) AS ( \
+     SELECT (SELECT min(project) FROM analytics_events INDEXED BY ix_events_project_kind_time) \
+     UNION ALL \
+     SELECT (SELECT min(project) FROM analytics_events INDEXED BY ix_events_project_kind_time \
+             WHERE project > p.project) FROM p WHERE p.project IS NOT NULL) \
+     SELECT project FROM p WHERE project IS NOT NULL";
+
+/// The kinds a project has events of, in order: the same skip scan, one seek per kind.
+pub(crate) const KINDS_SQL: &str = "WITH RECURSIVE k(kind) AS ( \
+     SELECT (SELECT min(kind) FROM analytics_events INDEXED BY ix_events_project_kind_time \
+             WHERE project = ?1) \
+     UNION ALL \
+     SELECT (SELECT min(kind) FROM analytics_events INDEXED BY ix_events_project_kind_time \
+             WHERE project = ?1 AND kind > k.kind) FROM k WHERE k.kind IS NOT NULL) \
+     SELECT kind FROM k WHERE kind IS NOT NULL";
+
+/// The projects that have events.
+async fn projects_with_events<'c, E>(conn: E) -> Result<Vec<String>>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    sqlx::query_scalar(PROJECTS_SQL)
+        .fetch_all(conn)
+        .await
+        .db("list projects with events")
+}
+
+/// The kinds `project` has events of.
+async fn kinds_of<'c, E>(conn: E, project: &str) -> Result<Vec<String>>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    sqlx::query_scalar(KINDS_SQL)
+        .bind(project)
+        .fetch_all(conn)
+        .await
+        .db("list kinds of a project")
+}
+
+/// Kinds whose events carry a `status` (`Event::status`): a status filter matches no other.
+const KINDS_WITH_STATUS: [&str; 3] = ["api_request", "error", "ml_job"];
+
+/// The SQL and arguments of one page of `query_events` that one index lists in order
+/// ([`listing_index`] is `Some`).
 pub(crate) fn page_query(
     filter: &EventFilter,
     page: &PageRequest,
 ) -> Result<(String, sqlx::sqlite::SqliteArguments)> {
-    let mut w = event_where(filter);
+    listing_query(SELECT_EVENT, filter, page, None)
+}
+
+/// The keys (`seq, occurred_at, id`) of one scan of a merged listing, at or after `floor`
+/// when given. Without row filters it reads the index alone (a covering scan).
+pub(crate) fn keys_query(
+    filter: &EventFilter,
+    page: &PageRequest,
+    floor: Option<Cursor>,
+) -> Result<(String, sqlx::sqlite::SqliteArguments)> {
+    listing_query(
+        "SELECT seq, occurred_at, id FROM analytics_events",
+        filter,
+        page,
+        floor,
+    )
+}
+
+fn listing_query(
+    select: &str,
+    filter: &EventFilter,
+    page: &PageRequest,
+    floor: Option<Cursor>,
+) -> Result<(String, sqlx::sqlite::SqliteArguments)> {
+    let (sql, args) = listing_parts(select, filter, page, floor);
+    Ok((sql, Where::default().arguments(args)?))
+}
+
+/// The SQL of one listing scan and its arguments, the `LIMIT` (`limit + 1`) last.
+fn listing_parts(
+    select: &str,
+    filter: &EventFilter,
+    page: &PageRequest,
+    floor: Option<Cursor>,
+) -> (String, Vec<Arg>) {
+    // The time bounds as two plain comparisons on `occurred_at` that take the range, the
+    // cursor and the floor together: SQLite bounds an index scan by one lower and one upper
+    // constraint and applies the others row by row, so with the range's bounds and a cursor
+    // it would start every page at the range's end, and with a floor it would read on to
+    // the range's start. The row values then only settle ties at the cursor and the floor.
+    let mut w = event_where(&EventFilter {
+        range: None,
+        ..filter.clone()
+    });
+    let mut lo = filter.range.map(|r| micros(r.start()));
+    let mut hi = filter.range.map(|r| micros(r.end()).saturating_sub(1));
+    if let Some(c) = page.cursor {
+        hi = Some(hi.map_or(micros(c.at), |h| h.min(micros(c.at))));
+    }
+    if let Some(f) = floor {
+        lo = Some(lo.map_or(micros(f.at), |l| l.max(micros(f.at))));
+    }
+    if let Some(lo) = lo {
+        w.and("occurred_at >= ?", [Arg::Int(lo)]);
+    }
+    if let Some(hi) = hi {
+        w.and("occurred_at <= ?", [Arg::Int(hi)]);
+    }
     w.before("occurred_at", page.cursor);
+    if let Some(f) = floor {
+        w.and(
+            "(occurred_at, id) >= (?, ?)",
+            [Arg::Int(micros(f.at)), Arg::Id(f.id)],
+        );
+    }
     let sql = format!(
-        "{SELECT_EVENT}{}{} ORDER BY occurred_at DESC, id DESC LIMIT ?",
+        "{select}{}{} ORDER BY occurred_at DESC, id DESC LIMIT ?",
         listing_index(filter)
             .map(|ix| format!(" INDEXED BY {ix}"))
             .unwrap_or_default(),
         w.sql()
     );
-    let args = w.page_arguments(page)?;
-    Ok((sql, args))
+    let mut args = w.into_args();
+    args.push(Arg::Int(i64::from(page.limit()) + 1));
+    (sql, args)
+}
+
+/// The scans a merged listing reads: for each project (the filter's, or every project with
+/// events), the filter narrowed to that project and, unless one index already lists it
+/// (a provider, route or collection), to each kind in turn (the filter's kinds, or every
+/// kind the project has).
+pub(crate) async fn merged_scans(
+    conn: &mut sqlx::SqliteConnection,
+    filter: &EventFilter,
+) -> Result<Vec<EventFilter>> {
+    let projects = match &filter.project {
+        Some(p) => vec![p.clone()],
+        None => projects_with_events(&mut *conn)
+            .await?
+            .iter()
+            .map(|p| ProjectId::parse(p).map_err(|e| corrupt("event", e)))
+            .collect::<Result<_>>()?,
+    };
+    let mut scans = Vec::new();
+    for project in projects {
+        let one = EventFilter {
+            project: Some(project),
+            ..filter.clone()
+        };
+        if listing_index(&one).is_some() {
+            scans.push(one);
+            continue;
+        }
+        let kinds = if one.kinds.is_empty() {
+            let stored = kinds_of(
+                &mut *conn,
+                one.project.as_ref().map_or("", ProjectId::as_str),
+            )
+            .await?;
+            stored
+                .iter()
+                .map(|k| k.parse::<EventKind>().map_err(|e| corrupt("event", e)))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            one.kinds.clone()
+        };
+        for kind in kinds {
+            if one.status.is_some() && !KINDS_WITH_STATUS.contains(&kind.as_str()) {
+                continue;
+            }
+            scans.push(EventFilter {
+                kinds: vec![kind],
+                ..one.clone()
+            });
+        }
+    }
+    Ok(scans)
+}
+
+/// Whether a scan of a merged listing has only conditions its index holds, so it reads the
+/// index alone and stops after `limit + 1` keys.
+fn index_only(scan: &EventFilter) -> bool {
+    scan.user_id.is_none()
+        && scan.session_id.is_none()
+        && scan.status.is_none()
+        && (scan.kinds.is_empty() || listing_index(scan) == Some("ix_events_project_kind_time"))
+}
+
+/// Most scans merged in one statement (SQLite allows 500 terms in a compound `SELECT`).
+const MAX_SCANS_PER_STATEMENT: usize = 200;
+
+/// One page of a listing no single index lists in order ([`listing_index`] is `None`), over
+/// [`merged_scans`], newest first.
+///
+/// When every scan reads its index alone (no row filters), one statement does it all:
+/// each scan's keys (at most `limit + 1`, a covering index range), `UNION ALL`, the newest
+/// `limit + 1` of them, and those rows by `seq`; only the page's rows leave SQLite.
+///
+/// With row filters (user, session, status) a scan may read far to find `limit + 1`
+/// matches, so the scans run one after another in one read transaction (one snapshot):
+/// once `limit + 1` keys are in hand, the oldest of them bounds the scans that follow (rows
+/// older than the page are not read again per kind), then the page's rows are read by `seq`.
+async fn merged_page(
+    store: &SqliteStore,
+    filter: &EventFilter,
+    page: &PageRequest,
+) -> Result<Vec<Event>> {
+    let want = page.limit_usize() + 1;
+    let mut tx = store.reader().begin().await.db("query events")?;
+    let scans = merged_scans(&mut tx, filter).await?;
+    let mut events = if scans.iter().all(index_only) && scans.len() <= MAX_SCANS_PER_STATEMENT {
+        merged_in_one_statement(&mut tx, &scans, page).await?
+    } else {
+        merged_scan_by_scan(&mut tx, &scans, page).await?
+    };
+    tx.commit().await.db("query events")?;
+    events.sort_unstable_by_key(|e| std::cmp::Reverse((e.occurred_at, e.id.0)));
+    events.truncate(want);
+    Ok(events)
+}
+
+/// The one statement of a merged page whose scans read their index alone.
+pub(crate) fn merged_query(
+    scans: &[EventFilter],
+    page: &PageRequest,
+) -> Result<(String, sqlx::sqlite::SqliteArguments)> {
+    let mut args = Vec::new();
+    let mut keys = Vec::with_capacity(scans.len());
+    for scan in scans {
+        let (sql, a) = listing_parts(
+            "SELECT seq, occurred_at, id FROM analytics_events",
+            scan,
+            page,
+            None,
+        );
+        keys.push(format!("SELECT * FROM ({sql})"));
+        args.extend(a);
+    }
+    args.push(Arg::Int(i64::from(page.limit()) + 1));
+    let sql = format!(
+        "{SELECT_EVENT} WHERE seq IN (SELECT seq FROM ({}) \
+         ORDER BY occurred_at DESC, id DESC LIMIT ?)",
+        keys.join(" UNION ALL ")
+    );
+    Ok((sql, Where::default().arguments(args)?))
+}
+
+async fn merged_in_one_statement(
+    conn: &mut sqlx::SqliteConnection,
+    scans: &[EventFilter],
+    page: &PageRequest,
+) -> Result<Vec<Event>> {
+    if scans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (sql, args) = merged_query(scans, page)?;
+    let rows = query_with(sql, args)
+        .fetch_all(&mut *conn)
+        .await
+        .db("query events")?;
+    rows.iter().map(decode_event).collect()
+}
+
+async fn merged_scan_by_scan(
+    conn: &mut sqlx::SqliteConnection,
+    scans: &[EventFilter],
+    page: &PageRequest,
+) -> Result<Vec<Event>> {
+    let want = page.limit_usize() + 1;
+    // (occurred_at, id, seq), newest first.
+    let mut keys: Vec<(i64, Uuid, i64)> = Vec::new();
+    for scan in scans {
+        let floor = match keys.get(want - 1) {
+            Some(&(at, id, _)) => Some(Cursor {
+                at: from_micros("event", at)?,
+                id,
+            }),
+            None => None,
+        };
+        let (sql, args) = keys_query(scan, page, floor)?;
+        let rows = query_with(sql, args)
+            .fetch_all(&mut *conn)
+            .await
+            .db("query events")?;
+        for row in &rows {
+            keys.push((
+                get(row, "event", "occurred_at")?,
+                get(row, "event", "id")?,
+                get(row, "event", "seq")?,
+            ));
+        }
+        keys.sort_unstable_by_key(|k| std::cmp::Reverse((k.0, k.1)));
+        keys.truncate(want);
+    }
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "{SELECT_EVENT} WHERE seq IN ({})",
+        crate::codec::placeholders(keys.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for k in &keys {
+        q = q.bind(k.2);
+    }
+    let rows = q.fetch_all(&mut *conn).await.db("query events")?;
+    if rows.len() != keys.len() {
+        return Err(Error::Internal(
+            "a listed event vanished in its snapshot".into(),
+        ));
+    }
+    rows.iter().map(decode_event).collect()
 }
 
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn query_events(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<Event>> {
+        if listing_index(filter).is_none() {
+            let events = merged_page(self, filter, page).await?;
+            return Ok(Page::from_overfetch(events, page, event_cursor));
+        }
         let (sql, args) = page_query(filter, page)?;
         let rows = query_with(sql, args)
             .fetch_all(self.reader())
@@ -440,45 +747,44 @@ impl EventStore for SqliteStore {
         let max_batch = i64::from(self.inner.options.retention_batch_rows.max(1));
         let target = self.inner.options.retention_batch_time;
         let mut batch = max_batch.min(1000);
-        let sql = match project {
-            Some(_) => {
-                "DELETE FROM analytics_events WHERE seq IN (SELECT seq FROM analytics_events \
-                 WHERE project = ? AND occurred_at < ? LIMIT ?)"
-            }
-            None => {
-                "DELETE FROM analytics_events WHERE seq IN (SELECT seq FROM analytics_events \
-                 WHERE occurred_at < ? LIMIT ?)"
-            }
+        // Project by project and kind by kind through `ix_events_project_kind_time` (there
+        // is no index on time alone or on (project, time)).
+        let projects = match project {
+            Some(p) => vec![p.as_str().to_owned()],
+            None => projects_with_events(self.reader()).await?,
         };
         let mut total = 0u64;
-        loop {
-            // Each batch is its own short transaction, so ingest waits at most one batch.
-            let started = Instant::now();
-            let mut tx = self.begin_write("retention").await?;
-            let mut q = sqlx::query(sql);
-            if let Some(p) = project {
-                q = q.bind(p.as_str());
+        for p in &projects {
+            for kind in kinds_of(self.reader(), p).await? {
+                loop {
+                    // Each batch is its own short transaction, so ingest waits at most one
+                    // batch.
+                    let started = Instant::now();
+                    let mut tx = self.begin_write("retention").await?;
+                    let deleted = sqlx::query(RETENTION_SQL)
+                        .bind(p.as_str())
+                        .bind(kind.as_str())
+                        .bind(micros(before))
+                        .bind(batch)
+                        .execute(&mut *tx)
+                        .await
+                        .db("retention")?
+                        .rows_affected();
+                    tx.commit().await.db("commit retention")?;
+                    total += deleted;
+                    if deleted < u64::try_from(batch).unwrap_or(0) {
+                        break;
+                    }
+                    // Keep each transaction near the target duration, whatever the machine.
+                    let took = started.elapsed();
+                    if took > target {
+                        batch = (batch / 2).max(100.min(max_batch));
+                    } else if took < target / 4 {
+                        batch = (batch * 2).min(max_batch);
+                    }
+                    tokio::task::yield_now().await;
+                }
             }
-            let deleted = q
-                .bind(micros(before))
-                .bind(batch)
-                .execute(&mut *tx)
-                .await
-                .db("retention")?
-                .rows_affected();
-            tx.commit().await.db("commit retention")?;
-            total += deleted;
-            if deleted < u64::try_from(batch).unwrap_or(0) {
-                break;
-            }
-            // Keep each transaction near the target duration, whatever the machine.
-            let took = started.elapsed();
-            if took > target {
-                batch = (batch / 2).max(100.min(max_batch));
-            } else if took < target / 4 {
-                batch = (batch * 2).min(max_batch);
-            }
-            tokio::task::yield_now().await;
         }
         if total > 0 {
             // Retention runs on a schedule and turns the data over: a good moment to refresh

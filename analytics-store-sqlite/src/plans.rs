@@ -103,31 +103,6 @@ async fn event_queries_use_their_indexes() {
     let shop = || Some(project("shop"));
     let cases: Vec<(&str, EventFilter, &str, bool)> = vec![
         (
-            "all events",
-            EventFilter::default(),
-            "ix_events_time",
-            false,
-        ),
-        (
-            "project",
-            EventFilter {
-                project: shop(),
-                ..Default::default()
-            },
-            "ix_events_project_time",
-            false,
-        ),
-        (
-            "project, 24h",
-            EventFilter {
-                project: shop(),
-                range: Some(day),
-                ..Default::default()
-            },
-            "ix_events_project_time",
-            false,
-        ),
-        (
             "project, rare kind, 24h",
             EventFilter {
                 project: shop(),
@@ -181,17 +156,6 @@ async fn event_queries_use_their_indexes() {
             "ix_events_collection",
             false,
         ),
-        (
-            "project, user, 24h",
-            EventFilter {
-                project: shop(),
-                user_id: Some("user-7".into()),
-                range: Some(day),
-                ..Default::default()
-            },
-            "ix_events_project_time",
-            false,
-        ),
         // Few rows per id: sorting them is cheap.
         (
             "correlation id",
@@ -217,22 +181,166 @@ async fn event_queries_use_their_indexes() {
     .await;
     check(
         &store,
-        "retention, one project",
-        "SELECT seq FROM analytics_events WHERE project = ? AND occurred_at < ? LIMIT ?",
-        args([Arg::Text("shop".into()), Arg::Int(0), Arg::Int(10)]),
-        "ix_events_project_time",
+        "retention, one project and kind",
+        crate::events::RETENTION_SQL,
+        args([
+            Arg::Text("shop".into()),
+            Arg::Text("api_request".into()),
+            Arg::Int(0),
+            Arg::Int(10),
+        ]),
+        "ix_events_project_kind_time",
+        false,
+    )
+    .await;
+    // Listings over several kinds or projects, and retention, find the projects and kinds
+    // by seeking once per value in `ix_events_project_kind_time`.
+    check(
+        &store,
+        "projects with events",
+        crate::events::PROJECTS_SQL,
+        args([]),
+        "ix_events_project_kind_time",
         false,
     )
     .await;
     check(
         &store,
-        "retention, all projects",
-        "SELECT seq FROM analytics_events WHERE occurred_at < ? LIMIT ?",
-        args([Arg::Int(0), Arg::Int(10)]),
-        "ix_events_time",
+        "kinds of a project",
+        crate::events::KINDS_SQL,
+        args([Arg::Text("shop".into())]),
+        "ix_events_project_kind_time",
         false,
     )
     .await;
+}
+
+/// Listings no single index lists in order: each scan reads `ix_events_project_kind_time`
+/// in order (from the index alone without row filters), and the page's rows are then read by
+/// their `seq`.
+#[tokio::test]
+async fn merged_listings_scan_the_kind_index_per_kind() {
+    let store = analyzed_store().await;
+    let day = TimeRange::new(now() - Duration::hours(24), now()).expect("range");
+    let cases: Vec<(&str, EventFilter, usize, bool)> = vec![
+        (
+            "project",
+            EventFilter {
+                project: Some(project("shop")),
+                ..Default::default()
+            },
+            3,
+            true,
+        ),
+        (
+            "project, 24h",
+            EventFilter {
+                project: Some(project("shop")),
+                range: Some(day),
+                ..Default::default()
+            },
+            3,
+            true,
+        ),
+        (
+            "project, two kinds",
+            EventFilter {
+                project: Some(project("shop")),
+                kinds: vec![EventKind::Order, EventKind::MlJob],
+                ..Default::default()
+            },
+            2,
+            true,
+        ),
+        (
+            "project, user, 24h",
+            EventFilter {
+                project: Some(project("shop")),
+                user_id: Some("user-7".into()),
+                range: Some(day),
+                ..Default::default()
+            },
+            3,
+            false,
+        ),
+        // Only API requests and ML jobs carry a status here.
+        (
+            "project, status",
+            EventFilter {
+                project: Some(project("shop")),
+                status: Some("500".into()),
+                ..Default::default()
+            },
+            2,
+            false,
+        ),
+        ("all projects", EventFilter::default(), 3, true),
+    ];
+    let page = PageRequest::new(
+        100,
+        Some(Cursor {
+            at: now(),
+            id: uuid::Uuid::nil(),
+        }),
+    )
+    .expect("page");
+    let floor = Some(Cursor {
+        at: now() - Duration::hours(1),
+        id: uuid::Uuid::nil(),
+    });
+    for (name, filter, n, covering) in cases {
+        let mut conn = store.reader().acquire().await.expect("connection");
+        let scans = crate::events::merged_scans(&mut conn, &filter)
+            .await
+            .expect("scans");
+        drop(conn);
+        assert_eq!(scans.len(), n, "{name}: {scans:?}");
+        if covering {
+            // One statement: every scan a covering range, the page's rows by rowid.
+            let (sql, args) = crate::events::merged_query(&scans, &page).expect("sql");
+            let p = plan(&store, &sql, args).await;
+            eprintln!("{name}, one statement: {p}");
+            assert_eq!(
+                p.matches("COVERING INDEX ix_events_project_kind_time (project=? AND kind=?")
+                    .count(),
+                n,
+                "{name}: {p}"
+            );
+            assert!(p.contains("INTEGER PRIMARY KEY (rowid=?)"), "{name}: {p}");
+        }
+        for (i, scan) in scans.iter().enumerate() {
+            let (sql, args) = crate::events::keys_query(scan, &page, floor).expect("sql");
+            let p = plan(&store, &sql, args).await;
+            eprintln!("{name}, scan {i}: {p}");
+            assert!(
+                p.contains("INDEX ix_events_project_kind_time (project=? AND kind=?"),
+                "{name}: {p}"
+            );
+            assert_eq!(p.contains("COVERING INDEX"), covering, "{name}: {p}");
+            // The floor and the cursor bound the scan, not just filter it.
+            assert!(
+                p.contains("occurred_at>? AND occurred_at<?)"),
+                "{name}: {p}"
+            );
+            assert!(!p.contains("TEMP B-TREE"), "{name}: {p}");
+        }
+    }
+    check(
+        &store,
+        "rows of a merged page",
+        "SELECT seq, payload FROM analytics_events WHERE seq IN (?, ?)",
+        args([Arg::Int(1), Arg::Int(2)]),
+        "",
+        false,
+    )
+    .await;
+    let p = plan(
+        &store,
+        "SELECT seq, payload FROM analytics_events WHERE seq IN (?, ?)",
+        args([Arg::Int(1), Arg::Int(2)]),
+    )
+    .await;
+    assert!(p.contains("INTEGER PRIMARY KEY (rowid=?)"), "{p}");
 }
 
 /// On a fresh database without statistics the listings read the same indexes.

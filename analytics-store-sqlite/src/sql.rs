@@ -64,6 +64,11 @@ impl Where {
         }
     }
 
+    /// The bound values, in order.
+    pub(crate) fn into_args(self) -> Vec<Arg> {
+        self.args
+    }
+
     /// The arguments, followed by the `LIMIT` of `page`: one row over the page, for
     /// `Page::from_overfetch`.
     pub(crate) fn page_arguments(self, page: &PageRequest) -> Result<SqliteArguments> {

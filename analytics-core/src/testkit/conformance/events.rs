@@ -294,12 +294,16 @@ pub async fn event_filters_select_exactly_the_matching_events(store: &dyn Store)
 }
 
 /// Walking every page returns every event exactly once, newest first, also when many share
-/// a timestamp.
+/// a timestamp, and across projects (a listing without a project merges them).
 pub async fn pages_never_skip_or_repeat_an_event(store: &dyn Store) {
     let base = t("2024-03-10T09:00:00Z");
-    // 23 events over 5 distinct timestamps, so ties must be broken by id.
+    // 23 events over 5 distinct timestamps, so ties must be broken by id, in 3 projects.
     let events: Vec<Event> = (0..23)
-        .map(|i| fixtures::api_request(base + Duration::seconds(i % 5), "/p", 200, i as f64))
+        .map(|i| {
+            let mut e = fixtures::api_request(base + Duration::seconds(i % 5), "/p", 200, i as f64);
+            e.project = project(["shop", "other", "third"][(i % 3) as usize]);
+            e
+        })
         .collect();
     store.write_batch(&events).await.expect("write");
     for limit in [1u32, 4, 7, 23, 50] {
