@@ -16,7 +16,7 @@
 //! (`analytics_store_sqlite::baseline`), written from this process, so its SQLite CPU is
 //! counted as "client" and the server's as "server".
 //!
-//! Knobs: `BENCH_CONFIGS` (e.g. `1000x4,100x16`), `BENCH_ROUND_EVENTS` (events per round and configuration, default 40,000),
+//! Knobs: `BENCH_SQLITE_SYNCHRONOUS=normal` (SQLite mode), `BENCH_CONFIGS` (e.g. `1000x4,100x16`), `BENCH_ROUND_EVENTS` (events per round and configuration, default 40,000),
 //! `BENCH_ROUNDS` (default 3), `BENCH_SUSTAIN_SECS` (default 60; 0 skips it). Each configuration
 //! (batch size x concurrent clients) runs interleaved rounds, alternating which writer goes
 //! first, and compares the medians. Request bodies and `COPY` data are encoded before the
@@ -577,13 +577,27 @@ struct Setup {
 }
 
 /// The server on a fresh SQLite file (default store options) and the baseline on another
-/// file with the same options.
+/// file with the same options. `BENCH_SQLITE_SYNCHRONOUS=normal` runs both with
+/// `synchronous=NORMAL` (the server through its `DATABASE_URL`).
 async fn setup_sqlite() -> Setup {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("server.db");
-    let server_url = format!("sqlite://{}?mode=rwc", path.display());
+    let normal = std::env::var("BENCH_SQLITE_SYNCHRONOUS").is_ok_and(|v| v == "normal");
+    let server_url = format!(
+        "sqlite://{}?mode=rwc{}",
+        path.display(),
+        if normal { "&synchronous=normal" } else { "" }
+    );
     let raw_path = dir.path().join("baseline.db");
-    let raw = RawInsert::create(&raw_path.display().to_string(), Default::default())
+    let raw_options = analytics_store_sqlite::SqliteStoreOptions {
+        synchronous: if normal {
+            analytics_store_sqlite::Synchronous::Normal
+        } else {
+            analytics_store_sqlite::Synchronous::Full
+        },
+        ..Default::default()
+    };
+    let raw = RawInsert::create(&raw_path.display().to_string(), raw_options)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let key = create_api_key(&server_url);

@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 
 use crate::error::{DbResultExt, from_io};
-use crate::options::SqliteStoreOptions;
+use crate::options::{SqliteStoreOptions, Synchronous};
 
 /// The embedded migrations (`migrations/*.sql`); applied by [`SqliteStore::connect`].
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -46,6 +46,42 @@ pub(crate) struct Inner {
 struct Target {
     options: SqliteConnectOptions,
     path: Option<PathBuf>,
+    /// `synchronous=` from the URL's query, which overrides the options'.
+    synchronous: Option<Synchronous>,
+}
+
+/// Takes `synchronous=normal|full|extra` out of a `sqlite:` URL's query (sqlx does not know
+/// the parameter), so a deployment can choose it in `DATABASE_URL`.
+fn take_synchronous(url: &str) -> Result<(String, Option<Synchronous>)> {
+    let Some((head, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut synchronous = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("synchronous", value)) => {
+                synchronous = Some(match value.to_ascii_lowercase().as_str() {
+                    "normal" => Synchronous::Normal,
+                    "full" => Synchronous::Full,
+                    "extra" => Synchronous::Extra,
+                    _ => {
+                        return Err(Error::invalid(
+                            "database_url",
+                            format!("synchronous must be normal, full or extra, not {value:?}"),
+                        ));
+                    }
+                });
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        head.to_owned()
+    } else {
+        format!("{head}?{}", rest.join("&"))
+    };
+    Ok((url, synchronous))
 }
 
 fn parse_target(url_or_path: &str) -> Result<Target> {
@@ -61,17 +97,24 @@ fn parse_target(url_or_path: &str) -> Result<Target> {
         return Ok(Target {
             options: SqliteConnectOptions::from_str("sqlite::memory:").map_err(bad)?,
             path: None,
+            synchronous: None,
         });
     }
     if trimmed.starts_with("sqlite:") {
-        let options = SqliteConnectOptions::from_str(trimmed).map_err(bad)?;
-        let in_memory = trimmed.contains("mode=memory");
+        let (url, synchronous) = take_synchronous(trimmed)?;
+        let options = SqliteConnectOptions::from_str(&url).map_err(bad)?;
+        let in_memory = url.contains("mode=memory");
         let path = (!in_memory).then(|| options.get_filename().to_path_buf());
-        return Ok(Target { options, path });
+        return Ok(Target {
+            options,
+            path,
+            synchronous,
+        });
     }
     Ok(Target {
         options: SqliteConnectOptions::new().filename(trimmed),
         path: Some(PathBuf::from(trimmed)),
+        synchronous: None,
     })
 }
 
@@ -124,8 +167,12 @@ impl SqliteStore {
     /// `url_or_path` is a file path (`./analytics.db`), a `sqlite:` URL
     /// (`sqlite://analytics.db?mode=rwc`), or `sqlite::memory:` for a private in-memory
     /// database (one connection serves every call, and the data lives as long as the store).
-    pub async fn connect(url_or_path: &str, options: SqliteStoreOptions) -> Result<Self> {
+    /// A URL's `synchronous=normal|full|extra` overrides `options.synchronous`.
+    pub async fn connect(url_or_path: &str, mut options: SqliteStoreOptions) -> Result<Self> {
         let target = parse_target(url_or_path)?;
+        if let Some(s) = target.synchronous {
+            options.synchronous = s;
+        }
         let in_memory = target.path.is_none();
         let mut base = target
             .options

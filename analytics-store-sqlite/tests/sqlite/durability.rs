@@ -125,6 +125,41 @@ async fn child_writes_until_killed() {
 #[tokio::test]
 async fn acknowledged_events_survive_kill_9() {
     let db = TempDb::new("kill9");
+    kill_9_mid_stream(&db, db.url()).await;
+}
+
+/// `synchronous=NORMAL` skips the fsync of each commit; the operating system still holds
+/// the WAL when only the process dies, so an acknowledged event survives `kill -9` too.
+#[tokio::test]
+async fn acknowledged_events_survive_kill_9_with_synchronous_normal() {
+    let db = TempDb::new("kill9-normal");
+    let url = format!("sqlite://{}?synchronous=normal", db.url());
+    let store = open(std::path::Path::new(&url)).await;
+    assert_eq!(
+        store.options().synchronous,
+        analytics_store_sqlite::Synchronous::Normal,
+        "the URL's synchronous= is applied"
+    );
+    store.close().await;
+    kill_9_mid_stream(&db, &url).await;
+}
+
+#[tokio::test]
+async fn an_unknown_synchronous_level_names_the_url() {
+    let db = TempDb::new("bad-sync");
+    let url = format!("sqlite://{}?synchronous=sometimes", db.url());
+    let err = analytics_store_sqlite::SqliteStore::connect(&url, Default::default())
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, analytics_core::Error::Invalid { field, .. } if field == "database_url"),
+        "{err:?}"
+    );
+}
+
+/// Runs `child_writes_until_killed` on `child_url` (the file of `db`), SIGKILLs it after
+/// 20 acknowledged batches, and checks every acknowledged event is in the file.
+async fn kill_9_mid_stream(db: &TempDb, child_url: &str) {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
         .args([
@@ -133,7 +168,7 @@ async fn acknowledged_events_survive_kill_9() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD_DB, db.url())
+        .env(CHILD_DB, child_url)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
