@@ -28,6 +28,7 @@ use crate::ports::{
     NotificationOutbox, OpenOutcome, PreferenceStore, ProjectStore, RollupStore, Store,
     WriteOutcome, WriteReport,
 };
+use crate::ports::{alert_cursor, in_app_cursor};
 use crate::project::{ApiKeyHash, ApiKeyRecord, Project, ProjectSettings};
 use crate::rollup::{Rollup, RollupKey, RollupQuery};
 use crate::time::Granularity;
@@ -347,13 +348,6 @@ impl AlertConfigStore for MemoryStore {
     }
 }
 
-fn alert_cursor(a: &Alert) -> Cursor {
-    Cursor {
-        at: a.fired.triggered_at,
-        id: a.fired.id,
-    }
-}
-
 impl MemoryStore {
     fn update_alert(&self, id: Uuid, f: impl FnOnce(&mut Alert) -> Result<()>) -> Result<Alert> {
         let mut inner = self.lock();
@@ -618,13 +612,6 @@ impl NotificationOutbox for MemoryStore {
             .collect();
         out.sort_by_key(|e| (e.created_at, e.notification.id));
         Ok(out)
-    }
-}
-
-fn in_app_cursor(n: &InAppNotification) -> Cursor {
-    Cursor {
-        at: n.created_at,
-        id: n.id,
     }
 }
 

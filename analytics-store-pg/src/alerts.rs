@@ -13,10 +13,10 @@ use analytics_core::error::{Error, Result};
 use analytics_core::notification::Channel;
 use analytics_core::ports::{
     AlertConfigStore, AlertFilter, AlertHistoryStore, AlertStepApplied, AlertStepCommit,
-    AlertWrite, OpenOutcome,
+    AlertWrite, OpenOutcome, alert_cursor,
 };
 use analytics_core::time::truncate_to_micros;
-use analytics_core::{Cursor, MetricName, Page, PageRequest, ProjectId};
+use analytics_core::{MetricName, Page, PageRequest, ProjectId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -450,13 +450,6 @@ impl PgStore {
             .await?
             .pop()
             .ok_or_else(|| Error::Internal("an alert was lost while reading it back".into()))
-    }
-}
-
-fn alert_cursor(a: &Alert) -> Cursor {
-    Cursor {
-        at: a.fired.triggered_at,
-        id: a.fired.id,
     }
 }
 

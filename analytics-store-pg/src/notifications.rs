@@ -6,9 +6,9 @@ use analytics_core::notification::{
     AttemptOutcome, DeliveryAttempt, InAppNotification, Notification, NotificationPreferences,
     OutboxEntry, OutboxStatus, PreferenceSubject,
 };
-use analytics_core::ports::{InAppStore, NotificationOutbox, PreferenceStore};
+use analytics_core::ports::{InAppStore, NotificationOutbox, PreferenceStore, in_app_cursor};
 use analytics_core::time::truncate_to_micros;
-use analytics_core::{Cursor, EmailAddress, Page, PageRequest, PhoneNumber, UserId, WebhookUrl};
+use analytics_core::{EmailAddress, Page, PageRequest, PhoneNumber, UserId, WebhookUrl};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::postgres::PgRow;
@@ -260,13 +260,6 @@ fn in_app_from_row(row: &PgRow) -> Result<InAppNotification> {
         created_at: col(row, "created_at", WHAT)?,
         read_at: col(row, "read_at", WHAT)?,
     })
-}
-
-fn in_app_cursor(n: &InAppNotification) -> Cursor {
-    Cursor {
-        at: n.created_at,
-        id: n.id,
-    }
 }
 
 #[async_trait]

@@ -11,10 +11,10 @@ use analytics_core::alert::{
 };
 use analytics_core::ports::{
     AlertConfigStore, AlertFilter, AlertHistoryStore, AlertStepApplied, AlertStepCommit,
-    AlertWrite, OpenOutcome,
+    AlertWrite, OpenOutcome, alert_cursor,
 };
 use analytics_core::rollup::Dimensions;
-use analytics_core::{Cursor, Error, MetricName, Page, PageRequest, ProjectId, Result, Threshold};
+use analytics_core::{Error, MetricName, Page, PageRequest, ProjectId, Result, Threshold};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
@@ -630,10 +630,7 @@ impl AlertHistoryStore for SqliteStore {
             .db("list alerts")?;
         let mut alerts = rows.iter().map(decode_alert).collect::<Result<Vec<_>>>()?;
         attach_notifications(self.reader(), &mut alerts).await?;
-        Ok(Page::from_overfetch(alerts, page, |a| Cursor {
-            at: a.fired.triggered_at,
-            id: a.fired.id,
-        }))
+        Ok(Page::from_overfetch(alerts, page, alert_cursor))
     }
 
     async fn acknowledge_alert(

@@ -6,8 +6,8 @@ use analytics_core::notification::{
     AttemptOutcome, DeliveryAttempt, InAppNotification, Notification, NotificationPreferences,
     OutboxEntry, PreferenceSubject,
 };
-use analytics_core::ports::{InAppStore, NotificationOutbox, PreferenceStore};
-use analytics_core::{Cursor, Error, Page, PageRequest, Result, UserId};
+use analytics_core::ports::{InAppStore, NotificationOutbox, PreferenceStore, in_app_cursor};
+use analytics_core::{Error, Page, PageRequest, Result, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::sqlite::SqliteRow;
@@ -322,10 +322,7 @@ impl InAppStore for SqliteStore {
             .await
             .db("list in-app notifications")?;
         let items = rows.iter().map(decode_in_app).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, page, |n| Cursor {
-            at: n.created_at,
-            id: n.id,
-        }))
+        Ok(Page::from_overfetch(items, page, in_app_cursor))
     }
 
     async fn get_in_app(&self, user: &UserId, id: Uuid) -> Result<Option<InAppNotification>> {

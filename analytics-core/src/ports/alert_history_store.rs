@@ -8,7 +8,7 @@ use crate::alert::{Alert, AlertStatus, NewAlert, NotificationRecord, Severity};
 use crate::error::Result;
 use crate::ids::{MetricName, ProjectId};
 use crate::notification::Notification;
-use crate::page::{Page, PageRequest};
+use crate::page::{Cursor, Page, PageRequest};
 use crate::time::TimeRange;
 
 /// Which alerts to list.
@@ -149,4 +149,13 @@ pub trait AlertHistoryStore: Send + Sync + std::fmt::Debug {
 
     /// Applies one engine step in one transaction (see [`AlertStepCommit`]).
     async fn commit_alert_step(&self, step: &AlertStepCommit) -> Result<AlertStepApplied>;
+}
+
+/// The pagination key of an alert record: `(triggered_at, id)` of its firing, the order
+/// every listing of alerts is newest first in.
+pub fn alert_cursor(a: &Alert) -> Cursor {
+    Cursor {
+        at: a.fired.triggered_at,
+        id: a.fired.id,
+    }
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::ids::UserId;
 use crate::notification::InAppNotification;
-use crate::page::{Page, PageRequest};
+use crate::page::{Cursor, Page, PageRequest};
 
 /// In-app notification persistence.
 ///
@@ -36,4 +36,12 @@ pub trait InAppStore: Send + Sync + std::fmt::Debug {
 
     /// How many unread notifications a user has.
     async fn unread_in_app(&self, user: &UserId) -> Result<u64>;
+}
+
+/// The pagination key of an in-app notification: `(created_at, id)`, newest first.
+pub fn in_app_cursor(n: &InAppNotification) -> Cursor {
+    Cursor {
+        at: n.created_at,
+        id: n.id,
+    }
 }

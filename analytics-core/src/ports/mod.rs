@@ -19,11 +19,12 @@ pub mod store;
 pub use alert_config_store::AlertConfigStore;
 pub use alert_history_store::{
     AlertFilter, AlertHistoryStore, AlertStepApplied, AlertStepCommit, AlertWrite, OpenOutcome,
+    alert_cursor,
 };
 pub use alert_rule::{AlertRule, Evaluation, Observation};
 pub use event_sink::{EventSink, WriteOutcome, WriteReport};
 pub use event_store::{DirtyHour, EventFilter, EventStore};
-pub use in_app_store::InAppStore;
+pub use in_app_store::{InAppStore, in_app_cursor};
 pub use job_store::{JobLease, JobStore};
 pub use metrics_source::{MetricQuery, MetricsSource};
 pub use notification_outbox::NotificationOutbox;
