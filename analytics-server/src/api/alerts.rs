@@ -840,29 +840,31 @@ impl<T: Type> Payload for StrictJson<T> {
     }
 }
 
+/// The 400 of a request body that is not the JSON the operation takes, naming `body`.
+fn malformed_body(message: &dyn std::fmt::Display) -> poem::Error {
+    poem::Error::from(
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+            format!("request body is not valid: {message}"),
+        )
+        .with_field("body"),
+    )
+}
+
 impl<T: ParseFromJSON + serde::de::DeserializeOwned> ParsePayload for StrictJson<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let bytes = <Vec<u8> as poem::FromRequest>::from_request(request, body).await?;
-        let bad = |message: String| {
-            poem::Error::from(
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_body",
-                    format!("request body is not valid: {message}"),
-                )
-                .with_field("body"),
-            )
-        };
         let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            serde_json::from_slice(&bytes).map_err(|e| malformed_body(&e))?;
         // serde refuses a number or boolean for a string; poem-openapi refuses an array for
         // an object (which serde's derive takes as a tuple). Both must accept.
-        T::deserialize(&value).map_err(|e| bad(e.to_string()))?;
+        T::deserialize(&value).map_err(|e| malformed_body(&e))?;
         T::parse_from_json(Some(value))
             .map(StrictJson)
-            .map_err(|e| bad(e.into_message()))
+            .map_err(|e| malformed_body(&e.into_message()))
     }
 }
 
@@ -920,25 +922,15 @@ where
             }
             None => return Err(poem_openapi::error::ContentTypeError::ExpectContentType.into()),
         }
-        let bad = |message: String| {
-            poem::Error::from(
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_body",
-                    format!("request body is not valid: {message}"),
-                )
-                .with_field("body"),
-            )
-        };
         let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            serde_json::from_slice(&bytes).map_err(|e| malformed_body(&e))?;
         // serde's derive would take an array as the struct's fields in order.
         if !value.is_object() {
-            return Err(bad("expected a JSON object".to_owned()));
+            return Err(malformed_body(&"expected a JSON object"));
         }
         T::deserialize(value)
             .map(|v| Self(Some(v)))
-            .map_err(|e| bad(e.to_string()))
+            .map_err(|e| malformed_body(&e))
     }
 }
 
