@@ -151,10 +151,16 @@ async fn an_unknown_synchronous_level_names_the_url() {
     let err = analytics_store_sqlite::SqliteStore::connect(&url, Default::default())
         .await
         .expect_err("refused");
-    assert!(
-        matches!(&err, analytics_core::Error::Invalid { field, .. } if field == "database_url"),
-        "{err:?}"
-    );
+    match err {
+        analytics_core::Error::Invalid { field, reason } => {
+            assert_eq!(field, "database_url");
+            assert_eq!(
+                reason,
+                "synchronous must be normal, full or extra, not \"sometimes\""
+            );
+        }
+        other => panic!("want Invalid on database_url, got {other:?}"),
+    }
 }
 
 /// Runs `child_writes_until_killed` on `child_url` (the file of `db`), SIGKILLs it after
