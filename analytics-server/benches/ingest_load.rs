@@ -16,8 +16,10 @@
 //! (`analytics_store_sqlite::baseline`), written from this process, so its SQLite CPU is
 //! counted as "client" and the server's as "server".
 //!
-//! Knobs: `BENCH_SQLITE_SYNCHRONOUS=normal` (SQLite mode), `BENCH_CONFIGS` (e.g. `1000x4,100x16`), `BENCH_ROUND_EVENTS` (events per round and configuration, default 40,000),
-//! `BENCH_ROUNDS` (default 3), `BENCH_SUSTAIN_SECS` (default 60; 0 skips it). Each configuration
+//! Knobs: `BENCH_SERVER_BIN` (another build of the server), `BENCH_COMPARE_BIN` and
+//! `BENCH_COMPARE_ENV` (SQLite mode: a second server, another build or the same one with
+//! `KEY=value` settings added, run in the same interleaved rounds and reported as a ratio), `BENCH_SQLITE_SYNCHRONOUS=normal` (SQLite mode), `BENCH_CONFIGS` (e.g. `1000x4,100x16`), `BENCH_ROUND_EVENTS` (events per round and configuration, default 40,000),
+//! `BENCH_ROUNDS` (default 3), `BENCH_SUSTAIN_SECS` (default 60; 0 skips it), `BENCH_CONTROLS=0` (skips the ingest-controls rounds). Each configuration
 //! (batch size x concurrent clients) runs interleaved rounds, alternating which writer goes
 //! first, and compares the medians. Request bodies and `COPY` data are encoded before the
 //! clock starts, so neither side pays for producing its input. Without `--bench` (as
@@ -44,7 +46,13 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
-const SERVER: &str = env!("CARGO_BIN_EXE_analytics-server");
+const BUILT_SERVER: &str = env!("CARGO_BIN_EXE_analytics-server");
+
+/// The server binary: this build's, or `BENCH_SERVER_BIN` (another build of it, to compare
+/// two builds against the same baseline).
+fn server_bin() -> String {
+    std::env::var("BENCH_SERVER_BIN").unwrap_or_else(|_| BUILT_SERVER.to_owned())
+}
 const PROJECT: &str = "shop";
 const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
@@ -216,7 +224,13 @@ struct Server {
 
 impl Server {
     fn start(db_url: &str) -> Self {
-        let mut child = Command::new(SERVER)
+        Self::start_with(&server_bin(), &[], db_url)
+    }
+
+    /// `bin` with `env` added to the usual environment.
+    fn start_with(bin: &str, env: &[(String, String)], db_url: &str) -> Self {
+        let mut child = Command::new(bin)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("DATABASE_URL", db_url)
             .env("ANALYTICS_BIND", "127.0.0.1:0")
             .env("ANALYTICS_JWT_SECRET", JWT_SECRET)
@@ -224,7 +238,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {SERVER}: {e}"));
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
         let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -267,7 +281,7 @@ impl Server {
 
 /// Creates an ingest key with the binary's own CLI, as an operator would.
 fn create_api_key(db_url: &str) -> String {
-    let out = Command::new(SERVER)
+    let out = Command::new(server_bin())
         .args(["api-key", "create", "--project", PROJECT, "--name", "bench"])
         .env("DATABASE_URL", db_url)
         .env("RUST_LOG", "warn")
@@ -565,9 +579,20 @@ async fn stored(url: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A second server on its own fresh SQLite file (`BENCH_COMPARE_BIN`, `BENCH_COMPARE_ENV`),
+/// run in the same interleaved rounds as the first, so two builds or two settings are
+/// compared under the same drift of the host's speed.
+struct Other {
+    server: Server,
+    server_url: String,
+    key: String,
+    label: String,
+}
+
 struct Setup {
     backend: Backend,
     server: Server,
+    other: Option<Other>,
     server_url: String,
     key: String,
     raw: Raw,
@@ -602,9 +627,42 @@ async fn setup_sqlite() -> Setup {
         .unwrap_or_else(|e| panic!("{e}"));
     let key = create_api_key(&server_url);
     let server = Server::start(&server_url);
+    let compare_bin = std::env::var("BENCH_COMPARE_BIN").ok();
+    let compare_env: Vec<(String, String)> = std::env::var("BENCH_COMPARE_ENV")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let other = (compare_bin.is_some() || !compare_env.is_empty()).then(|| {
+        let bin = compare_bin.unwrap_or_else(server_bin);
+        let url = format!(
+            "sqlite://{}?mode=rwc{}",
+            dir.path().join("other.db").display(),
+            if normal { "&synchronous=normal" } else { "" }
+        );
+        let out = Command::new(&bin)
+            .args(["api-key", "create", "--project", PROJECT, "--name", "bench"])
+            .env("DATABASE_URL", &url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap_or_else(|e| panic!("api-key create: {e}"));
+        assert!(out.status.success(), "api-key create failed");
+        let env_text: Vec<String> = compare_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        Other {
+            server: Server::start_with(&bin, &compare_env, &url),
+            server_url: url,
+            key: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            label: format!("{bin} {}", env_text.join(" ")).trim().to_owned(),
+        }
+    });
     Setup {
         backend: Backend::Sqlite,
         server,
+        other,
         server_url,
         key,
         raw: Raw::Insert(raw),
@@ -639,6 +697,7 @@ async fn setup(admin: &str, max_clients: usize) -> Setup {
     Setup {
         backend: Backend::Postgres,
         server,
+        other: None,
         server_url,
         key,
         raw: Raw::Copy(raw),
@@ -659,25 +718,44 @@ async fn compare(
 ) -> (f64, f64) {
     let (mut http_rates, mut copy_rates) = (Vec::new(), Vec::new());
     let (mut http_cpu, mut copy_cpu) = (Cpu::default(), Cpu::default());
+    let (mut other_rates, mut other_cpu) = (Vec::new(), Cpu::default());
     let pid = s.server.pid();
+    // 0: the server, 1: the baseline, 2: the other server; each round rotates who goes first.
+    let writers: Vec<usize> = if s.other.is_some() {
+        vec![0, 1, 2]
+    } else {
+        vec![0, 1]
+    };
     for round in 0..rounds {
         let work = workload(per_round, batch, seq, rng, s.backend);
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        let mut order = writers.clone();
+        order.rotate_left(round % writers.len());
         for which in order {
+            let pid = match (&s.other, which) {
+                (Some(o), 2) => o.server.pid(),
+                _ => pid,
+            };
             let before = Cpu::now(pid);
-            let took = if which == 0 {
-                run_http(&s.http, &s.server.base, &s.key, &work, clients).await
-            } else {
-                run_copy(&s.raw, &work, clients).await
+            let took = match (&s.other, which) {
+                (_, 0) => run_http(&s.http, &s.server.base, &s.key, &work, clients).await,
+                (Some(o), 2) => run_http(&s.http, &o.server.base, &o.key, &work, clients).await,
+                _ => run_copy(&s.raw, &work, clients).await,
             };
             let used = Cpu::now(pid).since(before);
             let rate = work.events as f64 / took.as_secs_f64();
-            if which == 0 {
-                http_rates.push(rate);
-                http_cpu = http_cpu.add(used);
-            } else {
-                copy_rates.push(rate);
-                copy_cpu = copy_cpu.add(used);
+            match which {
+                0 => {
+                    http_rates.push(rate);
+                    http_cpu = http_cpu.add(used);
+                }
+                2 => {
+                    other_rates.push(rate);
+                    other_cpu = other_cpu.add(used);
+                }
+                _ => {
+                    copy_rates.push(rate);
+                    copy_cpu = copy_cpu.add(used);
+                }
             }
         }
     }
@@ -687,6 +765,22 @@ async fn compare(
         http_cpu.per_event(events),
         copy_cpu.per_event(events)
     );
+    if let Some(o) = &s.other {
+        let ratios: Vec<String> = other_rates
+            .iter()
+            .zip(&http_rates)
+            .map(|(o, h)| format!("{:.2}", o / h))
+            .collect();
+        println!(
+            "summary compare batch={batch} clients={clients}: {} {:.0} events/s, {:.2}x the \
+             first server (per round: {}); cpu {}",
+            o.label,
+            median(other_rates.clone()),
+            median(other_rates) / median(http_rates.clone()),
+            ratios.join(" "),
+            other_cpu.per_event(events)
+        );
+    }
     (median(http_rates), median(copy_rates))
 }
 
@@ -923,7 +1017,8 @@ fn main() {
         };
         let (rss0, _) = memory_kib(s.server.pid()).unwrap_or_default();
         println!(
-            "ingest_load: {what}; server {SERVER}; RSS at start {:.1} MiB",
+            "ingest_load: {what}; server {}; RSS at start {:.1} MiB",
+            server_bin(),
             mib(rss0)
         );
         let (rounds, per_round) = if measure {
@@ -949,13 +1044,23 @@ fn main() {
             expected,
             "every acknowledged event is stored once"
         );
+        if let Some(o) = &s.other {
+            assert_eq!(
+                stored(&o.server_url).await,
+                expected,
+                "every event acknowledged by the other server is stored once"
+            );
+        }
         let (rss, hwm) = memory_kib(s.server.pid()).unwrap_or_default();
         println!(
             "server RSS after the comparisons {:.1} MiB (peak {:.1} MiB)",
             mib(rss),
             mib(hwm)
         );
-        controls(&s, rounds, per_round, &seq, &mut rng).await;
+        let skip_controls = measure && std::env::var("BENCH_CONTROLS").is_ok_and(|v| v == "0");
+        if !skip_controls {
+            controls(&s, rounds, per_round, &seq, &mut rng).await;
+        }
         if measure {
             let secs = env_usize("BENCH_SUSTAIN_SECS", 60) as u64;
             if secs > 0 {
@@ -963,6 +1068,9 @@ fn main() {
             }
         } else {
             println!("ingest_load: smoke run ok (pass --bench to measure)");
+        }
+        if let Some(o) = s.other {
+            o.server.stop();
         }
         s.server.stop();
     });
