@@ -151,3 +151,45 @@ async fn events_with_the_same_id_in_one_statement_and_two_projects_are_both_inse
         ]
     );
 }
+
+/// A batch whose rows are partly stored already marks only the hours of its new rows: the
+/// marks written for every row's hour are rolled back and written again for the new ones, so
+/// an hour that only received duplicates keeps its marker's version.
+#[tokio::test]
+async fn a_partly_stored_batch_marks_only_the_hours_of_its_new_rows() {
+    let db = TempDb::new("partly-stored");
+    let store = SqliteStore::connect(
+        db.url(),
+        SqliteStoreOptions {
+            insert_chunk_rows: 3,
+            ..SqliteStoreOptions::default()
+        },
+    )
+    .await
+    .expect("open");
+    let h1 = now() - Duration::hours(5);
+    let h2 = now() - Duration::hours(2);
+    let old: Vec<Event> = (0..4)
+        .map(|i| fixtures::api_request(h1 + Duration::seconds(i), "/a", 200, 1.0))
+        .collect();
+    store.write_batch(&old).await.expect("first");
+    let before = store.dirty_hours(10).await.expect("dirty");
+    assert_eq!(before.len(), 1);
+
+    let mut batch = old.clone();
+    let new: Vec<Event> = (0..4)
+        .map(|i| fixtures::api_request(h2 + Duration::seconds(i), "/a", 200, 1.0))
+        .collect();
+    batch.splice(2..2, new.iter().cloned());
+    let report = store.write_batch(&batch).await.expect("mixed");
+    assert_eq!(report.inserted(), 4);
+    assert_eq!(report.duplicates(), 4);
+    let after = store.dirty_hours(10).await.expect("dirty");
+    assert_eq!(after.len(), 2);
+    assert_eq!(
+        after[0], before[0],
+        "the duplicates' hour keeps its version"
+    );
+    assert!(after[1].version > before[0].version);
+    assert_eq!(store.event_count().await.expect("count"), 8);
+}
