@@ -111,8 +111,8 @@ struct Common {
     /// Required JWT issuer.
     #[arg(long, env = "ANALYTICS_JWT_ISSUER", global = true)]
     jwt_issuer: Option<String>,
-    /// Ingest batches written to the store at the same time (default: 4 on PostgreSQL, 1 on
-    /// SQLite).
+    /// Ingest batches written to the store at the same time (default: 4 on PostgreSQL, 2 on a
+    /// SQLite file, 1 on SQLite in memory or with `synchronous=normal` or `extra`).
     #[arg(long, env = "ANALYTICS_INGEST_WRITERS", global = true)]
     ingest_writers: Option<usize>,
     /// Milliseconds a non-full ingest batch waits for more events (0: written as soon as a

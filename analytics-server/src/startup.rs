@@ -33,7 +33,8 @@ pub struct Settings {
     /// Collector tuning (its `writers` is replaced by `ingest_writers`).
     pub collector: CollectorOptions,
     /// Ingest batches written at once; `None` takes the store's `write_concurrency()` (4 for
-    /// PostgreSQL with its default pool, 1 for SQLite and memory, whose writes serialize).
+    /// PostgreSQL with its default pool, 2 for a SQLite file, whose WAL sync runs beside the
+    /// next write, 1 for memory).
     pub ingest_writers: Option<usize>,
     /// Request limits.
     pub limits: HttpLimits,

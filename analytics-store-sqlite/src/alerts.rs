@@ -240,7 +240,7 @@ impl AlertConfigStore for SqliteStore {
     ) -> Result<AlertConfig> {
         let mut tx = self.begin_write("create alert config").await?;
         let config = create_in(&mut tx, id, spec, AuditAction::Created, actor, at).await?;
-        tx.commit().await.db("commit alert config")?;
+        self.commit(tx, "commit alert config").await?;
         Ok(config)
     }
 
@@ -263,7 +263,7 @@ impl AlertConfigStore for SqliteStore {
             at,
         )
         .await?;
-        tx.commit().await.db("commit alert config")?;
+        self.commit(tx, "commit alert config").await?;
         Ok(after)
     }
 
@@ -292,7 +292,7 @@ impl AlertConfigStore for SqliteStore {
                 }
             });
         }
-        tx.commit().await.db("commit alert config import")?;
+        self.commit(tx, "commit alert config import").await?;
         Ok(done)
     }
 
@@ -316,7 +316,7 @@ impl AlertConfigStore for SqliteStore {
             None,
         )
         .await?;
-        tx.commit().await.db("commit alert config")?;
+        self.commit(tx, "commit alert config").await?;
         Ok(())
     }
 
@@ -503,7 +503,7 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await
         .db(context)?;
-        tx.commit().await.db(context)?;
+        self.commit(tx, context).await?;
         Ok(alert)
     }
 }
@@ -572,7 +572,7 @@ impl AlertHistoryStore for SqliteStore {
         let mut tx = self.begin_write("open alert").await?;
         let outcome = open_in(&mut tx, alert).await?;
         if let OpenOutcome::Opened(_) = outcome {
-            tx.commit().await.db("commit open alert")?;
+            self.commit(tx, "commit open alert").await?;
         }
         Ok(outcome)
     }
@@ -690,7 +690,7 @@ impl AlertHistoryStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .db("record notification")?;
-        tx.commit().await.db("commit notification record")?;
+        self.commit(tx, "commit notification record").await?;
         Ok(())
     }
 
@@ -719,7 +719,7 @@ impl AlertHistoryStore for SqliteStore {
             }
         }
         put_job_state(&mut tx, &step.job, step.at, &step.state).await?;
-        tx.commit().await.db("commit alert step")?;
+        self.commit(tx, "commit alert step").await?;
         Ok(applied)
     }
 }

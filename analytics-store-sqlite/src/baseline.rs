@@ -63,7 +63,7 @@ impl RawInsert {
             }
             q.execute(&mut *tx).await.db("baseline batch")?;
         }
-        tx.commit().await.db("commit baseline batch")?;
+        self.store.commit(tx, "commit baseline batch").await?;
         Ok(())
     }
 

@@ -308,7 +308,7 @@ impl EventSink for SqliteStore {
             }
         }
         mark_dirty(&mut tx, &hours).await?;
-        tx.commit().await.db("commit write batch")?;
+        self.commit(tx, "commit write batch").await?;
         Ok(WriteReport { outcomes })
     }
 }
@@ -770,7 +770,7 @@ impl EventStore for SqliteStore {
                         .await
                         .db("retention")?
                         .rows_affected();
-                    tx.commit().await.db("commit retention")?;
+                    self.commit(tx, "commit retention").await?;
                     total += deleted;
                     if deleted < u64::try_from(batch).unwrap_or(0) {
                         break;
@@ -855,7 +855,7 @@ impl EventStore for SqliteStore {
             }
             cleared += gone;
         }
-        tx.commit().await.db("commit clear dirty hours")?;
+        self.commit(tx, "commit clear dirty hours").await?;
         Ok(cleared)
     }
 

@@ -111,7 +111,7 @@ impl JobStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .db("set watermark")?;
-        tx.commit().await.db("commit watermark")?;
+        self.commit(tx, "commit watermark").await?;
         Ok(())
     }
 

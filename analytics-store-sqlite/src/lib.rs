@@ -27,6 +27,7 @@ mod projects;
 mod rollups;
 mod sql;
 mod store;
+mod wal_sync;
 
 pub use options::{SqliteStoreOptions, Synchronous};
 pub use store::{MIGRATOR, SqliteStore};

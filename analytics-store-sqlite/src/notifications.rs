@@ -132,7 +132,7 @@ impl NotificationOutbox for SqliteStore {
         }
         let mut tx = self.begin_write("enqueue notifications").await?;
         let new = insert_outbox(&mut tx, notifications, at).await?;
-        tx.commit().await.db("commit enqueue")?;
+        self.commit(tx, "commit enqueue").await?;
         Ok(new)
     }
 
@@ -173,7 +173,7 @@ impl NotificationOutbox for SqliteStore {
             }
             q.execute(&mut *tx).await.db("lease notifications")?;
         }
-        tx.commit().await.db("commit claim")?;
+        self.commit(tx, "commit claim").await?;
         for e in &mut entries {
             e.next_attempt_at = until;
         }
@@ -221,7 +221,7 @@ impl NotificationOutbox for SqliteStore {
         .execute(&mut *tx)
         .await
         .db("record delivery attempt")?;
-        tx.commit().await.db("commit delivery attempt")?;
+        self.commit(tx, "commit delivery attempt").await?;
         Ok(entry)
     }
 
@@ -295,7 +295,7 @@ impl InAppStore for SqliteStore {
         .await
         .db("create in-app notification")?
         .rows_affected();
-        tx.commit().await.db("commit in-app notification")?;
+        self.commit(tx, "commit in-app notification").await?;
         Ok(inserted == 1)
     }
 
@@ -367,7 +367,7 @@ impl InAppStore for SqliteStore {
                 .db("mark in-app read")?
                 .rows_affected();
         }
-        tx.commit().await.db("commit mark in-app read")?;
+        self.commit(tx, "commit mark in-app read").await?;
         Ok(changed)
     }
 
@@ -460,7 +460,7 @@ impl PreferenceStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .db("put preferences")?;
-        tx.commit().await.db("commit preferences")?;
+        self.commit(tx, "commit preferences").await?;
         Ok(())
     }
 }

@@ -14,10 +14,14 @@ pub enum Synchronous {
     /// survives an application crash, but the last transactions before a power loss or an
     /// operating-system crash may be rolled back (the database stays consistent).
     Normal,
-    /// `synchronous=FULL` (the default): the WAL is synced on every commit, so a committed
-    /// transaction survives power loss too. This is what lets the server acknowledge an event
-    /// with 2xx only once it can never be lost; the collector's group commit amortises the
-    /// sync over many requests.
+    /// The default: a write returns only once its transaction is synced to stable storage,
+    /// so it survives power loss too, as with `synchronous=FULL`. This is what lets the
+    /// server acknowledge an event with 2xx only once it can never be lost.
+    ///
+    /// On a file, the writer connection commits with `synchronous=NORMAL` and the store then
+    /// syncs the WAL file itself, off the connection: the next transaction runs during the
+    /// sync, and one sync covers every commit that returned before it began (see
+    /// `docs/stores/sqlite.md`, "Durability"). An in-memory database uses `FULL` as is.
     #[default]
     Full,
     /// `synchronous=EXTRA`: like `Full`, and also syncs the directory after a journal is

@@ -72,7 +72,7 @@ impl ProjectStore for SqliteStore {
             }
             other => other?,
         };
-        tx.commit().await.db("commit project")?;
+        self.commit(tx, "commit project").await?;
         Ok(())
     }
 
@@ -117,7 +117,7 @@ impl ProjectStore for SqliteStore {
         .db("update project")?
         .ok_or_else(|| Error::not_found(format!("project {id}")))?;
         let project = decode_project(&row)?;
-        tx.commit().await.db("commit project")?;
+        self.commit(tx, "commit project").await?;
         Ok(project)
     }
 
@@ -151,7 +151,7 @@ impl ProjectStore for SqliteStore {
             }
             other => other?,
         };
-        tx.commit().await.db("commit api key")?;
+        self.commit(tx, "commit api key").await?;
         Ok(())
     }
 
@@ -188,7 +188,7 @@ impl ProjectStore for SqliteStore {
         .db("revoke api key")?
         .ok_or_else(|| Error::not_found(format!("api key {id}")))?;
         let key = decode_key(&row)?;
-        tx.commit().await.db("commit api key")?;
+        self.commit(tx, "commit api key").await?;
         Ok(key)
     }
 
@@ -205,7 +205,7 @@ impl ProjectStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(Error::not_found(format!("api key {id}")));
         }
-        tx.commit().await.db("commit api key")?;
+        self.commit(tx, "commit api key").await?;
         Ok(())
     }
 
@@ -239,7 +239,7 @@ impl ProjectStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(Error::not_found(format!("project {id}")));
         }
-        tx.commit().await.db("commit project deletion")?;
+        self.commit(tx, "commit project deletion").await?;
         Ok(())
     }
 }

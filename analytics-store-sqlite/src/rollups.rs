@@ -108,7 +108,7 @@ impl RollupStore for SqliteStore {
             }
             q.execute(&mut *tx).await.db("upsert rollups")?;
         }
-        tx.commit().await.db("commit rollups")?;
+        self.commit(tx, "commit rollups").await?;
         Ok(rows.len() as u64)
     }
 

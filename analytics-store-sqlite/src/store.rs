@@ -16,6 +16,7 @@ use sqlx::{Sqlite, Transaction};
 
 use crate::error::{DbResultExt, from_io};
 use crate::options::{SqliteStoreOptions, Synchronous};
+use crate::wal_sync::WalSync;
 
 /// The embedded migrations (`migrations/*.sql`); applied by [`SqliteStore::connect`].
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -40,6 +41,9 @@ pub(crate) struct Inner {
     pub(crate) options: SqliteStoreOptions,
     /// Singleton-job locks held by this store (and its clones).
     pub(crate) locks: Arc<Mutex<HashSet<String>>>,
+    /// Syncs the WAL after each write commit when the options ask for `Synchronous::Full`
+    /// on a file (the writer then commits with `synchronous=NORMAL`); `None` otherwise.
+    pub(crate) wal_sync: Option<WalSync>,
 }
 
 /// What `connect` was asked to open.
@@ -202,6 +206,17 @@ impl SqliteStore {
             }
             None => None,
         };
+        // `Full` on a file: the writer commits with `NORMAL` and the store syncs the WAL
+        // after the commit, off the connection (`wal_sync.rs`).
+        let wal_sync = match &target.path {
+            Some(path) if options.synchronous == Synchronous::Full => Some(WalSync::new(path)),
+            _ => None,
+        };
+        let writer_options = if wal_sync.is_some() {
+            base.clone().synchronous(Synchronous::Normal.to_sqlx())
+        } else {
+            base.clone()
+        };
         // One writer connection, kept open for the store's lifetime: an in-memory database
         // lives exactly as long as it.
         let writer = SqlitePoolOptions::new()
@@ -210,7 +225,7 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(base.clone())
+            .connect_with(writer_options)
             .await
             .db("open database")?;
         MIGRATOR
@@ -243,6 +258,7 @@ impl SqliteStore {
                 path: target.path,
                 options,
                 locks: Arc::default(),
+                wal_sync,
             }),
         })
     }
@@ -276,6 +292,28 @@ impl SqliteStore {
             .db(context)
     }
 
+    /// Commits a write transaction started with [`Self::begin_write`] and returns once it is
+    /// as durable as the options promise: with `Synchronous::Full` on a file, after the WAL
+    /// sync that covers it (the writer connection is already free for the next
+    /// transaction meanwhile).
+    pub(crate) async fn commit(
+        &self,
+        tx: Transaction<'static, Sqlite>,
+        context: &str,
+    ) -> Result<()> {
+        tx.commit().await.db(context)?;
+        match &self.inner.wal_sync {
+            Some(wal) => wal.committed().await,
+            None => Ok(()),
+        }
+    }
+
+    /// How many times the store synced its WAL file after commits (always 0 unless the
+    /// options ask for `Synchronous::Full` on a file).
+    pub fn wal_syncs(&self) -> u64 {
+        self.inner.wal_sync.as_ref().map_or(0, WalSync::syncs)
+    }
+
     /// The pool reads go to.
     pub(crate) fn reader(&self) -> &SqlitePool {
         &self.inner.reader
@@ -303,6 +341,13 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    /// Two when commits are synced off the writer connection: one batch's transaction runs
+    /// while the previous one waits for its WAL sync. One otherwise (writes serialize on the
+    /// one writer connection, syncs included).
+    fn write_concurrency(&self) -> usize {
+        if self.inner.wal_sync.is_some() { 2 } else { 1 }
     }
 
     fn pool_stats(&self) -> Vec<PoolStats> {

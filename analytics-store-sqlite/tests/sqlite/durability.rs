@@ -144,6 +144,56 @@ async fn acknowledged_events_survive_kill_9_with_synchronous_normal() {
     kill_9_mid_stream(&db, &url).await;
 }
 
+/// With the default `Synchronous::Full`, every write transaction (events and the rest)
+/// returns only after a sync of the WAL file that covers it; concurrent commits share syncs.
+/// `synchronous=normal` never syncs after a commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_syncs_the_wal_after_every_write_and_normal_does_not() {
+    let db = TempDb::new("wal-sync");
+    let store = open(std::path::Path::new(db.url())).await;
+    let before = store.wal_syncs();
+    store
+        .write_batch(&fixtures::one_of_each_kind(now()))
+        .await
+        .expect("write");
+    assert_eq!(store.wal_syncs(), before + 1, "the batch waited for a sync");
+    store.set_watermark("test", now()).await.expect("watermark");
+    assert_eq!(
+        store.wal_syncs(),
+        before + 2,
+        "any write transaction is synced"
+    );
+    // Many writers at once: each returns synced, and syncs are shared.
+    let writes: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let e = fixtures::api_request(now() - chrono::Duration::seconds(i), "/c", 200, 1.0);
+                store.write_batch(&[e]).await
+            })
+        })
+        .collect();
+    for w in writes {
+        w.await.expect("join").expect("write");
+    }
+    let synced = store.wal_syncs() - before - 2;
+    assert!((1..=16).contains(&synced), "{synced} syncs for 16 writes");
+    assert_eq!(store.event_count().await.expect("count"), 10 + 16);
+    store.close().await;
+
+    let normal = open(std::path::Path::new(&format!(
+        "sqlite://{}?synchronous=normal",
+        db.url()
+    )))
+    .await;
+    normal
+        .write_batch(&[fixtures::api_request(now(), "/n", 200, 1.0)])
+        .await
+        .expect("write");
+    assert_eq!(normal.wal_syncs(), 0);
+    normal.close().await;
+}
+
 #[tokio::test]
 async fn an_unknown_synchronous_level_names_the_url() {
     let db = TempDb::new("bad-sync");
