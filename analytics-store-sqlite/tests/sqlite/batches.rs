@@ -5,7 +5,7 @@ use analytics_core::memory::MemoryStore;
 use analytics_core::ports::{EventFilter, EventSink, EventStore, WriteOutcome};
 use analytics_core::testkit::fixtures::{self, now, project};
 use analytics_core::{Error, Event, EventId, PageRequest, Payload};
-use analytics_store_sqlite::{SqliteStore, SqliteStoreOptions};
+use analytics_store_sqlite::SqliteStoreOptions;
 use chrono::Duration;
 use uuid::Uuid;
 
@@ -80,15 +80,12 @@ async fn a_bad_event_fails_the_whole_batch_and_is_named() {
 #[tokio::test]
 async fn large_mixed_batches_agree_with_the_reference_store() {
     let db = TempDb::new("mixed");
-    let store = SqliteStore::connect(
-        db.url(),
-        SqliteStoreOptions {
+    let store = db
+        .open_with(SqliteStoreOptions {
             insert_chunk_rows: 100,
             ..SqliteStoreOptions::default()
-        },
-    )
-    .await
-    .expect("open");
+        })
+        .await;
     let reference = MemoryStore::new();
     let pool = events(1500);
     let mut batches: Vec<Vec<Event>> = Vec::new();
@@ -158,15 +155,12 @@ async fn events_with_the_same_id_in_one_statement_and_two_projects_are_both_inse
 #[tokio::test]
 async fn a_partly_stored_batch_marks_only_the_hours_of_its_new_rows() {
     let db = TempDb::new("partly-stored");
-    let store = SqliteStore::connect(
-        db.url(),
-        SqliteStoreOptions {
+    let store = db
+        .open_with(SqliteStoreOptions {
             insert_chunk_rows: 3,
             ..SqliteStoreOptions::default()
-        },
-    )
-    .await
-    .expect("open");
+        })
+        .await;
     let h1 = now() - Duration::hours(5);
     let h2 = now() - Duration::hours(2);
     let old: Vec<Event> = (0..4)

@@ -71,6 +71,13 @@ impl TempDb {
     pub(crate) async fn open(&self) -> SqliteStore {
         open(&self.path).await
     }
+
+    /// Opens the file with `options` instead of the defaults.
+    pub(crate) async fn open_with(&self, options: SqliteStoreOptions) -> SqliteStore {
+        SqliteStore::connect(self.url(), options)
+            .await
+            .expect("open")
+    }
 }
 
 impl Drop for TempDb {

@@ -3,7 +3,7 @@
 
 use analytics_core::ports::{EventSink, EventStore};
 use analytics_core::testkit::fixtures::{self, now, project};
-use analytics_store_sqlite::{SqliteStore, SqliteStoreOptions};
+use analytics_store_sqlite::SqliteStoreOptions;
 use chrono::Duration;
 
 use crate::common::TempDb;
@@ -11,15 +11,12 @@ use crate::common::TempDb;
 #[tokio::test]
 async fn retention_deletes_across_many_batches() {
     let db = TempDb::new("retention");
-    let store = SqliteStore::connect(
-        db.url(),
-        SqliteStoreOptions {
+    let store = db
+        .open_with(SqliteStoreOptions {
             retention_batch_rows: 100,
             ..SqliteStoreOptions::default()
-        },
-    )
-    .await
-    .expect("open");
+        })
+        .await;
     let cutoff = now() - Duration::days(7);
     let mut batch: Vec<_> = (0..1050)
         .map(|i| fixtures::api_request(cutoff - Duration::minutes(i + 1), "/old", 200, 1.0))
