@@ -281,7 +281,12 @@ impl Server {
 
 /// Creates an ingest key with the binary's own CLI, as an operator would.
 fn create_api_key(db_url: &str) -> String {
-    let out = Command::new(server_bin())
+    create_api_key_with(&server_bin(), db_url)
+}
+
+/// [`create_api_key`] with the CLI of the build `bin`.
+fn create_api_key_with(bin: &str, db_url: &str) -> String {
+    let out = Command::new(bin)
         .args(["api-key", "create", "--project", PROJECT, "--name", "bench"])
         .env("DATABASE_URL", db_url)
         .env("RUST_LOG", "warn")
@@ -608,11 +613,14 @@ async fn setup_sqlite() -> Setup {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("server.db");
     let normal = std::env::var("BENCH_SQLITE_SYNCHRONOUS").is_ok_and(|v| v == "normal");
-    let server_url = format!(
-        "sqlite://{}?mode=rwc{}",
-        path.display(),
-        if normal { "&synchronous=normal" } else { "" }
-    );
+    let sqlite_url = |path: &std::path::Path| {
+        format!(
+            "sqlite://{}?mode=rwc{}",
+            path.display(),
+            if normal { "&synchronous=normal" } else { "" }
+        )
+    };
+    let server_url = sqlite_url(&path);
     let raw_path = dir.path().join("baseline.db");
     let raw_options = analytics_store_sqlite::SqliteStoreOptions {
         synchronous: if normal {
@@ -631,23 +639,15 @@ async fn setup_sqlite() -> Setup {
     let compare_env: Vec<(String, String)> = std::env::var("BENCH_COMPARE_ENV")
         .unwrap_or_default()
         .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => (k.to_owned(), v.to_owned()),
+            _ => panic!("BENCH_COMPARE_ENV: {kv:?} is not KEY=value"),
+        })
         .collect();
     let other = (compare_bin.is_some() || !compare_env.is_empty()).then(|| {
         let bin = compare_bin.unwrap_or_else(server_bin);
-        let url = format!(
-            "sqlite://{}?mode=rwc{}",
-            dir.path().join("other.db").display(),
-            if normal { "&synchronous=normal" } else { "" }
-        );
-        let out = Command::new(&bin)
-            .args(["api-key", "create", "--project", PROJECT, "--name", "bench"])
-            .env("DATABASE_URL", &url)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap_or_else(|e| panic!("api-key create: {e}"));
-        assert!(out.status.success(), "api-key create failed");
+        let url = sqlite_url(&dir.path().join("other.db"));
+        let key = create_api_key_with(&bin, &url);
         let env_text: Vec<String> = compare_env
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -655,7 +655,7 @@ async fn setup_sqlite() -> Setup {
         Other {
             server: Server::start_with(&bin, &compare_env, &url),
             server_url: url,
-            key: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            key,
             label: format!("{bin} {}", env_text.join(" ")).trim().to_owned(),
         }
     });
