@@ -15,6 +15,7 @@
 mod alerts;
 #[cfg(feature = "bench-baseline")]
 pub mod baseline;
+mod checkpoint;
 mod codec;
 mod error;
 mod events;

@@ -55,10 +55,18 @@ pub struct SqliteStoreOptions {
     /// mapped pages are served from the operating system's page cache without a system call
     /// or a copy; writes still go through the WAL. `0` turns mapping off.
     pub mmap_size_bytes: u64,
-    /// WAL size, in pages, after which a commit checkpoints it into the database file
-    /// (`PRAGMA wal_autocheckpoint`). Larger values write each hot page (the right edges of
-    /// the time-ordered indexes) back once per checkpoint instead of once per few commits.
+    /// WAL size, in pages, after which a commit on the writer connection checkpoints it into
+    /// the database file (`PRAGMA wal_autocheckpoint`). With the background checkpoint on
+    /// (`checkpoint_interval`), that has copied nearly everything by then, so this only
+    /// bounds the WAL's size: SQLite reuses the WAL from its start only after a checkpoint
+    /// that leaves nothing to copy, which constant writes may never leave room for.
     pub wal_autocheckpoint_pages: u32,
+    /// On a file, a connection of its own checkpoints the WAL at most this often while
+    /// writes commit (`PRAGMA wal_checkpoint(PASSIVE)`), so the writer connection does not
+    /// copy pages or sync the database file between transactions. `Duration::ZERO` turns it
+    /// off: the writer then checkpoints every `wal_autocheckpoint_pages` pages, as SQLite
+    /// does by default.
+    pub checkpoint_interval: Duration,
     /// Rows per multi-row `INSERT` in `write_batch` (clamped to SQLite's bind-variable limit).
     pub insert_chunk_rows: usize,
     /// Most rows deleted per retention transaction. Each batch commits on its own, so a
@@ -79,7 +87,8 @@ impl Default for SqliteStoreOptions {
             create_if_missing: true,
             cache_size_kib: 32 * 1024,
             mmap_size_bytes: 1 << 30,
-            wal_autocheckpoint_pages: 1000,
+            wal_autocheckpoint_pages: 10_000,
+            checkpoint_interval: Duration::from_millis(100),
             insert_chunk_rows: 512,
             retention_batch_rows: 10_000,
             retention_batch_time: Duration::from_millis(100),

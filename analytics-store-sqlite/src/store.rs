@@ -14,6 +14,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Sqlite, Transaction};
 
+use crate::checkpoint::Checkpointer;
 use crate::error::{DbResultExt, from_io};
 use crate::options::{SqliteStoreOptions, Synchronous};
 use crate::wal_sync::WalSync;
@@ -44,6 +45,9 @@ pub(crate) struct Inner {
     /// Syncs the WAL after each write commit when the options ask for `Synchronous::Full`
     /// on a file (the writer then commits with `synchronous=NORMAL`); `None` otherwise.
     pub(crate) wal_sync: Option<WalSync>,
+    /// Checkpoints the WAL off the writer connection (`checkpoint.rs`); `None` in memory or
+    /// with a zero `checkpoint_interval`.
+    pub(crate) checkpointer: Option<Checkpointer>,
 }
 
 /// What `connect` was asked to open.
@@ -241,6 +245,11 @@ impl SqliteStore {
             .await
             .db("optimize")?;
 
+        let checkpointer = if in_memory || options.checkpoint_interval.is_zero() {
+            None
+        } else {
+            Some(Checkpointer::start(base.clone(), options.checkpoint_interval).await?)
+        };
         let reader = if in_memory {
             writer.clone()
         } else {
@@ -259,6 +268,7 @@ impl SqliteStore {
                 options,
                 locks: Arc::default(),
                 wal_sync,
+                checkpointer,
             }),
         })
     }
@@ -277,6 +287,9 @@ impl SqliteStore {
     /// and its clones fail with `Unavailable` afterwards. Dropping the last clone without
     /// calling this is also safe: committed data is durable either way.
     pub async fn close(&self) {
+        if let Some(c) = &self.inner.checkpointer {
+            c.close().await;
+        }
         self.inner.reader.close().await;
         self.inner.writer.close().await;
     }
@@ -302,6 +315,9 @@ impl SqliteStore {
         context: &str,
     ) -> Result<()> {
         tx.commit().await.db(context)?;
+        if let Some(c) = &self.inner.checkpointer {
+            c.committed();
+        }
         match &self.inner.wal_sync {
             Some(wal) => wal.committed().await,
             None => Ok(()),
@@ -312,6 +328,15 @@ impl SqliteStore {
     /// options ask for `Synchronous::Full` on a file).
     pub fn wal_syncs(&self) -> u64 {
         self.inner.wal_sync.as_ref().map_or(0, WalSync::syncs)
+    }
+
+    /// How many checkpoints the background connection ran (always 0 in memory or with a
+    /// zero `checkpoint_interval`).
+    pub fn background_checkpoints(&self) -> u64 {
+        self.inner
+            .checkpointer
+            .as_ref()
+            .map_or(0, Checkpointer::runs)
     }
 
     /// The pool reads go to.

@@ -13,6 +13,8 @@ use analytics_core::testkit::fixtures::{self, now, project, t};
 use analytics_core::{EventId, Granularity, PageRequest, TimeRange};
 use uuid::Uuid;
 
+use analytics_store_sqlite::SqliteStoreOptions;
+
 use crate::common::{TempDb, open};
 
 #[tokio::test]
@@ -270,4 +272,80 @@ async fn kill_9_mid_stream(db: &TempDb, child_url: &str) {
         .await
         .expect("readable after the crash");
     assert_eq!(page.items.len(), 10);
+}
+
+/// `n` events of distinct routes, `seconds` apart, ending at `end`.
+fn requests(end: chrono::DateTime<chrono::Utc>, n: i64) -> Vec<analytics_core::Event> {
+    (0..n)
+        .map(|i| {
+            let at = end - chrono::Duration::seconds(i);
+            fixtures::api_request(at, &format!("/r{}", i % 50), 200, 1.0)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_connection_checkpoints_and_the_wal_stays_bounded() {
+    let db = TempDb::new("checkpoint");
+    let store = db
+        .open_with(SqliteStoreOptions {
+            checkpoint_interval: std::time::Duration::from_millis(1),
+            wal_autocheckpoint_pages: 100,
+            ..SqliteStoreOptions::default()
+        })
+        .await;
+    // 200 back-to-back transactions: about 6 MB of WAL without the writer's bound (the
+    // background checkpoint alone never finds the WAL fully copied), under 1 MB with it.
+    for round in 0..200 {
+        store
+            .write_batch(&requests(now() - chrono::Duration::hours(round), 100))
+            .await
+            .expect("write");
+    }
+    assert_eq!(store.event_count().await.expect("count"), 200 * 100);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.background_checkpoints() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(
+        store.background_checkpoints() > 0,
+        "the background connection checkpointed"
+    );
+    let wal = std::fs::metadata(format!("{}-wal", db.url()))
+        .expect("wal file")
+        .len();
+    assert!(
+        wal < 2 << 20,
+        "the WAL is reused from its start instead of growing: {wal} bytes"
+    );
+    store.close().await;
+    // Closing stops the checkpointer first, so the writer is the last connection and
+    // SQLite checkpoints and removes the WAL.
+    assert!(
+        !std::path::Path::new(&format!("{}-wal", db.url())).exists(),
+        "the WAL was removed on close"
+    );
+    let reopened = db.open().await;
+    assert_eq!(reopened.event_count().await.expect("count"), 200 * 100);
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn a_zero_checkpoint_interval_leaves_checkpoints_to_the_writer() {
+    let db = TempDb::new("no-bg-checkpoint");
+    let store = db
+        .open_with(SqliteStoreOptions {
+            checkpoint_interval: std::time::Duration::ZERO,
+            wal_autocheckpoint_pages: 100,
+            ..SqliteStoreOptions::default()
+        })
+        .await;
+    for round in 0..20 {
+        store
+            .write_batch(&requests(now() - chrono::Duration::hours(round), 100))
+            .await
+            .expect("write");
+    }
+    assert_eq!(store.background_checkpoints(), 0);
+    store.close().await;
 }
