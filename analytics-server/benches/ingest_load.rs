@@ -16,10 +16,20 @@
 //! (`analytics_store_sqlite::baseline`), written from this process, so its SQLite CPU is
 //! counted as "client" and the server's as "server".
 //!
-//! Knobs: `BENCH_SERVER_BIN` (another build of the server), `BENCH_COMPARE_BIN` and
-//! `BENCH_COMPARE_ENV` (SQLite mode: a second server, another build or the same one with
-//! `KEY=value` settings added, run in the same interleaved rounds and reported as a ratio), `BENCH_SQLITE_SYNCHRONOUS=normal` (SQLite mode), `BENCH_CONFIGS` (e.g. `1000x4,100x16`), `BENCH_ROUND_EVENTS` (events per round and configuration, default 40,000),
-//! `BENCH_ROUNDS` (default 3), `BENCH_SUSTAIN_SECS` (default 60; 0 skips it), `BENCH_CONTROLS=0` (skips the ingest-controls rounds). Each configuration
+//! Knobs:
+//! - `BENCH_SERVER_BIN`: another build of the server.
+//! - `BENCH_COMPARE_BIN`, `BENCH_COMPARE_ENV` (SQLite mode): a second server, another build
+//!   or the same one with `KEY=value` settings added, run in the same interleaved rounds
+//!   and reported as a ratio.
+//! - `BENCH_SQLITE_SYNCHRONOUS=normal` (SQLite mode).
+//! - `BENCH_CONFIGS` (e.g. `1000x4,100x16`), `BENCH_ROUND_EVENTS` (events per round and
+//!   configuration, default 40,000), `BENCH_ROUNDS` (default 3).
+//! - `BENCH_SUSTAIN_SECS` (default 60; 0 skips it), `BENCH_CONTROLS=0` (skips the
+//!   ingest-controls rounds).
+//! - `BENCH_TIME_ORDER=shuffled`: events stamped at random moments of the last 5 s instead
+//!   of 30 minutes newest first (see `TimeOrder`).
+//!
+//! Each configuration
 //! (batch size x concurrent clients) runs interleaved rounds, alternating which writer goes
 //! first, and compares the medians. Request bodies and `COPY` data are encoded before the
 //! clock starts, so neither side pays for producing its input. Without `--bench` (as
@@ -158,13 +168,18 @@ fn workload(
     rng: &mut Lcg,
     backend: Backend,
 ) -> Workload {
+    let order = TimeOrder::from_env();
     let now = Utc::now();
     let values: Vec<Value> = (0..n)
         .map(|i| {
             let id = uuid::Uuid::from_u128(
                 (0xBE_u128 << 120) | seq.fetch_add(1, Ordering::Relaxed) as u128,
             );
-            let at = now - chrono::Duration::milliseconds(1 + (i as i64 * 37) % 1_800_000);
+            let back_ms = match order {
+                TimeOrder::Backfill => 1 + (i as i64 * 37) % 1_800_000,
+                TimeOrder::Shuffled => 1 + rng.below(5_000) as i64,
+            };
+            let at = now - chrono::Duration::milliseconds(back_ms);
             event_json(id, at, rng)
         })
         .collect();
@@ -196,6 +211,29 @@ fn workload(
         bodies,
         copies,
         batches: Vec::new(),
+    }
+}
+
+/// When the generated events happened, which decides where each index takes their keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeOrder {
+    /// Spread over the 30 minutes before, newest first, 37 ms apart (the default, and the
+    /// workload of every figure before `BENCH_TIME_ORDER` existed): one batch's events are
+    /// neighbours in every time-keyed index.
+    Backfill,
+    /// Each at a random moment of the 5 s before its round's workload was made
+    /// (`BENCH_TIME_ORDER=shuffled`): every event of a batch lands on another page of each
+    /// time-keyed index, the worst case for a b-tree.
+    Shuffled,
+}
+
+impl TimeOrder {
+    fn from_env() -> Self {
+        match std::env::var("BENCH_TIME_ORDER").as_deref() {
+            Ok("backfill") | Err(_) => Self::Backfill,
+            Ok("shuffled") => Self::Shuffled,
+            Ok(other) => panic!("BENCH_TIME_ORDER must be backfill or shuffled, not {other:?}"),
+        }
     }
 }
 
