@@ -262,10 +262,9 @@ impl ProjectId {
 /// them grow at their right edge instead of touching a random page per insert.
 fn time_ordered_uuid(at: DateTime<Utc>) -> Uuid {
     let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-    // 80 random bits from the operating system's generator (a v4 draw has 122).
-    let random = Uuid::new_v4();
-    let mut bytes = [0u8; 10];
-    bytes.copy_from_slice(&random.as_bytes()[..10]);
+    // 80 random bits from the thread's CSPRNG (seeded and periodically reseeded by the
+    // operating system), not a system call per id: ingest generates one or two per event.
+    let bytes: [u8; 10] = rand::random();
     Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid()
 }
 
