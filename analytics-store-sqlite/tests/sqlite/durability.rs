@@ -13,7 +13,7 @@ use analytics_core::testkit::fixtures::{self, now, project, t};
 use analytics_core::{EventId, Granularity, PageRequest, TimeRange};
 use uuid::Uuid;
 
-use analytics_store_sqlite::SqliteStoreOptions;
+use analytics_store_sqlite::{SqliteStore, SqliteStoreOptions};
 
 use crate::common::{TempDb, open};
 
@@ -274,34 +274,35 @@ async fn kill_9_mid_stream(db: &TempDb, child_url: &str) {
     assert_eq!(page.items.len(), 10);
 }
 
-/// `n` events of distinct routes, `seconds` apart, ending at `end`.
-fn requests(end: chrono::DateTime<chrono::Utc>, n: i64) -> Vec<analytics_core::Event> {
-    (0..n)
-        .map(|i| {
-            let at = end - chrono::Duration::seconds(i);
-            fixtures::api_request(at, &format!("/r{}", i % 50), 200, 1.0)
+/// Opens `db` with a 100-page WAL bound and `interval` between background checkpoints, and
+/// writes `rounds` back-to-back transactions of 100 events, each an hour apart.
+async fn write_rounds(db: &TempDb, interval: std::time::Duration, rounds: i64) -> SqliteStore {
+    let store = db
+        .open_with(SqliteStoreOptions {
+            checkpoint_interval: interval,
+            wal_autocheckpoint_pages: 100,
+            ..SqliteStoreOptions::default()
         })
-        .collect()
+        .await;
+    for round in 0..rounds {
+        let end = now() - chrono::Duration::hours(round);
+        let events: Vec<_> = (0..100)
+            .map(|i| {
+                let at = end - chrono::Duration::seconds(i);
+                fixtures::api_request(at, &format!("/r{}", i % 50), 200, 1.0)
+            })
+            .collect();
+        store.write_batch(&events).await.expect("write");
+    }
+    store
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_background_connection_checkpoints_and_the_wal_stays_bounded() {
     let db = TempDb::new("checkpoint");
-    let store = db
-        .open_with(SqliteStoreOptions {
-            checkpoint_interval: std::time::Duration::from_millis(1),
-            wal_autocheckpoint_pages: 100,
-            ..SqliteStoreOptions::default()
-        })
-        .await;
     // 200 back-to-back transactions: about 6 MB of WAL without the writer's bound (the
     // background checkpoint alone never finds the WAL fully copied), under 1 MB with it.
-    for round in 0..200 {
-        store
-            .write_batch(&requests(now() - chrono::Duration::hours(round), 100))
-            .await
-            .expect("write");
-    }
+    let store = write_rounds(&db, std::time::Duration::from_millis(1), 200).await;
     assert_eq!(store.event_count().await.expect("count"), 200 * 100);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while store.background_checkpoints() == 0 && std::time::Instant::now() < deadline {
@@ -333,19 +334,8 @@ async fn a_background_connection_checkpoints_and_the_wal_stays_bounded() {
 #[tokio::test]
 async fn a_zero_checkpoint_interval_leaves_checkpoints_to_the_writer() {
     let db = TempDb::new("no-bg-checkpoint");
-    let store = db
-        .open_with(SqliteStoreOptions {
-            checkpoint_interval: std::time::Duration::ZERO,
-            wal_autocheckpoint_pages: 100,
-            ..SqliteStoreOptions::default()
-        })
-        .await;
-    for round in 0..20 {
-        store
-            .write_batch(&requests(now() - chrono::Duration::hours(round), 100))
-            .await
-            .expect("write");
-    }
+    let store = write_rounds(&db, std::time::Duration::ZERO, 20).await;
+    assert_eq!(store.event_count().await.expect("count"), 20 * 100);
     assert_eq!(store.background_checkpoints(), 0);
     store.close().await;
 }
