@@ -180,3 +180,89 @@ async fn migration_0003_rewrites_collections_and_marks_kept_hours_dirty() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn migration_0012_drops_the_id_check_in_place_and_keeps_the_rows() {
+    let db = TempDb::new("migrate-0012");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&db.path)
+                .create_if_missing(true),
+        )
+        .await
+        .expect("pool");
+    // The schema as it was before 0012, with one stored event.
+    let before_0012 = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            MIGRATOR
+                .iter()
+                .filter(|m| m.version < 12)
+                .cloned()
+                .collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before_0012
+        .run(&pool)
+        .await
+        .expect("migrations before 0012");
+    let table_sql = |pool: sqlx::SqlitePool| async move {
+        let sql: String = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'analytics_events'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("table sql");
+        sql
+    };
+    assert!(
+        table_sql(pool.clone())
+            .await
+            .contains("CHECK (length(id) = 16)")
+    );
+    sqlx::query(
+        "INSERT INTO analytics_events (project, id, kind, occurred_at, received_at, \
+         correlation_id, sample_rate, payload, properties) \
+         VALUES ('shop', x'0102030405060708090a0b0c0d0e0f10', 'custom.x', 1, 1, 'c', 1.0, '{}', '{}')",
+    )
+    .execute(&pool)
+    .await
+    .expect("event before 0012");
+    pool.close().await;
+
+    // Opening the store applies 0012.
+    let store = db.open().await;
+    store.close().await;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(&db.path))
+        .await
+        .expect("pool");
+    let sql = table_sql(pool.clone()).await;
+    assert!(!sql.contains("length(id)"), "{sql}");
+    assert!(sql.contains("id             BLOB    NOT NULL,"), "{sql}");
+    assert!(
+        sql.contains("CHECK (sample_rate > 0 AND sample_rate <= 1)"),
+        "other constraints stay: {sql}"
+    );
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&pool)
+        .await
+        .expect("integrity check");
+    assert_eq!(check, "ok");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics_events")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 1);
+    let bump: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_schema WHERE name = 'schema_version_bump_0012'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("bump table");
+    assert_eq!(bump, 0, "the table that bumped the schema version is gone");
+    pool.close().await;
+}
