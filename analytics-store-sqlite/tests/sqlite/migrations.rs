@@ -6,6 +6,19 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 use crate::common::TempDb;
 
+/// One plain connection to the file at `path`, outside the store.
+async fn raw_pool(path: &std::path::Path, create: bool) -> sqlx::SqlitePool {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(create),
+        )
+        .await
+        .expect("pool")
+}
+
 async fn schema(pool: &sqlx::SqlitePool) -> (i64, Vec<(String, String)>) {
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(pool)
@@ -24,11 +37,7 @@ async fn migrations_run_twice_are_a_no_op() {
     let db = TempDb::new("migrate");
     let store = db.open().await;
     drop(store);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(SqliteConnectOptions::new().filename(&db.path))
-        .await
-        .expect("pool");
+    let pool = raw_pool(&db.path, false).await;
     let before = schema(&pool).await;
     assert_eq!(before.0, MIGRATOR.iter().count() as i64);
     for table in [
@@ -60,11 +69,7 @@ async fn migrations_run_twice_are_a_no_op() {
     // A second connect migrates again: nothing changes, data stays.
     let store = db.open().await;
     store.close().await;
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(SqliteConnectOptions::new().filename(&db.path))
-        .await
-        .expect("pool");
+    let pool = raw_pool(&db.path, false).await;
     assert_eq!(schema(&pool).await, before);
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&pool)
@@ -143,11 +148,7 @@ async fn migration_0003_rewrites_collections_and_marks_kept_hours_dirty() {
     store.clear_dirty_hours(&dirty).await.expect("clear");
     store.close().await;
 
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(SqliteConnectOptions::new().filename(&db.path))
-        .await
-        .expect("pool");
+    let pool = raw_pool(&db.path, false).await;
     // As an older version stored it.
     sqlx::query("UPDATE analytics_events SET collection = 'Black_Rose'")
         .execute(&pool)
@@ -184,15 +185,7 @@ async fn migration_0003_rewrites_collections_and_marks_kept_hours_dirty() {
 #[tokio::test]
 async fn migration_0012_drops_the_id_check_in_place_and_keeps_the_rows() {
     let db = TempDb::new("migrate-0012");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            SqliteConnectOptions::new()
-                .filename(&db.path)
-                .create_if_missing(true),
-        )
-        .await
-        .expect("pool");
+    let pool = raw_pool(&db.path, true).await;
     // The schema as it was before 0012, with one stored event.
     let before_0012 = sqlx::migrate::Migrator {
         migrations: std::borrow::Cow::Owned(
@@ -235,11 +228,7 @@ async fn migration_0012_drops_the_id_check_in_place_and_keeps_the_rows() {
     // Opening the store applies 0012.
     let store = db.open().await;
     store.close().await;
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(SqliteConnectOptions::new().filename(&db.path))
-        .await
-        .expect("pool");
+    let pool = raw_pool(&db.path, false).await;
     let sql = table_sql(pool.clone()).await;
     assert!(!sql.contains("length(id)"), "{sql}");
     assert!(sql.contains("id             BLOB    NOT NULL,"), "{sql}");
